@@ -1,0 +1,88 @@
+/*
+ * operator.h - the contract between the engine and an operator.
+ *
+ * An operator does one job on a whole batch. It never calls Kafka or another
+ * operator: the engine owns polling, retries, commits and back-pressure.
+ * Operators are declared as a const struct of callbacks with designated
+ * initializers (as Fluent Bit declares its filter plugins) and listed in
+ * pr_operator_registry (operators/registry.c).
+ *
+ * Callbacks:
+ *
+ *   init(op, env)      once, before the first batch. May set op->ctx.
+ *                      Returns PR_OK, or PR_ERR with a logged reason; the
+ *                      engine then refuses to start (exit 2).
+ *
+ *   process(op, batch) once per batch, on the engine thread. Reads and writes
+ *                      batch->records. Records whose dlq_code is set are
+ *                      dead-lettered: operators after decode skip them.
+ *                      Returns:
+ *                        PR_OP_DONE  (0)  the batch is processed;
+ *                        PR_OP_RETRY (>0) a dependency is unavailable: the
+ *                                   engine pauses fetching, backs off and
+ *                                   calls process() again on the same batch
+ *                                   (so process must be idempotent);
+ *                        PR_OP_FATAL (<0) the engine stops without committing
+ *                                   the batch; it is processed again after a
+ *                                   restart (at-least-once).
+ *
+ *   destroy(op)        once, at shutdown; frees op->ctx.
+ */
+#ifndef PR_OPERATOR_H
+#define PR_OPERATOR_H
+
+#include "../pipeline/config.h"
+#include "../pipeline/record-t.h"
+
+#define PR_OP_DONE 0
+#define PR_OP_RETRY 1
+#define PR_OP_FATAL -1
+
+/* Per-operator counters, reported in the stats line. */
+struct pr_operator_stats {
+    uint64_t batches;
+    uint64_t records;
+    uint64_t busy_us; /* wall time inside process() */
+};
+
+/* What an operator may see at init. */
+struct pr_operator_env {
+    const struct pr_config *cfg;
+};
+
+struct pr_operator;
+
+struct pr_operator_ops {
+    const char *name;
+    const char *description;
+    int (*init)(struct pr_operator *op, const struct pr_operator_env *env);
+    int (*process)(struct pr_operator *op, struct pr_batch *batch);
+    void (*destroy)(struct pr_operator *op);
+};
+
+struct pr_operator {
+    const struct pr_operator_ops *ops;
+    void *ctx;
+    struct pr_operator_stats stats;
+};
+
+/* All operators known to the engine, NULL-terminated. */
+extern const struct pr_operator_ops *const pr_operator_registry[];
+const struct pr_operator_ops *pr_operator_lookup(const char *name);
+
+/* A chain: the operators a config names, in order. */
+struct pr_chain {
+    size_t count;
+    struct pr_operator *ops;
+};
+
+/* Builds the chain cfg->chain names; PR_ERR (logged) on an unknown name or a
+ * failed init. */
+int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg);
+/* Runs every operator on batch in order. Returns the first non-DONE result
+ * and, in *failed_at, the index of the operator that gave it. */
+int pr_chain_process(struct pr_chain *chain, struct pr_batch *batch, size_t start,
+                     size_t *failed_at);
+void pr_chain_destroy(struct pr_chain *chain);
+
+#endif

@@ -1,0 +1,71 @@
+#include "operator.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+extern const struct pr_operator_ops pr_op_decode;
+extern const struct pr_operator_ops pr_op_validate;
+extern const struct pr_operator_ops pr_op_policy;
+extern const struct pr_operator_ops pr_op_sample;
+extern const struct pr_operator_ops pr_op_score;
+extern const struct pr_operator_ops pr_op_route;
+extern const struct pr_operator_ops pr_op_encode;
+
+const struct pr_operator_ops *const pr_operator_registry[] = {
+    &pr_op_decode, &pr_op_validate, &pr_op_policy, &pr_op_sample,
+    &pr_op_score,  &pr_op_route,    &pr_op_encode, NULL,
+};
+
+const struct pr_operator_ops *pr_operator_lookup(const char *name) {
+    for (size_t i = 0; pr_operator_registry[i]; i++)
+        if (strcmp(pr_operator_registry[i]->name, name) == 0) return pr_operator_registry[i];
+    return NULL;
+}
+
+int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg) {
+    chain->count = 0;
+    chain->ops = pr_calloc(cfg->chain_len, sizeof(*chain->ops));
+    struct pr_operator_env env = {.cfg = cfg};
+    for (size_t i = 0; i < cfg->chain_len; i++) {
+        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
+        if (!ops) {
+            pr_error("config %s: key 'chain': unknown operator '%s'", cfg->path, cfg->chain[i]);
+            pr_chain_destroy(chain);
+            return PR_ERR;
+        }
+        struct pr_operator *op = &chain->ops[chain->count];
+        op->ops = ops;
+        if (ops->init && ops->init(op, &env) != PR_OK) {
+            pr_error("operator %s failed to start", ops->name);
+            pr_chain_destroy(chain);
+            return PR_ERR;
+        }
+        chain->count++;
+    }
+    return PR_OK;
+}
+
+int pr_chain_process(struct pr_chain *chain, struct pr_batch *batch, size_t start,
+                     size_t *failed_at) {
+    for (size_t i = start; i < chain->count; i++) {
+        struct pr_operator *op = &chain->ops[i];
+        int64_t t0 = pr_monotonic_us();
+        int rc = op->ops->process(op, batch);
+        op->stats.busy_us += (uint64_t)(pr_monotonic_us() - t0);
+        op->stats.batches++;
+        op->stats.records += batch->count;
+        if (rc != PR_OP_DONE) {
+            *failed_at = i;
+            return rc;
+        }
+    }
+    return PR_OP_DONE;
+}
+
+void pr_chain_destroy(struct pr_chain *chain) {
+    for (size_t i = 0; i < chain->count; i++)
+        if (chain->ops[i].ops->destroy) chain->ops[i].ops->destroy(&chain->ops[i]);
+    free(chain->ops);
+    chain->ops = NULL;
+    chain->count = 0;
+}

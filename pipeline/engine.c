@@ -1,0 +1,511 @@
+/*
+ * engine.c - the batch loop.
+ *
+ * Delivery (at-least-once):
+ *
+ *   A batch is up to batch.size messages taken from the consumer. The chain
+ *   turns it into output records (decisions, alerts, dead letters) that live
+ *   in the batch's arena; the engine produces them without copying, each
+ *   tagged with its batch. The delivery report callback counts down the
+ *   batch's outstanding messages. Batches sit in a FIFO ring of
+ *   batch.max_inflight slots; only the oldest batch may commit, and only when
+ *   every message it produced is acknowledged (acks=all, idempotent
+ *   producer). So a committed offset never covers an output that is not
+ *   durably written. A failed delivery (only a fatal producer error, since
+ *   message.timeout.ms is infinite) stops the engine with exit status 1 and
+ *   nothing after the failed batch is committed.
+ *
+ * Rebalance: on revoke the engine drops the messages it has polled but not
+ *   yet processed from the revoked partitions (the new owner reads them again
+ *   from the committed offset), waits for every in-flight batch to be
+ *   acknowledged, commits synchronously, then lets the partitions go. No
+ *   output is produced for a revoked partition after its final commit, so a
+ *   rebalance loses nothing and duplicates nothing.
+ *
+ * Stop (SIGTERM/SIGINT): stop fetching, process what was polled, wait for
+ *   acknowledgement, commit synchronously, close the consumer, exit 0. A
+ *   clean stop therefore produces no duplicates on restart.
+ */
+#include "engine.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../operators/operator.h"
+#include "kafka.h"
+#include "rules.h"
+
+struct pr_engine;
+
+/* One batch from poll to commit. */
+struct pr_slot {
+    struct pr_engine *engine;
+    struct pr_batch batch;
+    rd_kafka_message_t **messages; /* polled, destroyed after encode */
+    size_t message_count;
+    size_t outstanding; /* produced, not yet acknowledged */
+    bool failed;
+    bool busy;
+    /* Next offset to commit per partition of the input topic. */
+    size_t offset_count;
+    int32_t *partitions;
+    int64_t *next_offsets;
+};
+
+struct pr_engine {
+    const struct pr_config *cfg;
+    const struct pr_engine_options *options;
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    rd_kafka_topic_t *topic_decisions, *topic_alerts, *topic_dlq;
+    struct pr_chain chain;
+    struct pr_rules *rules;
+    size_t slot_count;
+    struct pr_slot *slots;
+    size_t head;  /* oldest in-flight slot */
+    size_t inflight;
+    struct pr_slot *filling; /* slot being filled by poll, or NULL */
+    bool fatal;
+    bool assigned_once;
+    int64_t last_message_us;
+    struct pr_engine_totals totals;
+    uint64_t produce_retries;
+    uint64_t commits;
+};
+
+/* ---------------------------------------------------------------- delivery */
+
+static void pr_engine_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    struct pr_slot *slot = msg->_private;
+    if (!slot) return;
+    if (msg->err) {
+        pr_error("delivery to %s failed: %s", rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
+        slot->failed = true;
+    }
+    slot->outstanding--;
+}
+
+static void pr_slot_track_offset(struct pr_slot *slot, int32_t partition, int64_t offset) {
+    for (size_t i = 0; i < slot->offset_count; i++) {
+        if (slot->partitions[i] == partition) {
+            if (offset + 1 > slot->next_offsets[i]) slot->next_offsets[i] = offset + 1;
+            return;
+        }
+    }
+    slot->partitions = pr_realloc(slot->partitions, (slot->offset_count + 1) * sizeof(int32_t));
+    slot->next_offsets = pr_realloc(slot->next_offsets, (slot->offset_count + 1) * sizeof(int64_t));
+    slot->partitions[slot->offset_count] = partition;
+    slot->next_offsets[slot->offset_count] = offset + 1;
+    slot->offset_count++;
+}
+
+static void pr_engine_commit(struct pr_engine *engine, struct pr_slot *slot, bool sync) {
+    if (slot->offset_count == 0) return;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)slot->offset_count);
+    for (size_t i = 0; i < slot->offset_count; i++)
+        rd_kafka_topic_partition_list_add(list, engine->cfg->topic_declarations, slot->partitions[i])
+            ->offset = slot->next_offsets[i];
+    rd_kafka_resp_err_t err = rd_kafka_commit(engine->consumer, list, sync ? 0 : 1);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        pr_warn("offset commit failed: %s (the batch will be processed again after a restart)",
+                rd_kafka_err2str(err));
+    engine->commits++;
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void pr_slot_release(struct pr_slot *slot) {
+    pr_batch_reset(&slot->batch);
+    slot->offset_count = 0;
+    slot->failed = false;
+    slot->busy = false;
+}
+
+/* Commits every leading batch whose outputs are all acknowledged. */
+static void pr_engine_complete(struct pr_engine *engine, bool sync) {
+    while (engine->inflight > 0) {
+        struct pr_slot *slot = &engine->slots[engine->head];
+        if (slot->outstanding > 0) break;
+        if (slot->failed) {
+            if (!engine->fatal)
+                pr_error("a batch could not be delivered; stopping without committing it "
+                         "(it is processed again on restart)");
+            engine->fatal = true;
+            return;
+        }
+        pr_engine_commit(engine, slot, sync);
+        pr_slot_release(slot);
+        engine->head = (engine->head + 1) % engine->slot_count;
+        engine->inflight--;
+    }
+}
+
+/* Waits until every in-flight batch is acknowledged, committing as they
+ * complete. Bounded only by the broker: librdkafka retries until delivered. */
+static void pr_engine_drain(struct pr_engine *engine, bool sync) {
+    int64_t last_log = pr_monotonic_us();
+    while (engine->inflight > 0 && !engine->fatal) {
+        rd_kafka_poll(engine->producer, 100);
+        pr_engine_complete(engine, sync);
+        if (pr_monotonic_us() - last_log > 5000000) {
+            pr_warn("waiting for %zu batches to be acknowledged by Kafka", engine->inflight);
+            last_log = pr_monotonic_us();
+        }
+    }
+    if (rd_kafka_fatal_error(engine->producer, NULL, 0)) engine->fatal = true;
+}
+
+/* --------------------------------------------------------------- rebalance */
+
+static void pr_engine_drop_revoked(struct pr_engine *engine,
+                                   const rd_kafka_topic_partition_list_t *revoked) {
+    struct pr_slot *slot = engine->filling;
+    if (!slot) return;
+    size_t kept = 0;
+    for (size_t i = 0; i < slot->message_count; i++) {
+        rd_kafka_message_t *m = slot->messages[i];
+        bool gone = false;
+        for (int k = 0; k < revoked->cnt; k++)
+            if (revoked->elems[k].partition == m->partition &&
+                strcmp(revoked->elems[k].topic, rd_kafka_topic_name(m->rkt)) == 0)
+                gone = true;
+        if (gone)
+            rd_kafka_message_destroy(m);
+        else
+            slot->messages[kept++] = m;
+    }
+    if (kept != slot->message_count)
+        pr_info("rebalance: dropped %zu polled, unprocessed messages of revoked partitions",
+                slot->message_count - kept);
+    slot->message_count = kept;
+}
+
+static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                   rd_kafka_topic_partition_list_t *partitions, void *opaque) {
+    struct pr_engine *engine = opaque;
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        pr_info("rebalance: assigned %d partitions", partitions->cnt);
+        engine->assigned_once = true;
+        engine->last_message_us = pr_monotonic_us();
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, partitions);
+            if (e) rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, partitions);
+        }
+        return;
+    }
+    pr_info("rebalance: %d partitions revoked; finishing batches in flight", partitions->cnt);
+    pr_engine_drop_revoked(engine, partitions);
+    pr_engine_drain(engine, true);
+    if (cooperative) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, partitions);
+        if (e) rd_kafka_error_destroy(e);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static int pr_engine_setup(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    char err[512];
+    rd_kafka_conf_t *pconf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
+    if (!pconf) return 2;
+    rd_kafka_conf_set_dr_msg_cb(pconf, pr_engine_dr_cb);
+    engine->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
+    if (!engine->producer) {
+        pr_error("cannot create the Kafka producer: %s", err);
+        return 2;
+    }
+    rd_kafka_conf_t *cconf = pr_kafka_conf_new(cfg, PR_KAFKA_CONSUMER);
+    if (!cconf) return 2;
+    rd_kafka_conf_set_opaque(cconf, engine);
+    rd_kafka_conf_set_rebalance_cb(cconf, pr_engine_rebalance_cb);
+    engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
+    if (!engine->consumer) {
+        pr_error("cannot create the Kafka consumer: %s", err);
+        return 2;
+    }
+    rd_kafka_poll_set_consumer(engine->consumer);
+    engine->topic_decisions = rd_kafka_topic_new(engine->producer, cfg->topic_decisions, NULL);
+    engine->topic_alerts = rd_kafka_topic_new(engine->producer, cfg->topic_alerts, NULL);
+    engine->topic_dlq = rd_kafka_topic_new(engine->producer, cfg->topic_dlq, NULL);
+
+    rd_kafka_topic_partition_list_t *subscription = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subscription, cfg->topic_declarations, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(engine->consumer, subscription);
+    rd_kafka_topic_partition_list_destroy(subscription);
+    if (e) {
+        pr_error("cannot subscribe to %s: %s", cfg->topic_declarations, rd_kafka_err2str(e));
+        return 1;
+    }
+
+    engine->slot_count = (size_t)cfg->max_inflight_batches;
+    engine->slots = pr_calloc(engine->slot_count, sizeof(*engine->slots));
+    for (size_t i = 0; i < engine->slot_count; i++) {
+        struct pr_slot *slot = &engine->slots[i];
+        slot->engine = engine;
+        pr_batch_init(&slot->batch, (size_t)cfg->batch_size);
+        slot->batch.source_topic = cfg->topic_declarations;
+        slot->messages = pr_calloc((size_t)cfg->batch_size, sizeof(*slot->messages));
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- produce */
+
+static void pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot, rd_kafka_topic_t *topic,
+                              const void *key, size_t key_len, struct pr_str value) {
+    for (;;) {
+        /* Zero copy: the value lives in the batch arena until the slot is
+         * released, which happens only after its delivery reports. */
+        if (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, 0, (void *)value.ptr, value.len, key,
+                             key_len, slot) == 0) {
+            slot->outstanding++;
+            return;
+        }
+        rd_kafka_resp_err_t err = rd_kafka_last_error();
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            pr_error("produce to %s failed: %s", rd_kafka_topic_name(topic), rd_kafka_err2str(err));
+            slot->failed = true;
+            return;
+        }
+        /* Back-pressure: the local queue is full; serve delivery reports. */
+        engine->produce_retries++;
+        rd_kafka_poll(engine->producer, 50);
+        pr_engine_complete(engine, false);
+    }
+}
+
+static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
+    struct pr_batch *batch = &slot->batch;
+    for (size_t i = 0; i < batch->count; i++) {
+        struct pr_record *rec = &batch->records[i];
+        pr_slot_track_offset(slot, rec->partition, rec->offset);
+        if (rec->outputs & PR_OUT_DLQ) {
+            pr_engine_produce(engine, slot, engine->topic_dlq, rec->key, rec->key_len, rec->out_dlq);
+            engine->totals.dead_letters++;
+        }
+        if (rec->outputs & PR_OUT_DECISION) {
+            pr_engine_produce(engine, slot, engine->topic_decisions, rec->decl.declaration_id.ptr,
+                              rec->decl.declaration_id.len, rec->out_decision);
+            engine->totals.decisions++;
+        }
+        if (rec->outputs & PR_OUT_ALERT) {
+            pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
+                              rec->decl.house_bill.len, rec->out_decision);
+            engine->totals.alerts++;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- loop */
+
+/* Fills engine->filling with up to batch.size messages, waiting at most
+ * batch.timeout_ms once the first message is in. */
+static void pr_engine_fill(struct pr_engine *engine, struct pr_slot *slot) {
+    const struct pr_config *cfg = engine->cfg;
+    int64_t deadline = 0;
+    while (slot->message_count < (size_t)cfg->batch_size && !*engine->options->stop) {
+        int64_t now = pr_monotonic_us();
+        int timeout_ms = 100;
+        if (slot->message_count > 0) {
+            if (now >= deadline) break;
+            timeout_ms = (int)((deadline - now) / 1000) + 1;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(engine->consumer, timeout_ms);
+        /* Serve delivery reports while waiting, so earlier batches commit. */
+        rd_kafka_poll(engine->producer, 0);
+        pr_engine_complete(engine, false);
+        if (!m) {
+            if (slot->message_count == 0) break; /* nothing yet: let the caller check idle/stop */
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                pr_warn("consumer: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (slot->message_count == 0) deadline = pr_monotonic_us() + cfg->batch_timeout_ms * 1000LL;
+        slot->messages[slot->message_count++] = m;
+        engine->last_message_us = pr_monotonic_us();
+    }
+}
+
+/* Runs the chain on a filled slot, retrying with back-off while an operator
+ * asks for it (a dependency is down). Returns false on a fatal error. */
+static bool pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
+    struct pr_batch *batch = &slot->batch;
+    for (size_t i = 0; i < slot->message_count; i++) {
+        rd_kafka_message_t *m = slot->messages[i];
+        struct pr_record *rec = pr_batch_push(batch);
+        rec->payload = m->payload;
+        rec->payload_len = m->len;
+        rec->key = m->key;
+        rec->key_len = m->key_len;
+        rec->partition = m->partition;
+        rec->offset = m->offset;
+    }
+    batch->now_ms = pr_now_ms();
+    batch->rules = engine->rules;
+    batch->refdata_version = "none";
+    size_t start = 0, failed_at = 0;
+    int backoff_ms = 100;
+    for (;;) {
+        int rc = pr_chain_process(&engine->chain, batch, start, &failed_at);
+        if (rc == PR_OP_DONE) break;
+        if (rc < 0) {
+            pr_error("operator %s failed; stopping without committing the batch",
+                     engine->chain.ops[failed_at].ops->name);
+            return false;
+        }
+        if (*engine->options->stop) {
+            pr_warn("operator %s unavailable at shutdown; the batch is left uncommitted",
+                    engine->chain.ops[failed_at].ops->name);
+            return false;
+        }
+        pr_warn("operator %s: dependency unavailable, retrying in %d ms",
+                engine->chain.ops[failed_at].ops->name, backoff_ms);
+        for (int waited = 0; waited < backoff_ms; waited += 100) {
+            rd_kafka_poll(engine->producer, 100);
+            pr_engine_complete(engine, false);
+        }
+        if (backoff_ms < 5000) backoff_ms *= 2;
+        start = failed_at;
+    }
+    return true;
+}
+
+static void pr_engine_release_messages(struct pr_slot *slot) {
+    for (size_t i = 0; i < slot->message_count; i++) rd_kafka_message_destroy(slot->messages[i]);
+    slot->message_count = 0;
+}
+
+static void pr_engine_log_stats(struct pr_engine *engine, const char *prefix) {
+    struct pr_engine_totals *t = &engine->totals;
+    pr_info("%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu batches=%llu inflight=%zu "
+            "commits=%llu queue_full_waits=%llu",
+            prefix, (unsigned long long)t->consumed, (unsigned long long)t->decisions,
+            (unsigned long long)t->alerts, (unsigned long long)t->dead_letters,
+            (unsigned long long)t->batches, engine->inflight, (unsigned long long)engine->commits,
+            (unsigned long long)engine->produce_retries);
+}
+
+static double pr_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *options,
+                  struct pr_engine_totals *totals) {
+    struct pr_engine engine_storage;
+    struct pr_engine *engine = &engine_storage;
+    memset(engine, 0, sizeof(*engine));
+    engine->cfg = cfg;
+    engine->options = options;
+    engine->rules = pr_rules_new_default();
+    int rc = 0;
+    if (pr_chain_init(&engine->chain, cfg) != PR_OK) {
+        rc = 2;
+        goto out;
+    }
+    rc = pr_engine_setup(engine);
+    if (rc) goto out;
+    pr_info("running: group=%s input=%s decisions=%s alerts=%s dlq=%s batch.size=%d chain of %zu "
+            "operators",
+            cfg->group_id, cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
+            cfg->topic_dlq, cfg->batch_size, engine->chain.count);
+
+    double cpu0 = pr_cpu_seconds();
+    int64_t wall0 = pr_monotonic_us(), last_stats = wall0;
+    engine->last_message_us = wall0;
+    while (!engine->fatal) {
+        if (engine->inflight == engine->slot_count) {
+            /* Every slot is waiting for acknowledgements: back-pressure. */
+            rd_kafka_poll(engine->producer, 50);
+            pr_engine_complete(engine, false);
+            continue;
+        }
+        struct pr_slot *slot = &engine->slots[(engine->head + engine->inflight) % engine->slot_count];
+        engine->filling = slot;
+        pr_engine_fill(engine, slot);
+        engine->filling = NULL;
+        if (slot->message_count > 0) {
+            slot->busy = true;
+            if (!pr_engine_process(engine, slot)) {
+                pr_engine_release_messages(slot);
+                pr_batch_reset(&slot->batch);
+                engine->fatal = true;
+                break;
+            }
+            engine->inflight++;
+            engine->totals.consumed += slot->message_count;
+            engine->totals.batches++;
+            pr_engine_emit(engine, slot);
+            /* Outputs and dead-letter payloads are in the arena now. */
+            pr_engine_release_messages(slot);
+            rd_kafka_poll(engine->producer, 0);
+            pr_engine_complete(engine, false);
+        }
+        int64_t now = pr_monotonic_us();
+        if (cfg->stats_interval_ms > 0 && now - last_stats >= cfg->stats_interval_ms * 1000LL) {
+            pr_engine_log_stats(engine, "stats");
+            last_stats = now;
+        }
+        if (*options->stop) break;
+        if (options->exit_when_idle_ms > 0 && engine->assigned_once && engine->inflight == 0 &&
+            now - engine->last_message_us > options->exit_when_idle_ms * 1000LL) {
+            pr_info("idle for %d ms: stopping", options->exit_when_idle_ms);
+            break;
+        }
+    }
+    if (!engine->fatal) {
+        pr_info("stopping: finishing %zu batches in flight", engine->inflight);
+        pr_engine_drain(engine, true);
+    }
+    engine->totals.cpu_seconds = pr_cpu_seconds() - cpu0;
+    engine->totals.wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
+    pr_engine_log_stats(engine, engine->fatal ? "stopped after a fatal error" : "stopped");
+    for (size_t i = 0; i < engine->chain.count; i++) {
+        const struct pr_operator *op = &engine->chain.ops[i];
+        pr_debug("operator %-10s batches=%llu records=%llu busy=%.3f s", op->ops->name,
+                 (unsigned long long)op->stats.batches, (unsigned long long)op->stats.records,
+                 (double)op->stats.busy_us / 1e6);
+    }
+    rc = engine->fatal ? 1 : 0;
+
+out:
+    if (engine->consumer) {
+        if (!engine->fatal) rd_kafka_consumer_close(engine->consumer);
+        rd_kafka_destroy(engine->consumer);
+    }
+    if (engine->producer) {
+        if (engine->topic_decisions) rd_kafka_topic_destroy(engine->topic_decisions);
+        if (engine->topic_alerts) rd_kafka_topic_destroy(engine->topic_alerts);
+        if (engine->topic_dlq) rd_kafka_topic_destroy(engine->topic_dlq);
+        if (!engine->fatal) rd_kafka_flush(engine->producer, 10000);
+        rd_kafka_destroy(engine->producer);
+    }
+    for (size_t i = 0; i < engine->slot_count; i++) {
+        pr_batch_destroy(&engine->slots[i].batch);
+        free(engine->slots[i].messages);
+        free(engine->slots[i].partitions);
+        free(engine->slots[i].next_offsets);
+    }
+    free(engine->slots);
+    pr_chain_destroy(&engine->chain);
+    pr_rules_free(engine->rules);
+    if (totals) *totals = engine->totals;
+    return rc;
+}

@@ -1,0 +1,33 @@
+/*
+ * engine.h - the batch loop of `parcelrisk run`: consume, run the operator
+ * chain, produce, and commit offsets only after everything produced for
+ * them is acknowledged by the broker.
+ */
+#ifndef PR_ENGINE_H
+#define PR_ENGINE_H
+
+#include <signal.h>
+
+#include "config.h"
+
+struct pr_engine_options {
+    /* Exit 0 once no message has arrived for this long after the first
+     * assignment (0: run until signalled). For tests, demos, benchmarks. */
+    int exit_when_idle_ms;
+    /* Set to nonzero by SIGTERM/SIGINT handlers: stop fetching, finish and
+     * flush the batch in flight, commit, exit 0. */
+    volatile sig_atomic_t *stop;
+};
+
+struct pr_engine_totals {
+    uint64_t consumed, decisions, alerts, dead_letters, batches;
+    double cpu_seconds, wall_seconds;
+};
+
+/* Runs until stopped or idle. Returns the process exit status: 0 after a
+ * clean stop, 1 after a fatal error (offsets of unfinished batches are not
+ * committed, so a restart processes them again), 2 for bad configuration. */
+int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *options,
+                  struct pr_engine_totals *totals);
+
+#endif

@@ -1,0 +1,149 @@
+#include "kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int pr_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                       const char *origin, int line) {
+    char err[512];
+    if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        if (line > 0)
+            fprintf(stderr, "parcelrisk: config error: %s:%d: key 'kafka.%s': %s\n", origin, line,
+                    key, err);
+        else
+            fprintf(stderr, "parcelrisk: config error: %s: key 'kafka.%s': %s\n", origin, key, err);
+        return PR_ERR;
+    }
+    return PR_OK;
+}
+
+void pr_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)opaque;
+    static __thread char last[256];
+    static __thread int64_t last_ms;
+    int64_t now = pr_now_ms();
+    if (strncmp(last, reason, sizeof(last) - 1) == 0 && now - last_ms < 10000) return;
+    snprintf(last, sizeof(last), "%s", reason);
+    last_ms = now;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT)
+        pr_warn("Kafka unreachable (%s): %s; librdkafka keeps retrying", rd_kafka_name(rk), reason);
+    else
+        pr_warn("Kafka client %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_side side) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Defaults that the delivery guarantee depends on come first; the user's
+     * kafka.* keys may override tuning, not these semantics (checked after). */
+    static const char *const common[][2] = {
+        {"bootstrap.servers", "127.0.0.1:9092"},
+        {"client.id", "parcelrisk"},
+        {"socket.keepalive.enable", "true"},
+        {"reconnect.backoff.ms", "100"},
+        {"reconnect.backoff.max.ms", "5000"},
+    };
+    static const char *const consumer[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"isolation.level", "read_committed"},
+        {"fetch.wait.max.ms", "100"},
+    };
+    static const char *const producer[][2] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "5"},
+        {"batch.num.messages", "10000"},
+        {"compression.codec", "lz4"},
+        {"partitioner", "murmur2_random"}, /* same partition for a key as Java clients */
+        {"message.timeout.ms", "0"},       /* never give up on a decision: retry until delivered */
+        {"queue.buffering.max.messages", "500000"},
+    };
+    for (size_t i = 0; i < PR_ARRAY_LEN(common); i++)
+        pr_conf_set(conf, common[i][0], common[i][1], "defaults", 0);
+    if (side == PR_KAFKA_CONSUMER) {
+        for (size_t i = 0; i < PR_ARRAY_LEN(consumer); i++)
+            pr_conf_set(conf, consumer[i][0], consumer[i][1], "defaults", 0);
+        pr_conf_set(conf, "group.id", cfg->group_id, cfg->path, 0);
+    } else {
+        for (size_t i = 0; i < PR_ARRAY_LEN(producer); i++)
+            pr_conf_set(conf, producer[i][0], producer[i][1], "defaults", 0);
+    }
+    for (size_t i = 0; i < cfg->kafka_count; i++) {
+        const char *key = cfg->kafka[i].key;
+        if (strncmp(key, "consumer.", 9) == 0) {
+            if (side != PR_KAFKA_CONSUMER) continue;
+            key += 9;
+        } else if (strncmp(key, "producer.", 9) == 0) {
+            if (side != PR_KAFKA_PRODUCER) continue;
+            key += 9;
+        }
+        if (pr_conf_set(conf, key, cfg->kafka[i].value, cfg->path, cfg->kafka[i].line) != PR_OK) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (side == PR_KAFKA_CONSUMER) {
+        /* Offsets are committed by the engine only after delivery. */
+        pr_conf_set(conf, "enable.auto.commit", "false", "parcelrisk", 0);
+        pr_conf_set(conf, "enable.auto.offset.store", "false", "parcelrisk", 0);
+    } else {
+        pr_conf_set(conf, "enable.idempotence", "true", "parcelrisk", 0);
+    }
+    rd_kafka_conf_set_error_cb(conf, pr_kafka_error_cb);
+    return conf;
+}
+
+int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
+    rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
+    if (!conf) return PR_ERR;
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        pr_error("cannot create Kafka client: %s", err);
+        return PR_ERR;
+    }
+    const char *names[4] = {cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
+                            cfg->topic_dlq};
+    rd_kafka_NewTopic_t *topics[4];
+    for (int i = 0; i < 4; i++) {
+        int parts = i == 0 ? cfg->declarations_partitions : cfg->output_partitions;
+        topics[i] = rd_kafka_NewTopic_new(names[i], parts, 1, err, sizeof(err));
+    }
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, err, sizeof(err));
+    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err, sizeof(err));
+    rd_kafka_CreateTopics(rk, topics, 4, options, queue);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, timeout_ms + 5000);
+    int rc = PR_OK;
+    if (!ev) {
+        pr_error("creating topics: no answer from Kafka within %d ms", timeout_ms + 5000);
+        rc = PR_ERR;
+    } else if (rd_kafka_event_error(ev)) {
+        pr_error("creating topics: %s", rd_kafka_event_error_string(ev));
+        rc = PR_ERR;
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n;
+        const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(res, &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+            const char *name = rd_kafka_topic_result_name(results[i]);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                pr_info("created topic %s", name);
+            else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                pr_info("topic %s exists", name);
+            else {
+                pr_error("creating topic %s: %s", name, rd_kafka_topic_result_error_string(results[i]));
+                rc = PR_ERR;
+            }
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_queue_destroy(queue);
+    for (int i = 0; i < 4; i++) rd_kafka_NewTopic_destroy(topics[i]);
+    rd_kafka_destroy(rk);
+    return rc;
+}

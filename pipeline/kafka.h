@@ -1,0 +1,28 @@
+/*
+ * kafka.h - librdkafka client set-up shared by every subcommand: the
+ * defaults parcelrisk relies on plus the kafka.* passthrough of the config.
+ */
+#ifndef PR_KAFKA_H
+#define PR_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+enum pr_kafka_side { PR_KAFKA_CONSUMER, PR_KAFKA_PRODUCER };
+
+/* A conf with parcelrisk's defaults for the side, then every kafka.* key of
+ * cfg applied on top. Returns NULL after printing "file:line: key ..." for a
+ * property librdkafka refuses (the caller exits 2). */
+rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_side side);
+
+/* Creates the four topics of cfg (declarations with
+ * topics.declarations_partitions, the others with topics.output_partitions);
+ * topics that exist already are left as they are. */
+int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms);
+
+/* Logs client errors once per distinct message per 10 s (no log storms
+ * while the broker is down). */
+void pr_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * normalize.h - identity normalization of DOMAIN.md section 6, shared by the
+ * reference-data loader and the operators so that both sides normalize the
+ * same way.
+ *
+ * Every function writes to out, which must hold at least len + 1 bytes (the
+ * normal form is never longer than the input), NUL-terminates it and returns
+ * its length.
+ */
+#ifndef PR_NORMALIZE_H
+#define PR_NORMALIZE_H
+
+#include "record-t.h"
+
+/* Upper-case ASCII letters, keep bytes >= 0x80, delete . and ', turn every
+ * other non-alphanumeric byte into a space, collapse spaces, trim. */
+size_t pr_norm_text(const char *in, size_t len, char *out);
+/* pr_norm_text, then drop trailing legal-form tokens (CO, LTD, LLC, ...). */
+size_t pr_norm_name(const char *in, size_t len, char *out);
+/* pr_norm_text, then abbreviate whole words (STREET -> ST, ...). */
+size_t pr_norm_address(const char *in, size_t len, char *out);
+
+/* True for the normalized placeholders N A, NA, NONE, UNKNOWN. */
+bool pr_norm_is_placeholder(const char *norm, size_t len);
+
+/* True when s is empty or only white space. */
+bool pr_str_blank(struct pr_str s);
+
+/* Consignee identity: norm name | norm address | postal code upper-cased
+ * without spaces and hyphens. Written to out (reset first). */
+void pr_consignee_identity(const struct pr_party *party, struct pr_buf *out);
+/* Lower-case hex SHA-256 of the consignee identity (65 bytes with NUL). */
+void pr_consignee_key(const struct pr_party *party, char hex[65]);
+/* Delivery address: norm address + " " + norm city, or norm address alone
+ * when the city normalizes to nothing. Written to out (reset first). */
+void pr_delivery_address(const struct pr_party *party, struct pr_buf *out);
+
+void pr_sha256_hex(const void *data, size_t len, char hex[65]);
+
+#endif

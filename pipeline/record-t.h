@@ -1,0 +1,189 @@
+/*
+ * record-t.h - the types that flow through the operator chain: a decoded
+ * declaration, the decision being built for it, and the batch that holds
+ * both for many messages at once.
+ */
+#ifndef PR_RECORD_T_H
+#define PR_RECORD_T_H
+
+#include "common.h"
+
+enum pr_transport_mode {
+    PR_MODE_AIR = 0, PR_MODE_TRUCK, PR_MODE_RAIL, PR_MODE_VESSEL, PR_MODE_POSTAL,
+    PR_MODE_COUNT
+};
+
+struct pr_party {
+    struct pr_str name, address, city, postal_code, country;
+};
+
+struct pr_line {
+    struct pr_str hts, description, origin_country;
+    int32_t quantity;
+    int64_t value_usd_cents;
+};
+
+/* A decoded Declaration (DOMAIN.md section 3). Strings borrow from the
+ * message payload; lines live in the batch arena. */
+struct pr_declaration {
+    struct pr_str declaration_id, filer_code, entry_type, house_bill;
+    bool has_master_bill;
+    struct pr_str master_bill;
+    int32_t transport_mode;
+    struct pr_str port_of_entry;
+    int64_t arrival_time, event_time;
+    struct pr_party shipper, consignee;
+    bool has_seller;
+    struct pr_party seller;
+    bool has_marketplace;
+    struct pr_str marketplace;
+    int64_t value_usd_cents;
+    bool has_freight;
+    int64_t freight_usd_cents;
+    int32_t gross_weight_grams;
+    uint32_t line_count;
+    struct pr_line *lines;
+};
+
+/* Reason codes of DOMAIN.md section 5, in the order decisions list them. */
+enum pr_reason_code {
+    PR_R_DE_MINIMIS_SUSPENDED = 0,
+    PR_R_VALUE_OVER_THRESHOLD,
+    PR_R_AGGREGATE_OVER_THRESHOLD,
+    PR_R_SPLIT_SHIPMENT,
+    PR_R_EXCLUDED_GOODS,
+    PR_R_PGA_REGULATED,
+    PR_R_KNOWN_VIOLATOR,
+    PR_R_HTS_INVALID,
+    PR_R_WATCHED_COMMODITY,
+    PR_R_UNDERVALUED,
+    PR_R_VAGUE_DESCRIPTION,
+    PR_R_MISSING_DATA,
+    PR_R_FREIGHT_VALUE_MISMATCH,
+    PR_R_HIGH_RISK_ORIGIN,
+    PR_R_ADDRESS_CLUSTER,
+    PR_R_RANDOM_COMPLIANCE,
+    PR_R_COUNT
+};
+
+extern const char *const pr_reason_names[PR_R_COUNT];
+int pr_reason_from_name(const char *name, size_t len); /* -1 if unknown */
+
+enum pr_lane { PR_LANE_GREEN = 0, PR_LANE_BLUE, PR_LANE_YELLOW, PR_LANE_RED };
+extern const char *const pr_lane_names[4];
+
+enum pr_de_minimis {
+    PR_DM_ELIGIBLE = 0,
+    PR_DM_INELIGIBLE_VALUE,
+    PR_DM_INELIGIBLE_AGGREGATE,
+    PR_DM_INELIGIBLE_GOODS,
+    PR_DM_SUSPENDED
+};
+extern const char *const pr_de_minimis_names[5];
+
+/* Dead-letter error codes of DOMAIN.md section 5. */
+enum pr_dlq_code {
+    PR_DLQ_NONE = 0,
+    PR_DLQ_EMPTY,
+    PR_DLQ_TOO_LARGE,
+    PR_DLQ_DECODE_ERROR,
+    PR_DLQ_TRAILING_BYTES,
+    PR_DLQ_INVALID_UTF8,
+    PR_DLQ_UNKNOWN_SCHEMA
+};
+extern const char *const pr_dlq_names[7];
+
+struct pr_reason {
+    int32_t points;
+    uint32_t detail_len;
+    char *detail; /* batch arena; never a raw name or address */
+};
+
+/* Where a record's outputs go; set by the route operator. */
+enum pr_output {
+    PR_OUT_DECISION = 1u << 0,
+    PR_OUT_ALERT = 1u << 1,
+    PR_OUT_DLQ = 1u << 2,
+};
+
+/* One consumed message and everything the chain learns about it. */
+struct pr_record {
+    /* The message as consumed (borrowed from librdkafka until the batch ends). */
+    const uint8_t *payload;
+    size_t payload_len;
+    const void *key;
+    size_t key_len;
+    int32_t partition;
+    int64_t offset;
+
+    /* Set by decode; a record with dlq_code != NONE skips the rest. */
+    enum pr_dlq_code dlq_code;
+    char dlq_detail[192];
+    struct pr_declaration decl;
+
+    /* The decision being built. */
+    char consignee_key[65];
+    uint32_t fired; /* bit per enum pr_reason_code */
+    struct pr_reason reasons[PR_R_COUNT];
+    int32_t score;
+    int32_t violator_severity; /* highest matched, 0 = none */
+    bool random_selection;
+    bool value_over_threshold;
+    bool aggregate_over_threshold;
+    bool suspended;
+    enum pr_lane lane;
+    enum pr_de_minimis de_minimis;
+    int64_t decided_at;
+
+    /* Set by route, filled by encode. */
+    uint32_t outputs;
+    struct pr_str out_decision; /* encoded Decision, arena */
+    struct pr_str out_dlq;      /* encoded DeadLetter, arena */
+};
+
+static inline bool pr_record_dead(const struct pr_record *rec) {
+    return rec->dlq_code != PR_DLQ_NONE;
+}
+
+static inline bool pr_record_has(const struct pr_record *rec, enum pr_reason_code code) {
+    return (rec->fired >> code) & 1u;
+}
+
+struct pr_rules;
+struct pr_policy;
+
+/* A batch: up to batch.size messages from one poll cycle, processed by every
+ * operator in turn. Owned by the engine; operators read and write records
+ * but never keep pointers into a batch past process(). */
+struct pr_batch {
+    struct pr_record *records;
+    size_t count;
+    size_t capacity;
+    struct pr_arena arena;
+    const char *source_topic;
+    int64_t now_ms; /* decided_at for every record of the batch */
+    const struct pr_rules *rules;
+    const char *refdata_version;
+};
+
+void pr_batch_init(struct pr_batch *batch, size_t capacity);
+/* Clears records and the arena for the next poll cycle. */
+void pr_batch_reset(struct pr_batch *batch);
+void pr_batch_destroy(struct pr_batch *batch);
+/* Claims the next zeroed record slot (capacity is fixed). */
+struct pr_record *pr_batch_push(struct pr_batch *batch);
+
+/* Marks a record as dead-lettered with a code and a printf-style detail.
+ * The detail must not contain raw names or addresses. */
+void pr_record_dead_letter(struct pr_record *rec, enum pr_dlq_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fires a reason on a record. A reason fires at most once: firing it again
+ * appends the new evidence to its detail ("; "-separated) and keeps the
+ * higher of the two point values. */
+void pr_record_fire(struct pr_batch *batch, struct pr_record *rec, enum pr_reason_code code,
+                    int32_t points, const char *detail, size_t detail_len);
+void pr_record_firef(struct pr_batch *batch, struct pr_record *rec, enum pr_reason_code code,
+                     int32_t points, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

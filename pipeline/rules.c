@@ -1,0 +1,151 @@
+#include "rules.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const pr_default_stop_words[] = {
+    "GIFT", "GIFTS", "SAMPLE", "SAMPLES", "PARTS", "PART", "ACCESSORIES", "ACCESSORY",
+    "GOODS", "ITEM", "ITEMS", "MERCHANDISE", "PRODUCT", "PRODUCTS", "STUFF", "MISC",
+    "MISCELLANEOUS", "GENERAL", "CARGO", "CONSOLIDATED", "CLOTHING", "CLOTHES", "ELECTRONICS",
+    "AS", "ORDERED", "PERSONAL", "EFFECTS", "OTHER", "OTHERS", "VARIOUS", "NA", "N", "A",
+    "NONE", "UNKNOWN", "SET", "SETS",
+};
+
+static int pr_cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+struct pr_rules *pr_rules_new_default(void) {
+    struct pr_rules *r = pr_calloc(1, sizeof(*r));
+    strcpy(r->version, "builtin-1");
+    static const int32_t points[PR_R_COUNT] = {
+        [PR_R_DE_MINIMIS_SUSPENDED] = 0,   [PR_R_VALUE_OVER_THRESHOLD] = 0,
+        [PR_R_AGGREGATE_OVER_THRESHOLD] = 200, [PR_R_SPLIT_SHIPMENT] = 300,
+        [PR_R_EXCLUDED_GOODS] = 300,       [PR_R_PGA_REGULATED] = 100,
+        [PR_R_KNOWN_VIOLATOR] = 0,         [PR_R_HTS_INVALID] = 150,
+        [PR_R_WATCHED_COMMODITY] = 250,    [PR_R_UNDERVALUED] = 200,
+        [PR_R_VAGUE_DESCRIPTION] = 150,    [PR_R_MISSING_DATA] = 200,
+        [PR_R_FREIGHT_VALUE_MISMATCH] = 150, [PR_R_HIGH_RISK_ORIGIN] = 0,
+        [PR_R_ADDRESS_CLUSTER] = 300,      [PR_R_RANDOM_COMPLIANCE] = 0,
+    };
+    memcpy(r->points, points, sizeof(points));
+    r->violator_points[1] = 200;
+    r->violator_points[2] = 400;
+    r->violator_points[3] = 700;
+    r->lane_red_score = 600;
+    r->lane_yellow_score = 300;
+    r->score_cap = 1000;
+    r->undervalue_factor = 0.5;
+    r->freight_factor = 3.0;
+    r->min_description_letters = 3;
+    r->cluster_size = 5;
+    r->sample_rate = 0.01;
+    memcpy(r->sample_key, "parcelrisk-rc-01", 16);
+    r->day_offset_minutes = 0;
+    r->stop_word_count = PR_ARRAY_LEN(pr_default_stop_words);
+    r->stop_words = pr_calloc(r->stop_word_count, sizeof(char *));
+    for (size_t i = 0; i < r->stop_word_count; i++)
+        r->stop_words[i] = pr_strdup(pr_default_stop_words[i]);
+    qsort(r->stop_words, r->stop_word_count, sizeof(char *), pr_cmp_str);
+
+    /* The US timeline of DOMAIN.md section 8. */
+    struct pr_policy *p = &r->policy;
+    p->count = 5;
+    p->rows[0] = (struct pr_policy_row){.from_ms = INT64_MIN, .threshold_cents = 20000};
+    p->rows[1] = (struct pr_policy_row){.from_ms = 1457586000000LL, .threshold_cents = 80000};
+    p->rows[2] = (struct pr_policy_row){.from_ms = 1746158460000LL, .threshold_cents = 80000,
+                                        .suspended_count = 2};
+    memcpy(p->rows[2].suspended[0], "CN", 3);
+    memcpy(p->rows[2].suspended[1], "HK", 3);
+    p->rows[3] = (struct pr_policy_row){.from_ms = 1756440060000LL, .threshold_cents = 80000,
+                                        .suspend_all = true};
+    p->rows[4] = (struct pr_policy_row){.from_ms = 1814414400000LL, .repealed = true,
+                                        .suspend_all = true};
+    return r;
+}
+
+void pr_rules_free(struct pr_rules *rules) {
+    if (!rules) return;
+    for (size_t i = 0; i < rules->stop_word_count; i++) free(rules->stop_words[i]);
+    free(rules->stop_words);
+    free(rules);
+}
+
+const char *pr_rules_version(const struct pr_rules *rules) { return rules ? rules->version : ""; }
+
+bool pr_rules_is_stop_word(const struct pr_rules *rules, const char *token, size_t len) {
+    size_t lo = 0, hi = rules->stop_word_count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *w = rules->stop_words[mid];
+        int c = strncmp(w, token, len);
+        if (c == 0) c = w[len] == '\0' ? 0 : 1;
+        if (c == 0) return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+const struct pr_policy_row *pr_policy_at(const struct pr_policy *policy, int64_t ms) {
+    const struct pr_policy_row *found = &policy->rows[0];
+    for (int i = 0; i < policy->count; i++) {
+        if (policy->rows[i].from_ms <= ms)
+            found = &policy->rows[i];
+        else
+            break;
+    }
+    return found;
+}
+
+bool pr_policy_row_suspends(const struct pr_policy_row *row, struct pr_str origin) {
+    if (row->suspend_all || row->repealed) return true;
+    for (int i = 0; i < row->suspended_count; i++)
+        if (pr_str_eq(origin, row->suspended[i], strlen(row->suspended[i]))) return true;
+    return false;
+}
+
+/* SipHash-2-4 (Aumasson and Bernstein), from the reference description. */
+#define PR_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define PR_SIPROUND                                                                          \
+    do {                                                                                     \
+        v0 += v1; v1 = PR_ROTL(v1, 13); v1 ^= v0; v0 = PR_ROTL(v0, 32);                      \
+        v2 += v3; v3 = PR_ROTL(v3, 16); v3 ^= v2;                                            \
+        v0 += v3; v3 = PR_ROTL(v3, 21); v3 ^= v0;                                            \
+        v2 += v1; v1 = PR_ROTL(v1, 17); v1 ^= v2; v2 = PR_ROTL(v2, 32);                      \
+    } while (0)
+
+static uint64_t pr_load_le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+uint64_t pr_siphash24(const uint8_t key[16], const void *data, size_t len) {
+    const uint8_t *in = data;
+    uint64_t k0 = pr_load_le64(key), k1 = pr_load_le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t b = (uint64_t)len << 56;
+    size_t full = len & ~(size_t)7;
+    for (size_t i = 0; i < full; i += 8) {
+        uint64_t m = pr_load_le64(in + i);
+        v3 ^= m;
+        PR_SIPROUND;
+        PR_SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < (len & 7); i++) b |= (uint64_t)in[full + i] << (8 * i);
+    v3 ^= b;
+    PR_SIPROUND;
+    PR_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    PR_SIPROUND;
+    PR_SIPROUND;
+    PR_SIPROUND;
+    PR_SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}

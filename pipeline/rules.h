@@ -1,0 +1,63 @@
+/*
+ * rules.h - the rule set (points, lane thresholds, stop words, factors,
+ * sampling) and the de minimis policy timeline (DOMAIN.md sections 1, 5, 8).
+ *
+ * A pr_rules is immutable once built: the engine swaps a whole new one in
+ * between batches, so an operator sees one version for a whole batch.
+ */
+#ifndef PR_RULES_H
+#define PR_RULES_H
+
+#include "record-t.h"
+
+#define PR_POLICY_MAX_ROWS 64
+#define PR_POLICY_MAX_ORIGINS 64
+
+struct pr_policy_row {
+    int64_t from_ms;         /* effective instant, inclusive */
+    bool repealed;           /* de minimis no longer exists */
+    int64_t threshold_cents; /* a value is within when <= threshold */
+    bool suspend_all;
+    int suspended_count;
+    char suspended[PR_POLICY_MAX_ORIGINS][3];
+};
+
+struct pr_policy {
+    int count;
+    struct pr_policy_row rows[PR_POLICY_MAX_ROWS]; /* sorted by from_ms */
+};
+
+struct pr_rules {
+    char version[64];
+    int32_t points[PR_R_COUNT];
+    int32_t violator_points[4]; /* by severity 1..3 */
+    int32_t lane_red_score, lane_yellow_score;
+    int32_t score_cap;
+    double undervalue_factor;
+    double freight_factor;
+    int min_description_letters;
+    int cluster_size;
+    double sample_rate;
+    uint8_t sample_key[16];
+    int day_offset_minutes; /* arrival day = UTC day of arrival_time + offset */
+    size_t stop_word_count;
+    char **stop_words; /* upper-case, sorted */
+    struct pr_policy policy;
+};
+
+/* Builds the shipped defaults of DOMAIN.md sections 5 and 8. */
+struct pr_rules *pr_rules_new_default(void);
+void pr_rules_free(struct pr_rules *rules);
+const char *pr_rules_version(const struct pr_rules *rules);
+
+bool pr_rules_is_stop_word(const struct pr_rules *rules, const char *token, size_t len);
+
+/* The policy row in force at instant ms (the last row with from_ms <= ms). */
+const struct pr_policy_row *pr_policy_at(const struct pr_policy *policy, int64_t ms);
+bool pr_policy_row_suspends(const struct pr_policy_row *row, struct pr_str origin);
+
+/* SipHash-2-4 of data under a 128-bit key: the keyed hash of the random
+ * compliance sample (deterministic, so a replay decides the same). */
+uint64_t pr_siphash24(const uint8_t key[16], const void *data, size_t len);
+
+#endif
