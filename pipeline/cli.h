@@ -13,5 +13,6 @@ int pr_cmd_run(int argc, char **argv);
 int pr_cmd_gen(int argc, char **argv);
 int pr_cmd_tail(int argc, char **argv);
 int pr_cmd_topics(int argc, char **argv);
+int pr_cmd_produce(int argc, char **argv);
 
 #endif

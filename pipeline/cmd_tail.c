@@ -15,9 +15,10 @@
 #include "schemas.h"
 
 static void pr_tail_usage(void) {
-    fprintf(stderr, "usage: parcelrisk tail decisions|alerts|dlq [--config FILE] [--brokers LIST]\n"
+    fprintf(stderr, "usage: parcelrisk tail decisions|alerts|dlq|raw [--config FILE] [--brokers LIST]\n"
                     "                       [--follow] [--max N] [--topic NAME]\n"
-                    "Prints every record from the beginning; exits at the end unless --follow.\n");
+                    "Prints every record from the beginning; exits at the end unless --follow.\n"
+                    "raw (with --topic) prints key and value bytes as hex.\n");
 }
 
 int pr_cmd_tail(int argc, char **argv) {
@@ -35,6 +36,9 @@ int pr_cmd_tail(int argc, char **argv) {
     else if (strcmp(which, "dlq") == 0) {
         topic_name = cfg->topic_dlq;
         schema_json = pr_schema_deadletter;
+    } else if (strcmp(which, "raw") == 0) {
+        topic_name = NULL; /* --topic required: prints key and value bytes as hex */
+        schema_json = NULL;
     } else {
         pr_tail_usage();
         return 2;
@@ -54,7 +58,12 @@ int pr_cmd_tail(int argc, char **argv) {
         }
     }
 
+    if (!topic_name) {
+        pr_tail_usage();
+        return 2;
+    }
     avro_schema_t schema;
+    if (!schema_json) schema_json = pr_schema_deadletter; /* unused for raw */
     if (avro_schema_from_json_length(schema_json, strlen(schema_json), &schema)) {
         pr_error("tail: bad embedded schema: %s", avro_strerror());
         return 1;
@@ -110,6 +119,17 @@ int pr_cmd_tail(int argc, char **argv) {
         }
         if (m->err) {
             pr_warn("tail: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (strcmp(which, "raw") == 0) {
+            printf("{\"_partition\": %d, \"_offset\": %lld, \"_key_hex\": \"", m->partition,
+                   (long long)m->offset);
+            for (size_t i = 0; i < m->key_len; i++) printf("%02x", ((const unsigned char *)m->key)[i]);
+            printf("\", \"value_hex\": \"");
+            for (size_t i = 0; i < m->len; i++) printf("%02x", ((const unsigned char *)m->payload)[i]);
+            printf("\"}\n");
+            printed++;
             rd_kafka_message_destroy(m);
             continue;
         }

@@ -133,6 +133,7 @@ static void pr_usage(void) {
             "usage: parcelrisk <command> [options]\n\n"
             "  run          consume declarations, decide, produce decisions/alerts/DLQ\n"
             "  gen          produce synthetic courier-hub declarations\n"
+            "  produce      produce declarations from JSON lines (hand-made cases)\n"
             "  tail         print decisions, alerts or dlq records as JSON lines\n"
             "  topics       create the topics of the configuration\n"
             "  config-keys  list every configuration key with its default\n"
@@ -153,6 +154,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "gen") == 0) return pr_cmd_gen(argc, argv);
     if (strcmp(cmd, "tail") == 0) return pr_cmd_tail(argc, argv);
     if (strcmp(cmd, "topics") == 0) return pr_cmd_topics(argc, argv);
+    if (strcmp(cmd, "produce") == 0) return pr_cmd_produce(argc, argv);
     if (strcmp(cmd, "config-keys") == 0) {
         pr_config_print_keys();
         return 0;

@@ -1,0 +1,346 @@
+/*
+ * Unit tests: the operator chain on hand-made declarations, in process (no
+ * Kafka): each case gives the exact set of reasons, the score, de_minimis and
+ * the lane that DOMAIN.md section 5 says. The declaration goes through the
+ * real decode operator (it is encoded first), so this is the chain as `run`
+ * executes it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "config.h"
+#include "operator.h"
+#include "rules.h"
+
+#define S(lit) ((struct pr_str){(lit), (uint32_t)(sizeof(lit) - 1)})
+#define BIT(code) (1u << (code))
+
+static struct pr_line base_lines[3];
+
+/* A clean declaration: two lines from VN, $120 total, arriving before any
+ * suspension. Cases change what they test. */
+static void base_declaration(struct pr_declaration *d) {
+    memset(d, 0, sizeof(*d));
+    d->declaration_id = S("T-0001");
+    d->filer_code = S("DHLX");
+    d->entry_type = S("86");
+    d->house_bill = S("HB123456789");
+    d->transport_mode = PR_MODE_AIR;
+    d->port_of_entry = S("4701");
+    pr_parse_utc("2025-03-01T12:00:00Z", &d->arrival_time);
+    d->event_time = d->arrival_time - 3600000;
+    d->shipper = (struct pr_party){S("Hanoi Lotus Export Co., Ltd."), S("12 Tran Phu Street"),
+                                   S("Hanoi"), S("100000"), S("VN")};
+    d->consignee = (struct pr_party){S("Jane O'Neil"), S("1234 Elm Street, Apt. 5B"),
+                                     S("Springfield"), S("62701"), S("US")};
+    d->value_usd_cents = 12000;
+    base_lines[0] = (struct pr_line){S("6109100012"), S("Men's cotton t-shirt"), S("VN"), 2, 4000};
+    base_lines[1] = (struct pr_line){S("4202920807"), S("Textile backpack"), S("VN"), 1, 8000};
+    d->lines = base_lines;
+    d->line_count = 2;
+}
+
+struct chain_fixture {
+    struct pr_config *cfg;
+    struct pr_chain chain;
+    struct pr_rules *rules;
+    struct pr_batch batch;
+    struct pr_buf encoded;
+};
+
+static int setup(void **state) {
+    struct chain_fixture *f = calloc(1, sizeof(*f));
+    f->cfg = pr_config_default();
+    assert_int_equal(pr_chain_init(&f->chain, f->cfg), PR_OK);
+    f->rules = pr_rules_new_default();
+    pr_batch_init(&f->batch, 4);
+    pr_buf_init(&f->encoded);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    struct chain_fixture *f = *state;
+    pr_chain_destroy(&f->chain);
+    pr_rules_free(f->rules);
+    pr_batch_destroy(&f->batch);
+    pr_buf_free(&f->encoded);
+    pr_config_free(f->cfg);
+    free(f);
+    return 0;
+}
+
+static struct pr_record *decide(struct chain_fixture *f, const struct pr_declaration *d) {
+    pr_batch_reset(&f->batch);
+    pr_buf_reset(&f->encoded);
+    pr_declaration_encode(d, &f->encoded);
+    struct pr_record *rec = pr_batch_push(&f->batch);
+    rec->payload = f->encoded.data;
+    rec->payload_len = f->encoded.len;
+    f->batch.rules = f->rules;
+    f->batch.source_topic = "declarations";
+    f->batch.refdata_version = "none";
+    f->batch.now_ms = 1700000000000;
+    size_t failed_at;
+    assert_int_equal(pr_chain_process(&f->chain, &f->batch, 0, &failed_at), PR_OP_DONE);
+    assert_int_equal(rec->dlq_code, PR_DLQ_NONE);
+    return rec;
+}
+
+static void expect(struct pr_record *rec, uint32_t reasons, int score, enum pr_de_minimis dm,
+                   enum pr_lane lane) {
+    if (rec->fired != reasons) {
+        for (int i = 0; i < PR_R_COUNT; i++)
+            if (((rec->fired ^ reasons) >> i) & 1)
+                print_error("reason %s: got %s, expected %s\n", pr_reason_names[i],
+                            (rec->fired >> i) & 1 ? "fired" : "absent",
+                            (reasons >> i) & 1 ? "fired" : "absent");
+    }
+    assert_int_equal(rec->fired, reasons);
+    assert_int_equal(rec->score, score);
+    assert_string_equal(pr_de_minimis_names[rec->de_minimis], pr_de_minimis_names[dm]);
+    assert_string_equal(pr_lane_names[rec->lane], pr_lane_names[lane]);
+    assert_int_equal(rec->outputs & PR_OUT_DECISION, PR_OUT_DECISION);
+    assert_int_equal(!!(rec->outputs & PR_OUT_ALERT), lane >= PR_LANE_YELLOW);
+    assert_true(rec->out_decision.len > 0);
+}
+
+static const char *detail(struct pr_record *rec, enum pr_reason_code code) {
+    assert_true(pr_record_has(rec, code));
+    return rec->reasons[code].detail;
+}
+
+static void test_clean_is_green(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    assert_int_equal(strlen(rec->consignee_key), 64);
+}
+
+static void test_missing_data(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    d.house_bill = S("   ");
+    d.consignee.name = S("N/A");
+    d.shipper.address = S("unknown");
+    base_lines[1].quantity = 0;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_MISSING_DATA), 200, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    const char *det = detail(rec, PR_R_MISSING_DATA);
+    assert_non_null(strstr(det, "house_bill"));
+    assert_non_null(strstr(det, "consignee.name"));
+    assert_non_null(strstr(det, "shipper.address"));
+    assert_non_null(strstr(det, "line 2 quantity"));
+    /* Never the raw text. */
+    assert_null(strstr(det, "unknown"));
+}
+
+static void test_missing_lines_and_value(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    d.line_count = 0;
+    d.value_usd_cents = 0;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_MISSING_DATA), 200, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    assert_non_null(strstr(detail(rec, PR_R_MISSING_DATA), "lines"));
+    assert_non_null(strstr(detail(rec, PR_R_MISSING_DATA), "value_usd_cents"));
+}
+
+static void test_blank_hts_and_description_are_missing_only(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    base_lines[0].hts = S(" ");
+    base_lines[1].description = S("");
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_MISSING_DATA), 200, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    assert_non_null(strstr(detail(rec, PR_R_MISSING_DATA), "line 1 hts"));
+    assert_non_null(strstr(detail(rec, PR_R_MISSING_DATA), "line 2 description"));
+}
+
+static void test_hts_format(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    base_lines[0].hts = S("6109.10.00");
+    base_lines[1].hts = S("42029208070");
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_HTS_INVALID), 150, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    assert_string_equal(detail(rec, PR_R_HTS_INVALID), "line 1: not 10 digits, line 2: not 10 digits");
+}
+
+static void test_vague_descriptions(void **state) {
+    struct chain_fixture *f = *state;
+    static const struct {
+        const char *text;
+        bool vague;
+    } cases[] = {
+        {"Gift", true},          {"N/A", true},         {"gifts, samples", true},
+        {"GIFT 2", true},        {"12", true},          {"AB", true},
+        {"as ordered", true},    {"Personal effects", true}, {"Gift set for kids", false},
+        {"t-shirt", false},      {"Phone case", false}, {"茶叶", true}, /* 2 letters */
+        {"绿茶叶", false},       {"Misc. parts & accessories", true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pr_declaration d;
+        base_declaration(&d);
+        base_lines[1].description = (struct pr_str){cases[i].text, (uint32_t)strlen(cases[i].text)};
+        struct pr_record *rec = decide(f, &d);
+        if (cases[i].vague) {
+            expect(rec, BIT(PR_R_VAGUE_DESCRIPTION), 150, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+            assert_non_null(strstr(detail(rec, PR_R_VAGUE_DESCRIPTION), "line 2"));
+        } else {
+            expect(rec, 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+        }
+    }
+}
+
+static void test_freight_mismatch(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    d.has_freight = true;
+    d.freight_usd_cents = 36000; /* exactly 3 x value: not above */
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    d.freight_usd_cents = 36001;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_FREIGHT_VALUE_MISMATCH), 150, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    assert_non_null(strstr(detail(rec, PR_R_FREIGHT_VALUE_MISMATCH), "36001"));
+}
+
+static void test_value_threshold(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    d.value_usd_cents = 80000; /* within: less than or equal */
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    d.value_usd_cents = 80001;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_VALUE_OVER_THRESHOLD), 0, PR_DM_INELIGIBLE_VALUE, PR_LANE_BLUE);
+    assert_non_null(strstr(detail(rec, PR_R_VALUE_OVER_THRESHOLD), "80000"));
+    /* Before 2016-03-10T05:00:00Z the threshold was $200. */
+    d.value_usd_cents = 30000;
+    pr_parse_utc("2016-03-10T04:59:59Z", &d.arrival_time);
+    expect(decide(f, &d), BIT(PR_R_VALUE_OVER_THRESHOLD), 0, PR_DM_INELIGIBLE_VALUE, PR_LANE_BLUE);
+    pr_parse_utc("2016-03-10T05:00:00Z", &d.arrival_time);
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+}
+
+static void test_policy_boundaries(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    base_lines[1].origin_country = S("CN");
+    pr_parse_utc("2025-05-02T04:00:59Z", &d.arrival_time);
+    d.arrival_time += 999; /* the last millisecond before the instant */
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    pr_parse_utc("2025-05-02T04:01:00Z", &d.arrival_time);
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+    assert_string_equal(detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
+                        "line 2 origin CN: de minimis suspended since 2025-05-02T04:01:00Z");
+    /* A suspended parcel is not also judged on value. */
+    d.value_usd_cents = 90000;
+    expect(decide(f, &d), BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+
+    /* DE either side of 2025-08-29T04:01:00Z. */
+    base_declaration(&d);
+    base_lines[0].origin_country = S("DE");
+    base_lines[1].origin_country = S("DE");
+    pr_parse_utc("2025-08-29T04:00:59Z", &d.arrival_time);
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    pr_parse_utc("2025-08-29T04:01:00Z", &d.arrival_time);
+    expect(decide(f, &d), BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+
+    /* 2027-07-01: repealed. */
+    pr_parse_utc("2027-07-01T04:00:00Z", &d.arrival_time);
+    rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+    assert_non_null(strstr(detail(rec, PR_R_DE_MINIMIS_SUSPENDED), "repealed since 2027-07-01"));
+}
+
+static void test_combinations_and_lanes(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    base_lines[0].hts = S("61091000");     /* HTS_INVALID 150 */
+    base_lines[1].description = S("gift"); /* VAGUE 150 */
+    expect(decide(f, &d), BIT(PR_R_HTS_INVALID) | BIT(PR_R_VAGUE_DESCRIPTION), 300, PR_DM_ELIGIBLE,
+           PR_LANE_YELLOW);
+    d.consignee.address = S("N.A."); /* MISSING 200 -> 500 */
+    expect(decide(f, &d),
+           BIT(PR_R_HTS_INVALID) | BIT(PR_R_VAGUE_DESCRIPTION) | BIT(PR_R_MISSING_DATA), 500,
+           PR_DM_ELIGIBLE, PR_LANE_YELLOW);
+    d.has_freight = true; /* FREIGHT 150 -> 650 */
+    d.freight_usd_cents = 300000;
+    d.value_usd_cents = 90000; /* and over the threshold: BLUE alone, RED by score */
+    struct pr_record *rec = decide(f, &d);
+    expect(rec,
+           BIT(PR_R_HTS_INVALID) | BIT(PR_R_VAGUE_DESCRIPTION) | BIT(PR_R_MISSING_DATA) |
+               BIT(PR_R_FREIGHT_VALUE_MISMATCH) | BIT(PR_R_VALUE_OVER_THRESHOLD),
+           650, PR_DM_INELIGIBLE_VALUE, PR_LANE_RED);
+}
+
+static void test_random_compliance(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    f->rules->sample_rate = 1.0;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_RANDOM_COMPLIANCE), 0, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
+    assert_true(rec->random_selection);
+    f->rules->sample_rate = 0.0;
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    /* At the default 1% rate, about 1% of ids are chosen, always the same. */
+    f->rules->sample_rate = 0.01;
+    int chosen = 0, again = 0;
+    char id[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof(id), "D%08d", i);
+        d.declaration_id = (struct pr_str){id, (uint32_t)strlen(id)};
+        bool first = decide(f, &d)->random_selection;
+        chosen += first;
+        again += decide(f, &d)->random_selection == first;
+    }
+    assert_int_equal(again, 20000);
+    assert_in_range(chosen, 150, 250);
+}
+
+static void test_siphash_reference_vector(void **state) {
+    (void)state;
+    /* SipHash-2-4 paper, appendix A: key 00..0f, message 00..0e. */
+    uint8_t key[16], msg[15];
+    for (int i = 0; i < 16; i++) key[i] = (uint8_t)i;
+    for (int i = 0; i < 15; i++) msg[i] = (uint8_t)i;
+    assert_true(pr_siphash24(key, msg, 15) == 0xa129ca6149be45e5ULL);
+    assert_true(pr_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_clean_is_green, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_lines_and_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blank_hts_and_description_are_missing_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hts_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vague_descriptions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_freight_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_threshold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policy_boundaries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_combinations_and_lanes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_compliance, setup, teardown),
+        cmocka_unit_test(test_siphash_reference_vector),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
