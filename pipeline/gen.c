@@ -253,8 +253,16 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *d) {
     d->lines = gen->lines;
     d->line_count = (uint32_t)count;
     d->value_usd_cents = total;
+    /* Freight is mostly a fraction of the value plus a base charge; 0.5% of
+     * parcels carry a freight charge far above their declared value (the
+     * undervaluation pattern FREIGHT_VALUE_MISMATCH looks for). */
     d->has_freight = pr_gen_below(gen, 10) < 6;
-    if (d->has_freight) d->freight_usd_cents = 300 + pr_gen_below(gen, 3000);
+    if (d->has_freight) {
+        if (pr_gen_below(gen, 1000) < 5)
+            d->freight_usd_cents = total * (4 + pr_gen_below(gen, 8)) + 500;
+        else
+            d->freight_usd_cents = 150 + (int64_t)((double)total * 0.05 * (1 + pr_gen_below(gen, 8)) / 4);
+    }
     d->gross_weight_grams = 50 + (int32_t)pr_gen_below(gen, 3000) * count;
 }
 

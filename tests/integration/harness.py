@@ -1,0 +1,155 @@
+"""Shared helpers of the integration tests: they run the real parcelrisk
+binary against the Kafka broker and Redis that `ops/services start` (the
+ctest fixture) started, each test on topics and a consumer group of its own.
+
+Every check is counted; the test prints 'N passed, N failed' and exits 1 when
+any check failed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+BIN = os.environ["PR_BIN"]
+STATE = os.environ["PR_STATE_DIR"]
+WORK = os.environ.get("PR_TEST_WORK", "/tmp/parcelrisk-test-work")
+os.makedirs(WORK, exist_ok=True)
+
+
+def _service_env():
+    env = {}
+    with open(os.path.join(STATE, "env")) as fh:
+        for line in fh:
+            if "=" in line:
+                k, v = line.strip().split("=", 1)
+                env[k] = v
+    return env
+
+
+SERVICES = _service_env()
+BOOTSTRAP = SERVICES["PR_KAFKA_BOOTSTRAP"]
+REDIS = SERVICES["PR_REDIS_ADDRESS"]
+
+
+class Checks:
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what, detail=""):
+        if cond:
+            self.passed += 1
+            print(f"ok   {what}")
+        else:
+            self.failed += 1
+            print(f"FAIL {what} {detail}")
+        sys.stdout.flush()
+
+    def equal(self, got, want, what):
+        self.check(got == want, what, f"(got {got!r}, want {want!r})")
+
+    def done(self):
+        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
+        sys.exit(1 if self.failed else 0)
+
+
+class Pipeline:
+    """One isolated set of topics and a consumer group."""
+
+    def __init__(self, name, partitions=8, extra_sets=()):
+        self.prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.topics = {
+            "declarations": f"{self.prefix}.declarations",
+            "decisions": f"{self.prefix}.decisions",
+            "alerts": f"{self.prefix}.alerts",
+            "dlq": f"{self.prefix}.declarations.dlq",
+        }
+        self.sets = ["--brokers", BOOTSTRAP,
+                     "--set", f"group={self.prefix}",
+                     "--set", f"topics.declarations_partitions={partitions}",
+                     "--set", "topics.output_partitions=4",
+                     "--set", f"redis.address={REDIS}"]
+        for key, topic in self.topics.items():
+            self.sets += ["--set", f"topics.{key}={topic}"]
+        for s in extra_sets:
+            self.sets += ["--set", s]
+        self.log_count = 0
+
+    def cmd(self, *args):
+        return [BIN, *args, *self.sets]
+
+    def call(self, *args, check=True, timeout=600):
+        res = subprocess.run(self.cmd(*args), capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise RuntimeError(f"{args[0]} exited {res.returncode}: {res.stderr[-2000:]}")
+        return res
+
+    def create_topics(self):
+        self.call("topics", "create")
+
+    def gen(self, count, bad=0, seed=1, extra=()):
+        ids = os.path.join(WORK, f"{self.prefix}-ids-{seed}.txt")
+        self.call("gen", "--count", str(count), "--bad", str(bad), "--seed", str(seed),
+                  "--ids", ids, "--quiet", *extra)
+        good, bad_keys = [], {}
+        with open(ids) as fh:
+            for line in fh:
+                parts = line.split()
+                if parts[0] == "ok":
+                    good.append(parts[1])
+                else:
+                    bad_keys[parts[1]] = parts[2]
+        return good, bad_keys
+
+    def start(self, *extra):
+        self.log_count += 1
+        log = open(os.path.join(WORK, f"{self.prefix}-run{self.log_count}.log"), "w")
+        summary = os.path.join(WORK, f"{self.prefix}-run{self.log_count}.json")
+        proc = subprocess.Popen(self.cmd("run", "--summary", summary, *extra),
+                                stdout=log, stderr=subprocess.STDOUT)
+        proc.summary_path = summary
+        proc.log_path = log.name
+        return proc
+
+    def run_until_idle(self, idle_ms=4000, timeout=600):
+        proc = self.start("--exit-when-idle", str(idle_ms))
+        rc = proc.wait(timeout=timeout)
+        return rc, self.summary(proc)
+
+    @staticmethod
+    def summary(proc):
+        try:
+            with open(proc.summary_path) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            return {}
+
+    def tail(self, kind):
+        res = self.call("tail", kind)
+        return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+    def tail_raw(self, topic_key="declarations"):
+        res = self.call("tail", "raw", "--topic", self.topics[topic_key])
+        return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+
+def avro_bytes(json_string):
+    """Avro JSON encodes bytes as one code point per byte."""
+    return json_string.encode("latin-1")
+
+
+def wait_for(predicate, timeout, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=120):
+    proc.send_signal(sig)
+    return proc.wait(timeout=timeout)
