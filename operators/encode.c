@@ -3,6 +3,7 @@
  * the batch arena, ready for the engine to produce.
  */
 #include "../pipeline/codec.h"
+#include "../pipeline/rules.h"
 #include "operator.h"
 
 #include <stdlib.h>
@@ -27,6 +28,47 @@ static struct pr_str pr_encode_keep(struct pr_batch *batch, const struct pr_buf 
     return (struct pr_str){copy, (uint32_t)buf->len};
 }
 
+/* The aggregate alert of DOMAIN.md section 5: declaration_id
+ * AGG:<consignee_key>:<day>, the crossing declaration's house bill and
+ * source, INELIGIBLE_AGGREGATE, its lane but at least YELLOW, and one
+ * reason (SPLIT_SHIPMENT if it fired, else AGGREGATE_OVER_THRESHOLD) whose
+ * detail lists every house bill of the day. */
+static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch *batch,
+                                      struct pr_record *rec) {
+    int code = pr_record_has(rec, PR_R_SPLIT_SHIPMENT) ? PR_R_SPLIT_SHIPMENT
+                                                       : PR_R_AGGREGATE_OVER_THRESHOLD;
+    const struct pr_reason *fired = &rec->reasons[code];
+    struct pr_buf detail;
+    pr_buf_init(&detail);
+    pr_buf_append(&detail, fired->detail, fired->detail_len);
+    pr_buf_appendf(&detail, "; house bills: %.*s", (int)rec->day_house_bills.len, rec->day_house_bills.ptr);
+    struct pr_reason reason = {.points = fired->points,
+                               .detail = pr_arena_strndup(&batch->arena, (const char *)detail.data, detail.len),
+                               .detail_len = (uint32_t)detail.len};
+    pr_buf_free(&detail);
+    struct pr_decision_view view = {
+        .declaration_id = rec->aggregate_alert_id,
+        .house_bill = rec->decl.house_bill,
+        .consignee_key = {rec->consignee_key, (uint32_t)strlen(rec->consignee_key)},
+        .decided_at = rec->decided_at,
+        .lane = rec->lane > PR_LANE_YELLOW ? rec->lane : PR_LANE_YELLOW,
+        .score = reason.points,
+        .de_minimis = PR_DM_INELIGIBLE_AGGREGATE,
+        .reason_count = 1,
+        .reason_codes = &code,
+        .reasons = &reason,
+        .random_selection = false,
+        .ruleset_version = pr_rules_version(batch->rules),
+        .refdata_version = batch->refdata_version,
+        .source_topic = batch->source_topic,
+        .source_partition = rec->partition,
+        .source_offset = rec->offset,
+    };
+    pr_buf_reset(&ctx->scratch);
+    pr_decision_view_encode(&view, &ctx->scratch);
+    rec->out_aggregate_alert = pr_encode_keep(batch, &ctx->scratch);
+}
+
 static int pr_encode_process(struct pr_operator *op, struct pr_batch *batch) {
     struct pr_encode_ctx *ctx = op->ctx;
     for (size_t i = 0; i < batch->count; i++) {
@@ -44,6 +86,7 @@ static int pr_encode_process(struct pr_operator *op, struct pr_batch *batch) {
             pr_decision_encode(batch, rec, &ctx->scratch);
             rec->out_decision = pr_encode_keep(batch, &ctx->scratch);
         }
+        if (rec->outputs & PR_OUT_AGGREGATE_ALERT) pr_encode_aggregate_alert(ctx, batch, rec);
     }
     return PR_OP_DONE;
 }

@@ -42,7 +42,9 @@
 struct pr_operator_stats {
     uint64_t batches;
     uint64_t records;
-    uint64_t busy_us; /* wall time inside process() */
+    uint64_t busy_us;     /* wall time inside process() */
+    uint64_t round_trips; /* calls to an outside service (Redis) */
+    uint64_t cache_hits, cache_misses;
 };
 
 /* What an operator may see at init. */

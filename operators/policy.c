@@ -3,16 +3,37 @@
  * (DOMAIN.md sections 1 and 8): DE_MINIMIS_SUSPENDED when the row in force
  * suspends (or has repealed) de minimis for any line's origin_country, else
  * VALUE_OVER_THRESHOLD when value_usd_cents alone is above the threshold.
- * EXCLUDED_GOODS and PGA_REGULATED need the tariff reference and come with
- * the enrich operator.
+ * With the tariff reference (enrich before policy in the chain):
+ * EXCLUDED_GOODS when a line's HTS flags include ADCVD, QUOTA or EXCISE,
+ * PGA_REGULATED when they include a PGA_ flag.
  */
+#include "../pipeline/refdata.h"
 #include "../pipeline/rules.h"
 #include "operator.h"
 
 #include <stdio.h>
 #include <string.h>
 
+/* "line 1: ADCVD|EXCISE, line 3: QUOTA" for the lines whose flags meet mask. */
+static void pr_policy_flags(struct pr_batch *batch, struct pr_record *rec, uint32_t mask,
+                            enum pr_reason_code code) {
+    char evidence[512], flags[96];
+    size_t n = 0;
+    for (uint32_t i = 0; i < rec->decl.line_count; i++) {
+        uint32_t hit = rec->line_refs[i].flags & mask;
+        if (!hit || n >= sizeof(evidence) - 120) continue;
+        pr_hts_flags_format(hit, flags, sizeof(flags));
+        int w = snprintf(evidence + n, sizeof(evidence) - n, "%sline %u: %s", n ? ", " : "", i + 1, flags);
+        if (w > 0) n += (size_t)w;
+    }
+    if (n) pr_record_fire(batch, rec, code, batch->rules->points[code], evidence, n);
+}
+
 static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
+    if (rec->line_refs) {
+        pr_policy_flags(batch, rec, PR_HTS_EXCLUDED, PR_R_EXCLUDED_GOODS);
+        pr_policy_flags(batch, rec, PR_HTS_PGA, PR_R_PGA_REGULATED);
+    }
     const struct pr_rules *rules = batch->rules;
     const struct pr_declaration *d = &rec->decl;
     const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
@@ -59,6 +80,6 @@ static int pr_policy_process(struct pr_operator *op, struct pr_batch *batch) {
 
 const struct pr_operator_ops pr_op_policy = {
     .name = "policy",
-    .description = "de minimis timeline: DE_MINIMIS_SUSPENDED, VALUE_OVER_THRESHOLD",
+    .description = "de minimis: DE_MINIMIS_SUSPENDED, VALUE_OVER_THRESHOLD, EXCLUDED_GOODS, PGA_REGULATED",
     .process = pr_policy_process,
 };

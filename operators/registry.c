@@ -5,14 +5,17 @@
 
 extern const struct pr_operator_ops pr_op_decode;
 extern const struct pr_operator_ops pr_op_validate;
+extern const struct pr_operator_ops pr_op_enrich;
 extern const struct pr_operator_ops pr_op_policy;
+extern const struct pr_operator_ops pr_op_screen;
+extern const struct pr_operator_ops pr_op_aggregate;
 extern const struct pr_operator_ops pr_op_sample;
 extern const struct pr_operator_ops pr_op_score;
 extern const struct pr_operator_ops pr_op_route;
 extern const struct pr_operator_ops pr_op_encode;
 
 const struct pr_operator_ops *const pr_operator_registry[] = {
-    &pr_op_decode, &pr_op_validate, &pr_op_policy, &pr_op_sample,
+    &pr_op_decode, &pr_op_validate, &pr_op_enrich, &pr_op_policy, &pr_op_screen, &pr_op_aggregate, &pr_op_sample,
     &pr_op_score,  &pr_op_route,    &pr_op_encode, NULL,
 };
 

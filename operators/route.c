@@ -1,7 +1,8 @@
 /*
  * route - decides where each record goes: dead letters to the DLQ topic,
  * every decision to the decisions topic, YELLOW and RED decisions also to
- * the alerts topic.
+ * the alerts topic; the declaration that first takes a consignee-day over
+ * the threshold also yields one aggregate alert (alerts only).
  */
 #include "operator.h"
 
@@ -15,6 +16,7 @@ static int pr_route_process(struct pr_operator *op, struct pr_batch *batch) {
         }
         rec->outputs = PR_OUT_DECISION;
         if (rec->lane >= PR_LANE_YELLOW) rec->outputs |= PR_OUT_ALERT;
+        if (rec->aggregate_crossing) rec->outputs |= PR_OUT_AGGREGATE_ALERT;
     }
     return PR_OP_DONE;
 }

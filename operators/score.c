@@ -26,7 +26,8 @@ void pr_score_record(const struct pr_rules *rules, struct pr_record *rec, int64_
     else
         rec->de_minimis = PR_DM_ELIGIBLE;
 
-    if (rec->score >= rules->lane_red_score || rec->violator_severity >= 3)
+    if (rec->score >= rules->lane_red_score ||
+        (rules->red_violator_severity > 0 && rec->violator_severity >= rules->red_violator_severity))
         rec->lane = PR_LANE_RED;
     else if (rec->score >= rules->lane_yellow_score || rec->random_selection)
         rec->lane = PR_LANE_YELLOW;

@@ -35,6 +35,11 @@ struct pr_config {
     int stats_interval_ms;
     int declarations_partitions;
     int output_partitions;
+    int redis_timeout_ms;
+    int cache_max_entries;
+    int cache_max_mb;
+    int cache_ttl_ms;
+    int state_ttl_hours;
     char *rules_file;
     char *policy_file;
     char *log_level;

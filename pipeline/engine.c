@@ -304,6 +304,11 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
                               rec->decl.house_bill.len, rec->out_decision);
             engine->totals.alerts++;
         }
+        if (rec->outputs & PR_OUT_AGGREGATE_ALERT) {
+            pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
+                              rec->decl.house_bill.len, rec->out_aggregate_alert);
+            engine->totals.aggregate_alerts++;
+        }
     }
 }
 
@@ -357,7 +362,7 @@ static bool pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
     }
     batch->now_ms = pr_now_ms();
     batch->rules = engine->rules;
-    batch->refdata_version = "none";
+    batch->refdata_version = "none"; /* enrich sets the version it used */
     size_t start = 0, failed_at = 0;
     int backoff_ms = 100;
     for (;;) {
@@ -414,7 +419,14 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     memset(engine, 0, sizeof(*engine));
     engine->cfg = cfg;
     engine->options = options;
-    engine->rules = pr_rules_new_default();
+    char err[512];
+    engine->rules = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
+    if (!engine->rules) {
+        pr_error("rules: %s", err);
+        if (totals) memset(totals, 0, sizeof(*totals));
+        return 2;
+    }
+    pr_info("rules: ruleset_version %s", engine->rules->version);
     int rc = 0;
     if (pr_chain_init(&engine->chain, cfg) != PR_OK) {
         rc = 2;
@@ -464,6 +476,18 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             last_stats = now;
         }
         if (*options->stop) break;
+        if (options->reload && *options->reload) {
+            /* SIGHUP: between batches, so one batch sees one rule set. */
+            *options->reload = 0;
+            struct pr_rules *fresh = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
+            if (!fresh) {
+                pr_error("rules reload refused, %s stays in force: %s", engine->rules->version, err);
+            } else {
+                pr_info("rules reloaded: ruleset_version %s (was %s)", fresh->version, engine->rules->version);
+                pr_rules_free(engine->rules);
+                engine->rules = fresh;
+            }
+        }
         if (options->exit_when_idle_ms > 0 && engine->assigned_once && engine->inflight == 0 &&
             now - engine->last_message_us > options->exit_when_idle_ms * 1000LL) {
             pr_info("idle for %d ms: stopping", options->exit_when_idle_ms);
@@ -477,11 +501,20 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     engine->totals.cpu_seconds = pr_cpu_seconds() - cpu0;
     engine->totals.wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
     pr_engine_log_stats(engine, engine->fatal ? "stopped after a fatal error" : "stopped");
-    for (size_t i = 0; i < engine->chain.count; i++) {
+    for (size_t i = 0; i < engine->chain.count && i < PR_MAX_OPERATOR_STATS; i++) {
         const struct pr_operator *op = &engine->chain.ops[i];
-        pr_debug("operator %-10s batches=%llu records=%llu busy=%.3f s", op->ops->name,
+        struct pr_engine_operator_stats *st = &engine->totals.operators[i];
+        snprintf(st->name, sizeof(st->name), "%s", op->ops->name);
+        st->batches = op->stats.batches;
+        st->records = op->stats.records;
+        st->busy_us = op->stats.busy_us;
+        st->round_trips = op->stats.round_trips;
+        st->cache_hits = op->stats.cache_hits;
+        st->cache_misses = op->stats.cache_misses;
+        engine->totals.operator_count = i + 1;
+        pr_debug("operator %-10s batches=%llu records=%llu busy=%.3f s round_trips=%llu", op->ops->name,
                  (unsigned long long)op->stats.batches, (unsigned long long)op->stats.records,
-                 (double)op->stats.busy_us / 1e6);
+                 (double)op->stats.busy_us / 1e6, (unsigned long long)op->stats.round_trips);
     }
     rc = engine->fatal ? 1 : 0;
 

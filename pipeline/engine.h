@@ -17,10 +17,22 @@ struct pr_engine_options {
     /* Set to nonzero by SIGTERM/SIGINT handlers: stop fetching, finish and
      * flush the batch in flight, commit, exit 0. */
     volatile sig_atomic_t *stop;
+    /* Set to nonzero by SIGHUP: reload the rule and policy files between
+     * batches; an invalid file is refused and the old rules stay. */
+    volatile sig_atomic_t *reload;
+};
+
+#define PR_MAX_OPERATOR_STATS 32
+
+struct pr_engine_operator_stats {
+    char name[32];
+    uint64_t batches, records, busy_us, round_trips, cache_hits, cache_misses;
 };
 
 struct pr_engine_totals {
-    uint64_t consumed, decisions, alerts, dead_letters, batches;
+    size_t operator_count;
+    struct pr_engine_operator_stats operators[PR_MAX_OPERATOR_STATS];
+    uint64_t consumed, decisions, alerts, aggregate_alerts, dead_letters, batches;
     double cpu_seconds, wall_seconds;
 };
 

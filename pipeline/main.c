@@ -16,6 +16,12 @@
 #endif
 
 static volatile sig_atomic_t pr_stop_requested;
+static volatile sig_atomic_t pr_reload_requested;
+
+static void pr_on_reload_signal(int sig) {
+    (void)sig;
+    pr_reload_requested = 1;
+}
 
 static void pr_on_stop_signal(int sig) {
     (void)sig;
@@ -29,6 +35,8 @@ static void pr_install_signals(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = pr_on_reload_signal;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -79,7 +87,7 @@ struct pr_config *pr_cli_config(int *argc, char **argv) {
 int pr_cmd_run(int argc, char **argv) {
     struct pr_config *cfg = pr_cli_config(&argc, argv);
     if (!cfg) return 2;
-    struct pr_engine_options options = {.stop = &pr_stop_requested};
+    struct pr_engine_options options = {.stop = &pr_stop_requested, .reload = &pr_reload_requested};
     const char *summary_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--exit-when-idle") == 0 && i + 1 < argc) {
@@ -101,12 +109,25 @@ int pr_cmd_run(int argc, char **argv) {
         FILE *fp = fopen(summary_path, "w");
         if (fp) {
             fprintf(fp,
-                    "{\"consumed\": %llu, \"decisions\": %llu, \"alerts\": %llu, \"dead_letters\": "
-                    "%llu, \"batches\": %llu, \"cpu_seconds\": %.6f, \"wall_seconds\": %.6f, "
-                    "\"exit_status\": %d}\n",
+                    "{\"consumed\": %llu, \"decisions\": %llu, \"alerts\": %llu, "
+                    "\"aggregate_alerts\": %llu, \"dead_letters\": %llu, \"batches\": %llu, "
+                    "\"cpu_seconds\": %.6f, \"wall_seconds\": %.6f, \"exit_status\": %d, "
+                    "\"operators\": {",
                     (unsigned long long)totals.consumed, (unsigned long long)totals.decisions,
-                    (unsigned long long)totals.alerts, (unsigned long long)totals.dead_letters,
-                    (unsigned long long)totals.batches, totals.cpu_seconds, totals.wall_seconds, rc);
+                    (unsigned long long)totals.alerts, (unsigned long long)totals.aggregate_alerts,
+                    (unsigned long long)totals.dead_letters, (unsigned long long)totals.batches,
+                    totals.cpu_seconds, totals.wall_seconds, rc);
+            for (size_t i = 0; i < totals.operator_count; i++) {
+                const struct pr_engine_operator_stats *st = &totals.operators[i];
+                fprintf(fp,
+                        "%s\"%s\": {\"batches\": %llu, \"records\": %llu, \"busy_us\": %llu, "
+                        "\"round_trips\": %llu, \"cache_hits\": %llu, \"cache_misses\": %llu}",
+                        i ? ", " : "", st->name, (unsigned long long)st->batches,
+                        (unsigned long long)st->records, (unsigned long long)st->busy_us,
+                        (unsigned long long)st->round_trips, (unsigned long long)st->cache_hits,
+                        (unsigned long long)st->cache_misses);
+            }
+            fprintf(fp, "}}\n");
             fclose(fp);
         }
     }

@@ -93,6 +93,22 @@ enum pr_dlq_code {
 };
 extern const char *const pr_dlq_names[7];
 
+/* What the enrich operator learned about one line. */
+struct pr_line_ref {
+    uint32_t flags;        /* enum pr_hts_flag: the code's row and all its prefix rows */
+    int64_t floor_cents;   /* floor of the most specific row that has one; -1: none */
+    int32_t watch_points;  /* highest points of the WATCH rows that apply; -1: no WATCH */
+    int32_t origin_points; /* countries.csv points of origin_country; 0 when absent */
+    bool all_digits;       /* the code has only digits (prefix rows apply) */
+    bool known;            /* a 10-digit row of its own exists */
+};
+
+/* Parties a violator row can match (DOMAIN.md section 6). */
+enum pr_party_kind {
+    PR_PARTY_SHIPPER = 0, PR_PARTY_SELLER, PR_PARTY_CONSIGNEE, PR_PARTY_ADDRESS, PR_PARTY_COUNT
+};
+extern const char *const pr_party_kind_names[PR_PARTY_COUNT];
+
 struct pr_reason {
     int32_t points;
     uint32_t detail_len;
@@ -104,6 +120,7 @@ enum pr_output {
     PR_OUT_DECISION = 1u << 0,
     PR_OUT_ALERT = 1u << 1,
     PR_OUT_DLQ = 1u << 2,
+    PR_OUT_AGGREGATE_ALERT = 1u << 3,
 };
 
 /* One consumed message and everything the chain learns about it. */
@@ -121,6 +138,10 @@ struct pr_record {
     char dlq_detail[192];
     struct pr_declaration decl;
 
+    /* Set by enrich (NULL line_refs when enrich is not in the chain). */
+    struct pr_line_ref *line_refs;
+    int8_t party_severity[PR_PARTY_COUNT]; /* violator match per party, 0: none */
+
     /* The decision being built. */
     char consignee_key[65];
     uint32_t fired; /* bit per enum pr_reason_code */
@@ -135,10 +156,18 @@ struct pr_record {
     enum pr_de_minimis de_minimis;
     int64_t decided_at;
 
+    /* Set by aggregate (one person, one day; DOMAIN.md section 8). */
+    int64_t day_total_cents;     /* consignee-day total as first counted, 0 unknown */
+    bool aggregate_crossing;     /* this declaration first crossed: aggregate alert */
+    struct pr_str day_house_bills; /* arena: every house bill of the day, when crossing */
+    int32_t cluster_names;       /* distinct names at the delivery address that day */
+
     /* Set by route, filled by encode. */
     uint32_t outputs;
     struct pr_str out_decision; /* encoded Decision, arena */
     struct pr_str out_dlq;      /* encoded DeadLetter, arena */
+    struct pr_str out_aggregate_alert; /* encoded aggregate alert Decision, arena */
+    struct pr_str aggregate_alert_id;  /* AGG:<consignee_key>:<day>, arena */
 };
 
 static inline bool pr_record_dead(const struct pr_record *rec) {

@@ -13,6 +13,9 @@ const char *const pr_reason_names[PR_R_COUNT] = {
     "RANDOM_COMPLIANCE",
 };
 
+const char *const pr_party_kind_names[PR_PARTY_COUNT] = {"SHIPPER", "SELLER", "CONSIGNEE",
+                                                         "ADDRESS"};
+
 const char *const pr_lane_names[4] = {"GREEN", "BLUE", "YELLOW", "RED"};
 
 const char *const pr_de_minimis_names[5] = {

@@ -11,13 +11,13 @@ static const char *const pr_default_stop_words[] = {
     "NONE", "UNKNOWN", "SET", "SETS",
 };
 
-static int pr_cmp_str(const void *a, const void *b) {
+int pr_rules_cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 struct pr_rules *pr_rules_new_default(void) {
     struct pr_rules *r = pr_calloc(1, sizeof(*r));
-    strcpy(r->version, "builtin-1");
+    strcpy(r->version, "builtin-1/us-builtin-1");
     static const int32_t points[PR_R_COUNT] = {
         [PR_R_DE_MINIMIS_SUSPENDED] = 0,   [PR_R_VALUE_OVER_THRESHOLD] = 0,
         [PR_R_AGGREGATE_OVER_THRESHOLD] = 200, [PR_R_SPLIT_SHIPMENT] = 300,
@@ -34,6 +34,7 @@ struct pr_rules *pr_rules_new_default(void) {
     r->violator_points[3] = 700;
     r->lane_red_score = 600;
     r->lane_yellow_score = 300;
+    r->red_violator_severity = 3;
     r->score_cap = 1000;
     r->undervalue_factor = 0.5;
     r->freight_factor = 3.0;
@@ -46,7 +47,7 @@ struct pr_rules *pr_rules_new_default(void) {
     r->stop_words = pr_calloc(r->stop_word_count, sizeof(char *));
     for (size_t i = 0; i < r->stop_word_count; i++)
         r->stop_words[i] = pr_strdup(pr_default_stop_words[i]);
-    qsort(r->stop_words, r->stop_word_count, sizeof(char *), pr_cmp_str);
+    qsort(r->stop_words, r->stop_word_count, sizeof(char *), pr_rules_cmp_str);
 
     /* The US timeline of DOMAIN.md section 8. */
     struct pr_policy *p = &r->policy;

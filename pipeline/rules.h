@@ -32,6 +32,7 @@ struct pr_rules {
     int32_t points[PR_R_COUNT];
     int32_t violator_points[4]; /* by severity 1..3 */
     int32_t lane_red_score, lane_yellow_score;
+    int32_t red_violator_severity; /* a violator of this severity forces RED (3) */
     int32_t score_cap;
     double undervalue_factor;
     double freight_factor;
@@ -47,6 +48,12 @@ struct pr_rules {
 
 /* Builds the shipped defaults of DOMAIN.md sections 5 and 8. */
 struct pr_rules *pr_rules_new_default(void);
+/* The defaults with the rule file and the policy file (either may be NULL or
+ * empty: defaults) applied. NULL with "file:line: reason" in err on any
+ * error; nothing is half-applied. ruleset_version is "<rules>/<policy>". */
+struct pr_rules *pr_rules_load(const char *rules_path, const char *policy_path, char *err,
+                               size_t err_size);
+int pr_rules_cmp_str(const void *a, const void *b);
 void pr_rules_free(struct pr_rules *rules);
 const char *pr_rules_version(const struct pr_rules *rules);
 

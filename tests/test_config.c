@@ -48,9 +48,10 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg->dlq_keep_bytes, 65536);
     assert_int_equal(cfg->declarations_partitions, 8);
     assert_string_equal(cfg->on_redis_unavailable, "pause");
-    assert_int_equal(cfg->chain_len, 7);
+    assert_int_equal(cfg->chain_len, 10);
     assert_string_equal(cfg->chain[0], "decode");
-    assert_string_equal(cfg->chain[6], "encode");
+    assert_string_equal(cfg->chain[2], "enrich");
+    assert_string_equal(cfg->chain[9], "encode");
     pr_config_free(cfg);
 }
 

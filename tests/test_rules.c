@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -58,6 +59,10 @@ struct chain_fixture {
 static int setup(void **state) {
     struct chain_fixture *f = calloc(1, sizeof(*f));
     f->cfg = pr_config_default();
+    /* The operators that need no Redis; those that do are tested against a
+     * real Redis in tests/integration/test_rules_scenarios.py. */
+    assert_int_equal(pr_config_set(f->cfg, "chain", "decode,validate,policy,sample,score,route,encode",
+                                   "test", 0), PR_OK);
     assert_int_equal(pr_chain_init(&f->chain, f->cfg), PR_OK);
     f->rules = pr_rules_new_default();
     pr_batch_init(&f->batch, 4);
@@ -327,6 +332,85 @@ static void test_siphash_reference_vector(void **state) {
     assert_true(pr_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
 }
 
+static char *write_file(const char *text) {
+    static char path[64];
+    strcpy(path, "/tmp/pr-test-rules-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "w");
+    fputs(text, fp);
+    fclose(fp);
+    return path;
+}
+
+static void test_shipped_files_are_the_defaults(void **state) {
+    (void)state;
+    char err[512] = "";
+    struct pr_rules *shipped = pr_rules_load(PR_SOURCE_DIR "/schemas/rules.yaml",
+                                             PR_SOURCE_DIR "/schemas/policy-us.yaml", err, sizeof(err));
+    if (!shipped) print_error("%s\n", err);
+    assert_non_null(shipped);
+    struct pr_rules *builtin = pr_rules_new_default();
+    assert_string_equal(shipped->version, "default-1/us-2025-08");
+    assert_memory_equal(shipped->points, builtin->points, sizeof(builtin->points));
+    assert_memory_equal(shipped->violator_points, builtin->violator_points, sizeof(builtin->violator_points));
+    assert_int_equal(shipped->lane_red_score, builtin->lane_red_score);
+    assert_int_equal(shipped->lane_yellow_score, builtin->lane_yellow_score);
+    assert_int_equal(shipped->red_violator_severity, 3);
+    assert_true(shipped->undervalue_factor == builtin->undervalue_factor);
+    assert_true(shipped->freight_factor == builtin->freight_factor);
+    assert_true(shipped->sample_rate == builtin->sample_rate);
+    assert_memory_equal(shipped->sample_key, builtin->sample_key, 16);
+    assert_int_equal(shipped->cluster_size, 5);
+    assert_int_equal(shipped->stop_word_count, builtin->stop_word_count);
+    for (size_t i = 0; i < builtin->stop_word_count; i++)
+        assert_string_equal(shipped->stop_words[i], builtin->stop_words[i]);
+    assert_int_equal(shipped->policy.count, builtin->policy.count);
+    for (int i = 0; i < builtin->policy.count; i++) {
+        const struct pr_policy_row *a = &shipped->policy.rows[i], *b = &builtin->policy.rows[i];
+        assert_true(a->from_ms == b->from_ms);
+        assert_int_equal(a->repealed, b->repealed);
+        assert_int_equal(a->suspend_all, b->suspend_all);
+        assert_int_equal(a->suspended_count, b->suspended_count);
+        if (!a->repealed) assert_int_equal(a->threshold_cents, b->threshold_cents);
+    }
+    pr_rules_free(shipped);
+    pr_rules_free(builtin);
+}
+
+static void test_rule_file_errors_name_file_and_line(void **state) {
+    (void)state;
+    char err[512];
+    char *path = write_file("version: x1\npoints:\n  MISSING_DATA: 250\n  NOT_A_CODE: 3\n");
+    assert_null(pr_rules_load(path, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, ":4:"));
+    assert_non_null(strstr(err, "NOT_A_CODE"));
+    unlink(path);
+    path = write_file("version: x1\nlanes:\n  red_score: lots\n");
+    assert_null(pr_rules_load(path, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, ":3:"));
+    unlink(path);
+    path = write_file("points: {MISSING_DATA: 10}\n");
+    assert_null(pr_rules_load(path, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "version"));
+    unlink(path);
+    path = write_file("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 100\n"
+                      "  - from: 2020-01-01\n    threshold_usd_cents: 200\n");
+    assert_null(pr_rules_load(NULL, path, err, sizeof(err)));
+    assert_non_null(strstr(err, ":5:"));
+    unlink(path);
+    /* A good override changes what it names and the version. */
+    path = write_file("version: strict-2\npoints:\n  MISSING_DATA: 350\nsample_rate: 0\n");
+    struct pr_rules *r = pr_rules_load(path, NULL, err, sizeof(err));
+    assert_non_null(r);
+    assert_int_equal(r->points[PR_R_MISSING_DATA], 350);
+    assert_int_equal(r->points[PR_R_HTS_INVALID], 150);
+    assert_string_equal(r->version, "strict-2/us-builtin-1");
+    pr_rules_free(r);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_clean_is_green, setup, teardown),
@@ -341,6 +425,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_combinations_and_lanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_compliance, setup, teardown),
         cmocka_unit_test(test_siphash_reference_vector),
+        cmocka_unit_test(test_shipped_files_are_the_defaults),
+        cmocka_unit_test(test_rule_file_errors_name_file_and_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,454 @@
+/*
+ * enrich - looks up, for a whole batch at once, the reference data its
+ * declarations need (DOMAIN.md sections 6-7): each line's HTS code and its
+ * 8/6/4/2-digit prefixes, each line's origin country, the normalized
+ * shipper, seller and consignee names and the consignee's delivery address.
+ *
+ * Distinct keys of the batch are answered from an in-process cache (bounded,
+ * TTL, CLOCK eviction; "not on any list" is cached too); all misses go to
+ * Redis in ONE round trip: a Lua script that reads pr:ref:current and the
+ * version's hashes atomically. The script is also the version check: it is
+ * given the version the cache holds and, when the current version differs,
+ * answers only the new version; the cache is then cleared and the batch's
+ * keys are asked again, so a batch never mixes two versions.
+ *
+ * Redis unavailable (redis.on_unavailable):
+ *   pause   (default) return PR_OP_RETRY: the engine stops fetching, backs off
+ *           and retries the batch; nothing is decided on missing data.
+ *   degrade decide from the cache alone; misses count as "not listed"; the
+ *           batch's refdata_version gets the suffix "+degraded".
+ *
+ * Results go to rec->line_refs and rec->party_severity for the policy and
+ * screen operators.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pipeline/cache.h"
+#include "../pipeline/normalize.h"
+#include "../pipeline/redis.h"
+#include "../pipeline/refdata.h"
+#include "operator.h"
+
+/* Per record: 5 party keys, then 6 keys per line (10, 8, 6, 4, 2 digits,
+ * origin country). */
+#define PR_PARTY_KEYS 5
+#define PR_LINE_KEYS 6
+#define PR_NO_KEY UINT32_MAX
+
+static const char pr_lookup_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur then return {false} end\n"
+    "if cur ~= ARGV[1] then return {cur} end\n"
+    "local base = 'pr:ref:' .. cur .. ':'\n"
+    "local hashes = {h = base .. 'hts', v = base .. 'vio', c = base .. 'cty'}\n"
+    "local out = {cur}\n"
+    "for i = 2, #ARGV do\n"
+    "  local k = ARGV[i]\n"
+    "  local v = redis.call('HGET', hashes[string.sub(k, 1, 1)], string.sub(k, 3))\n"
+    "  out[i] = v or ''\n"
+    "end\n"
+    "return out\n";
+
+enum pr_key_state { PR_KEY_PENDING = 0, PR_KEY_FOUND, PR_KEY_ABSENT };
+
+struct pr_enrich_key {
+    const char *key; /* arena */
+    uint32_t len;
+    uint8_t state;
+    const char *value; /* arena, when FOUND */
+    uint32_t value_len;
+};
+
+struct pr_enrich_ctx {
+    struct pr_redis redis;
+    struct pr_script script;
+    struct pr_cache cache;
+    bool degrade;
+    char version[128];
+    struct pr_buf scratch;
+    struct pr_buf delivery;
+    /* The batch's distinct keys, with an open-addressing index. */
+    struct pr_enrich_key *keys;
+    size_t key_count, key_cap;
+    uint32_t *index;
+    size_t index_cap;
+    /* Key ids of each record: rec_keys[rec_offset[i] ...]. */
+    uint32_t *rec_keys;
+    size_t rec_keys_cap;
+    size_t *rec_offset;
+    size_t rec_offset_cap;
+    const char **argv;
+    size_t *argvlen;
+    size_t argv_cap;
+};
+
+static int pr_enrich_init(struct pr_operator *op, const struct pr_operator_env *env) {
+    const struct pr_config *cfg = env->cfg;
+    struct pr_enrich_ctx *ctx = pr_calloc(1, sizeof(*ctx));
+    if (pr_redis_init(&ctx->redis, cfg->redis_address, cfg->redis_timeout_ms) != PR_OK) {
+        free(ctx);
+        return PR_ERR;
+    }
+    ctx->script = (struct pr_script){.name = "refdata lookup", .body = pr_lookup_lua};
+    pr_cache_init(&ctx->cache, (size_t)cfg->cache_max_entries, (size_t)cfg->cache_max_mb << 20,
+                  cfg->cache_ttl_ms);
+    ctx->degrade = strcmp(cfg->on_redis_unavailable, "degrade") == 0;
+    pr_buf_init(&ctx->scratch);
+    pr_buf_init(&ctx->delivery);
+    op->ctx = ctx;
+    return PR_OK;
+}
+
+static void pr_enrich_destroy(struct pr_operator *op) {
+    struct pr_enrich_ctx *ctx = op->ctx;
+    pr_redis_close(&ctx->redis);
+    pr_cache_destroy(&ctx->cache);
+    pr_buf_free(&ctx->scratch);
+    pr_buf_free(&ctx->delivery);
+    free(ctx->keys);
+    free(ctx->index);
+    free(ctx->rec_keys);
+    free(ctx->rec_offset);
+    free(ctx->argv);
+    free(ctx->argvlen);
+    free(ctx);
+}
+
+/* ------------------------------------------------------------ key table */
+
+static void pr_keys_reset(struct pr_enrich_ctx *ctx, size_t expected) {
+    ctx->key_count = 0;
+    size_t want = 64;
+    while (want < expected * 2) want *= 2;
+    if (want > ctx->index_cap) {
+        free(ctx->index);
+        ctx->index = pr_malloc(want * sizeof(*ctx->index));
+        ctx->index_cap = want;
+    }
+    memset(ctx->index, 0xff, ctx->index_cap * sizeof(*ctx->index));
+}
+
+/* Interns key (copied into the arena when new); returns its id. */
+static uint32_t pr_keys_intern(struct pr_enrich_ctx *ctx, struct pr_batch *batch, const char *key,
+                               size_t len) {
+    if ((ctx->key_count + 1) * 2 > ctx->index_cap) {
+        /* Grow the index and re-insert (rare: sized from the batch up front). */
+        size_t cap = ctx->index_cap * 2;
+        free(ctx->index);
+        ctx->index = pr_malloc(cap * sizeof(*ctx->index));
+        ctx->index_cap = cap;
+        memset(ctx->index, 0xff, cap * sizeof(*ctx->index));
+        for (uint32_t id = 0; id < ctx->key_count; id++) {
+            size_t i = pr_hash64(ctx->keys[id].key, ctx->keys[id].len) & (cap - 1);
+            while (ctx->index[i] != PR_NO_KEY) i = (i + 1) & (cap - 1);
+            ctx->index[i] = id;
+        }
+    }
+    size_t mask = ctx->index_cap - 1;
+    size_t i = pr_hash64(key, len) & mask;
+    while (ctx->index[i] != PR_NO_KEY) {
+        struct pr_enrich_key *k = &ctx->keys[ctx->index[i]];
+        if (k->len == len && memcmp(k->key, key, len) == 0) return ctx->index[i];
+        i = (i + 1) & mask;
+    }
+    if (ctx->key_count == ctx->key_cap) {
+        ctx->key_cap = ctx->key_cap ? ctx->key_cap * 2 : 1024;
+        ctx->keys = pr_realloc(ctx->keys, ctx->key_cap * sizeof(*ctx->keys));
+    }
+    uint32_t id = (uint32_t)ctx->key_count++;
+    ctx->keys[id] = (struct pr_enrich_key){.key = pr_arena_strndup(&batch->arena, key, len),
+                                           .len = (uint32_t)len};
+    ctx->index[i] = id;
+    return id;
+}
+
+/* Builds "<prefix><normalized text>" in scratch and interns it; PR_NO_KEY
+ * when the text normalizes to nothing. */
+static uint32_t pr_party_key(struct pr_enrich_ctx *ctx, struct pr_batch *batch, const char *prefix,
+                             struct pr_str text, size_t (*norm)(const char *, size_t, char *)) {
+    size_t plen = strlen(prefix);
+    pr_buf_reset(&ctx->scratch);
+    pr_buf_reserve(&ctx->scratch, plen + text.len + 1);
+    memcpy(ctx->scratch.data, prefix, plen);
+    size_t n = norm(text.ptr, text.len, (char *)ctx->scratch.data + plen);
+    if (n == 0) return PR_NO_KEY;
+    return pr_keys_intern(ctx, batch, (const char *)ctx->scratch.data, plen + n);
+}
+
+static bool pr_all_digits(struct pr_str s) {
+    if (s.len == 0) return false;
+    for (uint32_t i = 0; i < s.len; i++)
+        if (s.ptr[i] < '0' || s.ptr[i] > '9') return false;
+    return true;
+}
+
+static void pr_enrich_collect(struct pr_enrich_ctx *ctx, struct pr_batch *batch,
+                              struct pr_record *rec, uint32_t *ids) {
+    const struct pr_declaration *d = &rec->decl;
+    for (int i = 0; i < PR_PARTY_KEYS; i++) ids[i] = PR_NO_KEY;
+    ids[0] = pr_party_key(ctx, batch, "v:SHIPPER|", d->shipper.name, pr_norm_name);
+    if (d->has_seller) ids[1] = pr_party_key(ctx, batch, "v:SELLER|", d->seller.name, pr_norm_name);
+    ids[2] = pr_party_key(ctx, batch, "v:CONSIGNEE|", d->consignee.name, pr_norm_name);
+    ids[3] = pr_party_key(ctx, batch, "v:ADDRESS|", d->consignee.address, pr_norm_address);
+    if (ids[3] != PR_NO_KEY) {
+        struct pr_buf *s = &ctx->scratch;
+        pr_buf_reset(s);
+        pr_buf_append(s, "v:ADDRESS|", 10);
+        pr_delivery_address(&d->consignee, &ctx->delivery);
+        pr_buf_append(s, ctx->delivery.data, ctx->delivery.len);
+        uint32_t id = pr_keys_intern(ctx, batch, (const char *)s->data, s->len);
+        if (id != ids[3]) ids[4] = id;
+    }
+    char key[16];
+    for (uint32_t l = 0; l < d->line_count; l++) {
+        uint32_t *line_ids = ids + PR_PARTY_KEYS + l * PR_LINE_KEYS;
+        const struct pr_line *line = &d->lines[l];
+        static const uint32_t lengths[5] = {10, 8, 6, 4, 2};
+        bool digits = pr_all_digits(line->hts);
+        for (int k = 0; k < 5; k++) {
+            line_ids[k] = PR_NO_KEY;
+            uint32_t want = lengths[k];
+            /* Prefix rows apply to any all-digit code at least that long;
+             * a 10-digit row only to its own code. */
+            if (!digits || line->hts.len < want || (want == 10 && line->hts.len != 10)) continue;
+            key[0] = 'h';
+            key[1] = ':';
+            memcpy(key + 2, line->hts.ptr, want);
+            line_ids[k] = pr_keys_intern(ctx, batch, key, 2 + want);
+        }
+        line_ids[5] = PR_NO_KEY;
+        if (line->origin_country.len > 0 && line->origin_country.len <= 8) {
+            key[0] = 'c';
+            key[1] = ':';
+            memcpy(key + 2, line->origin_country.ptr, line->origin_country.len);
+            line_ids[5] = pr_keys_intern(ctx, batch, key, 2 + line->origin_country.len);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- lookups */
+
+static void pr_enrich_store(struct pr_batch *batch, struct pr_enrich_key *k, const char *value,
+                            size_t len, bool found) {
+    k->state = found ? PR_KEY_FOUND : PR_KEY_ABSENT;
+    k->value = found ? pr_arena_strndup(&batch->arena, value, len) : NULL;
+    k->value_len = found ? (uint32_t)len : 0;
+}
+
+/* One round trip for every PENDING key (all keys when the version is not
+ * yet known to match). Returns PR_OK, PR_OP_RETRY-worthy PR_ERR when Redis
+ * is unavailable or holds no reference data. */
+static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
+    struct pr_enrich_ctx *ctx = op->ctx;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        size_t pending = 0;
+        for (size_t i = 0; i < ctx->key_count; i++)
+            if (ctx->keys[i].state == PR_KEY_PENDING) pending++;
+        size_t argc = 3 + pending;
+        if (argc > ctx->argv_cap) {
+            ctx->argv_cap = argc * 2;
+            ctx->argv = pr_realloc(ctx->argv, ctx->argv_cap * sizeof(*ctx->argv));
+            ctx->argvlen = pr_realloc(ctx->argvlen, ctx->argv_cap * sizeof(*ctx->argvlen));
+        }
+        ctx->argv[0] = "1";
+        ctx->argvlen[0] = 1;
+        ctx->argv[1] = PR_REF_CURRENT;
+        ctx->argvlen[1] = strlen(PR_REF_CURRENT);
+        ctx->argv[2] = ctx->version;
+        ctx->argvlen[2] = strlen(ctx->version);
+        size_t n = 3;
+        for (size_t i = 0; i < ctx->key_count; i++) {
+            if (ctx->keys[i].state != PR_KEY_PENDING) continue;
+            ctx->argv[n] = ctx->keys[i].key;
+            ctx->argvlen[n++] = ctx->keys[i].len;
+        }
+        op->stats.round_trips++;
+        redisReply *reply = pr_redis_eval(&ctx->redis, &ctx->script, (int)argc, ctx->argv, ctx->argvlen);
+        if (!reply) return PR_ERR;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+            reply->element[0]->type != REDIS_REPLY_STRING) {
+            if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+                reply->element[0]->type == REDIS_REPLY_NIL) {
+                static int64_t last;
+                if (pr_now_ms() - last > 10000) {
+                    pr_warn("enrich: no reference data in Redis (%s is not set): run `parcelrisk "
+                            "refdata load`",
+                            PR_REF_CURRENT);
+                    last = pr_now_ms();
+                }
+            } else {
+                pr_error("enrich: unexpected reply from the lookup script");
+            }
+            freeReplyObject(reply);
+            return PR_ERR;
+        }
+        const redisReply *cur = reply->element[0];
+        if ((size_t)cur->len != strlen(ctx->version) || memcmp(cur->str, ctx->version, cur->len) != 0) {
+            /* A new version: forget everything, ask again for the whole batch. */
+            if (ctx->version[0])
+                pr_info("enrich: reference data switched to version %.*s", (int)cur->len, cur->str);
+            snprintf(ctx->version, sizeof(ctx->version), "%.*s", (int)cur->len, cur->str);
+            pr_cache_clear(&ctx->cache);
+            for (size_t i = 0; i < ctx->key_count; i++) ctx->keys[i].state = PR_KEY_PENDING;
+            freeReplyObject(reply);
+            continue;
+        }
+        if (reply->elements != 1 + pending) {
+            pr_error("enrich: lookup script answered %zu values for %zu keys", reply->elements - 1, pending);
+            freeReplyObject(reply);
+            return PR_ERR;
+        }
+        size_t e = 1;
+        for (size_t i = 0; i < ctx->key_count; i++) {
+            struct pr_enrich_key *k = &ctx->keys[i];
+            if (k->state != PR_KEY_PENDING) continue;
+            const redisReply *v = reply->element[e++];
+            bool found = v->type == REDIS_REPLY_STRING && v->len > 0;
+            pr_enrich_store(batch, k, found ? v->str : NULL, found ? (size_t)v->len : 0, found);
+            pr_cache_put(&ctx->cache, k->key, k->len, k->value, k->value_len, !found, batch->now_ms);
+        }
+        freeReplyObject(reply);
+        return PR_OK;
+    }
+    pr_error("enrich: reference data version keeps changing; retrying later");
+    return PR_ERR;
+}
+
+/* ------------------------------------------------------------ results */
+
+static const struct pr_enrich_key *pr_key(const struct pr_enrich_ctx *ctx, uint32_t id) {
+    if (id == PR_NO_KEY) return NULL;
+    const struct pr_enrich_key *k = &ctx->keys[id];
+    return k->state == PR_KEY_FOUND ? k : NULL;
+}
+
+/* Highest severity among "<country>:<severity>" entries whose country is
+ * empty or equals the party's. */
+static int pr_violator_severity(const struct pr_enrich_key *k, struct pr_str country) {
+    if (!k) return 0;
+    int best = 0;
+    const char *p = k->value, *end = k->value + k->value_len;
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *entry_end = semi ? semi : end;
+        const char *colon = memchr(p, ':', (size_t)(entry_end - p));
+        if (colon && colon + 1 < entry_end) {
+            size_t clen = (size_t)(colon - p);
+            int severity = colon[1] - '0';
+            if ((clen == 0 || (clen == country.len && memcmp(p, country.ptr, clen) == 0)) &&
+                severity > best)
+                best = severity;
+        }
+        p = entry_end + 1;
+    }
+    return best;
+}
+
+static void pr_enrich_apply(struct pr_enrich_ctx *ctx, struct pr_batch *batch, struct pr_record *rec,
+                            const uint32_t *ids) {
+    const struct pr_declaration *d = &rec->decl;
+    rec->party_severity[PR_PARTY_SHIPPER] = (int8_t)pr_violator_severity(pr_key(ctx, ids[0]), d->shipper.country);
+    if (d->has_seller)
+        rec->party_severity[PR_PARTY_SELLER] = (int8_t)pr_violator_severity(pr_key(ctx, ids[1]), d->seller.country);
+    rec->party_severity[PR_PARTY_CONSIGNEE] = (int8_t)pr_violator_severity(pr_key(ctx, ids[2]), d->consignee.country);
+    int addr = pr_violator_severity(pr_key(ctx, ids[3]), d->consignee.country);
+    int deliv = pr_violator_severity(pr_key(ctx, ids[4]), d->consignee.country);
+    rec->party_severity[PR_PARTY_ADDRESS] = (int8_t)(addr > deliv ? addr : deliv);
+    for (int p = 0; p < PR_PARTY_COUNT; p++)
+        if (rec->party_severity[p] > rec->violator_severity) rec->violator_severity = rec->party_severity[p];
+
+    rec->line_refs = pr_arena_alloc(&batch->arena, (d->line_count ? d->line_count : 1) * sizeof(struct pr_line_ref));
+    for (uint32_t l = 0; l < d->line_count; l++) {
+        const uint32_t *line_ids = ids + PR_PARTY_KEYS + l * PR_LINE_KEYS;
+        struct pr_line_ref *ref = &rec->line_refs[l];
+        *ref = (struct pr_line_ref){.floor_cents = -1, .watch_points = -1,
+                                    .all_digits = pr_all_digits(d->lines[l].hts)};
+        bool floor_set = false;
+        /* Most specific first: 10, 8, 6, 4, 2 digits. */
+        for (int k = 0; k < 5; k++) {
+            const struct pr_enrich_key *key = pr_key(ctx, line_ids[k]);
+            if (!key) continue;
+            struct pr_hts_entry entry;
+            if (pr_hts_entry_parse(key->value, key->value_len, &entry) != PR_OK) continue;
+            ref->flags |= entry.flags;
+            if (k == 0 && entry.known) ref->known = true;
+            if (!floor_set && entry.floor_cents >= 0) {
+                ref->floor_cents = entry.floor_cents;
+                floor_set = true;
+            }
+            if (entry.flags & PR_HTS_WATCH) {
+                int32_t pts = entry.points > 0 ? entry.points : 0;
+                if (pts > ref->watch_points) ref->watch_points = pts;
+            }
+        }
+        const struct pr_enrich_key *cty = pr_key(ctx, line_ids[5]);
+        if (cty) ref->origin_points = atoi(cty->value);
+    }
+}
+
+static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
+    struct pr_enrich_ctx *ctx = op->ctx;
+    size_t expected = 0;
+    for (size_t i = 0; i < batch->count; i++)
+        if (!pr_record_dead(&batch->records[i]))
+            expected += PR_PARTY_KEYS + batch->records[i].decl.line_count * PR_LINE_KEYS;
+    pr_keys_reset(ctx, expected);
+    if (expected > ctx->rec_keys_cap) {
+        ctx->rec_keys_cap = expected * 2;
+        ctx->rec_keys = pr_realloc(ctx->rec_keys, ctx->rec_keys_cap * sizeof(*ctx->rec_keys));
+    }
+    if (batch->count > ctx->rec_offset_cap) {
+        ctx->rec_offset_cap = batch->count;
+        ctx->rec_offset = pr_realloc(ctx->rec_offset, ctx->rec_offset_cap * sizeof(*ctx->rec_offset));
+    }
+    size_t offset = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        struct pr_record *rec = &batch->records[i];
+        ctx->rec_offset[i] = offset;
+        if (pr_record_dead(rec)) continue;
+        pr_enrich_collect(ctx, batch, rec, ctx->rec_keys + offset);
+        offset += PR_PARTY_KEYS + rec->decl.line_count * PR_LINE_KEYS;
+    }
+    /* Answer what the cache can. */
+    for (size_t i = 0; i < ctx->key_count; i++) {
+        struct pr_enrich_key *k = &ctx->keys[i];
+        const char *value;
+        size_t len;
+        bool negative;
+        if (ctx->version[0] &&
+            pr_cache_get(&ctx->cache, k->key, k->len, batch->now_ms, &value, &len, &negative)) {
+            pr_enrich_store(batch, k, value, len, !negative);
+            op->stats.cache_hits++;
+        } else {
+            op->stats.cache_misses++;
+        }
+    }
+    /* One round trip: the version check plus every miss. */
+    const char *version_suffix = "";
+    if (pr_enrich_fetch(op, batch) != PR_OK) {
+        if (!ctx->degrade || !ctx->version[0]) return PR_OP_RETRY;
+        version_suffix = "+degraded"; /* decide from the cache; misses count as unlisted */
+        for (size_t i = 0; i < ctx->key_count; i++)
+            if (ctx->keys[i].state == PR_KEY_PENDING) ctx->keys[i].state = PR_KEY_ABSENT;
+    }
+    size_t vlen = strlen(ctx->version), slen = strlen(version_suffix);
+    char *version = pr_arena_alloc(&batch->arena, vlen + slen + 1);
+    memcpy(version, ctx->version, vlen);
+    memcpy(version + vlen, version_suffix, slen + 1);
+    batch->refdata_version = version;
+    for (size_t i = 0; i < batch->count; i++) {
+        struct pr_record *rec = &batch->records[i];
+        if (!pr_record_dead(rec)) pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
+    }
+    return PR_OP_DONE;
+}
+
+const struct pr_operator_ops pr_op_enrich = {
+    .name = "enrich",
+    .description = "reference data (HTS, violators, countries) from Redis, batched and cached",
+    .init = pr_enrich_init,
+    .process = pr_enrich_process,
+    .destroy = pr_enrich_destroy,
+};

@@ -1,0 +1,51 @@
+/*
+ * cache.h - a bounded in-process cache of reference-data answers, with a
+ * TTL and CLOCK (second-chance) eviction.
+ *
+ * Keys and values are byte strings; a value may be "negative" (the key is on
+ * no list), which is cached too. Bounded both in entries and in bytes; an
+ * insert past either bound evicts entries the clock hand finds unreferenced
+ * since its last pass. Open addressing with linear probing and
+ * backward-shift deletion (no tombstones).
+ *
+ * @locality one thread (the engine thread); not synchronised.
+ */
+#ifndef PR_CACHE_H
+#define PR_CACHE_H
+
+#include "common.h"
+
+struct pr_cache_entry;
+
+struct pr_cache_stats {
+    uint64_t hits, misses, expired, evictions, inserts;
+};
+
+struct pr_cache {
+    struct pr_cache_entry **slots;
+    size_t capacity; /* power of two, > max_entries / 0.7 */
+    size_t count;
+    size_t max_entries;
+    size_t max_bytes;
+    size_t bytes; /* entry memory, headers included */
+    size_t hand;
+    int64_t ttl_ms;
+    struct pr_cache_stats stats;
+};
+
+void pr_cache_init(struct pr_cache *cache, size_t max_entries, size_t max_bytes, int64_t ttl_ms);
+void pr_cache_destroy(struct pr_cache *cache);
+void pr_cache_clear(struct pr_cache *cache);
+
+/* Looks key up at now_ms. Returns true on a hit and sets value and value_len
+ * (NULL and 0, and negative set, for a cached "not found"). The pointers are
+ * valid until the next put or clear. */
+bool pr_cache_get(struct pr_cache *cache, const char *key, size_t key_len, int64_t now_ms,
+                  const char **value, size_t *value_len, bool *negative);
+/* Stores key -> value (negative: value ignored). Replaces an existing entry. */
+void pr_cache_put(struct pr_cache *cache, const char *key, size_t key_len, const char *value,
+                  size_t value_len, bool negative, int64_t now_ms);
+
+uint64_t pr_hash64(const void *data, size_t len);
+
+#endif
