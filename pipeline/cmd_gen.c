@@ -140,12 +140,14 @@ int pr_cmd_gen(int argc, char **argv) {
             if (ids) fprintf(ids, "ok %.*s\n", (int)key_len, key);
         }
         for (;;) {
-            if (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                                 value->len ? value->data : NULL, value->len, key, key_len,
-                                 NULL) == 0)
-                break;
-            if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                pr_error("gen: produce failed: %s", rd_kafka_err2str(rd_kafka_last_error()));
+            /* The message timestamp is the hub's event_time, as a hub would set it. */
+            rd_kafka_resp_err_t perr = rd_kafka_producev(
+                rk, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_VALUE(value->len ? value->data : NULL, value->len),
+                RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(d.event_time), RD_KAFKA_V_END);
+            if (perr == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+            if (perr != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                pr_error("gen: produce failed: %s", rd_kafka_err2str(perr));
                 return 1;
             }
             rd_kafka_poll(rk, 10);

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "../operators/operator.h"
+#include "histogram.h"
 #include "kafka.h"
 #include "rules.h"
 
@@ -75,6 +76,9 @@ struct pr_engine {
     struct pr_engine_totals totals;
     uint64_t produce_retries;
     uint64_t commits;
+    int64_t first_message_us, last_commit_us;
+    /* event_time -> acknowledgement of the decision, ms. */
+    struct pr_histogram latency;
 };
 
 /* ---------------------------------------------------------------- delivery */
@@ -87,6 +91,13 @@ static void pr_engine_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void 
     if (msg->err) {
         pr_error("delivery to %s failed: %s", rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
         slot->failed = true;
+    } else if (msg->rkt == slot->engine->topic_decisions) {
+        /* Decisions carry the declaration's event_time as their timestamp,
+         * so this is the end-to-end latency up to the broker's ack. */
+        rd_kafka_timestamp_type_t type;
+        int64_t ts = rd_kafka_message_timestamp(msg, &type);
+        int64_t now = pr_now_ms();
+        if (ts > 0 && now >= ts) pr_histogram_record(&slot->engine->latency, (uint64_t)(now - ts));
     }
     slot->outstanding--;
 }
@@ -139,6 +150,7 @@ static void pr_engine_complete(struct pr_engine *engine, bool sync) {
             return;
         }
         pr_engine_commit(engine, slot, sync);
+        engine->last_commit_us = pr_monotonic_us();
         pr_slot_release(slot);
         engine->head = (engine->head + 1) % engine->slot_count;
         engine->inflight--;
@@ -263,16 +275,18 @@ static int pr_engine_setup(struct pr_engine *engine) {
 /* ---------------------------------------------------------------- produce */
 
 static void pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot, rd_kafka_topic_t *topic,
-                              const void *key, size_t key_len, struct pr_str value) {
+                              const void *key, size_t key_len, struct pr_str value, int64_t timestamp) {
     for (;;) {
         /* Zero copy: the value lives in the batch arena until the slot is
          * released, which happens only after its delivery reports. */
-        if (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, 0, (void *)value.ptr, value.len, key,
-                             key_len, slot) == 0) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            engine->producer, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(0),
+            RD_KAFKA_V_VALUE((void *)value.ptr, value.len), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             slot->outstanding++;
             return;
         }
-        rd_kafka_resp_err_t err = rd_kafka_last_error();
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             pr_error("produce to %s failed: %s", rd_kafka_topic_name(topic), rd_kafka_err2str(err));
             slot->failed = true;
@@ -291,22 +305,23 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
         struct pr_record *rec = &batch->records[i];
         pr_slot_track_offset(slot, rec->partition, rec->offset);
         if (rec->outputs & PR_OUT_DLQ) {
-            pr_engine_produce(engine, slot, engine->topic_dlq, rec->key, rec->key_len, rec->out_dlq);
+            pr_engine_produce(engine, slot, engine->topic_dlq, rec->key, rec->key_len, rec->out_dlq,
+                              batch->now_ms);
             engine->totals.dead_letters++;
         }
         if (rec->outputs & PR_OUT_DECISION) {
             pr_engine_produce(engine, slot, engine->topic_decisions, rec->decl.declaration_id.ptr,
-                              rec->decl.declaration_id.len, rec->out_decision);
+                              rec->decl.declaration_id.len, rec->out_decision, rec->decl.event_time);
             engine->totals.decisions++;
         }
         if (rec->outputs & PR_OUT_ALERT) {
             pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
-                              rec->decl.house_bill.len, rec->out_decision);
+                              rec->decl.house_bill.len, rec->out_decision, rec->decl.event_time);
             engine->totals.alerts++;
         }
         if (rec->outputs & PR_OUT_AGGREGATE_ALERT) {
             pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
-                              rec->decl.house_bill.len, rec->out_aggregate_alert);
+                              rec->decl.house_bill.len, rec->out_aggregate_alert, rec->decl.event_time);
             engine->totals.aggregate_alerts++;
         }
     }
@@ -341,6 +356,7 @@ static void pr_engine_fill(struct pr_engine *engine, struct pr_slot *slot) {
             continue;
         }
         if (slot->message_count == 0) deadline = pr_monotonic_us() + cfg->batch_timeout_ms * 1000LL;
+        if (!engine->first_message_us) engine->first_message_us = pr_monotonic_us();
         slot->messages[slot->message_count++] = m;
         engine->last_message_us = pr_monotonic_us();
     }
@@ -500,6 +516,13 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     }
     engine->totals.cpu_seconds = pr_cpu_seconds() - cpu0;
     engine->totals.wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
+    if (engine->first_message_us && engine->last_commit_us > engine->first_message_us)
+        engine->totals.active_seconds = (double)(engine->last_commit_us - engine->first_message_us) / 1e6;
+    engine->totals.latency_count = engine->latency.count;
+    engine->totals.latency_p50_ms = pr_histogram_quantile(&engine->latency, 0.50);
+    engine->totals.latency_p99_ms = pr_histogram_quantile(&engine->latency, 0.99);
+    engine->totals.latency_p999_ms = pr_histogram_quantile(&engine->latency, 0.999);
+    engine->totals.latency_max_ms = engine->latency.max;
     pr_engine_log_stats(engine, engine->fatal ? "stopped after a fatal error" : "stopped");
     for (size_t i = 0; i < engine->chain.count && i < PR_MAX_OPERATOR_STATS; i++) {
         const struct pr_operator *op = &engine->chain.ops[i];

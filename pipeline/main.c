@@ -111,12 +111,16 @@ int pr_cmd_run(int argc, char **argv) {
             fprintf(fp,
                     "{\"consumed\": %llu, \"decisions\": %llu, \"alerts\": %llu, "
                     "\"aggregate_alerts\": %llu, \"dead_letters\": %llu, \"batches\": %llu, "
-                    "\"cpu_seconds\": %.6f, \"wall_seconds\": %.6f, \"exit_status\": %d, "
-                    "\"operators\": {",
+                    "\"cpu_seconds\": %.6f, \"wall_seconds\": %.6f, \"active_seconds\": %.6f, "
+                    "\"latency_ms\": {\"count\": %llu, \"p50\": %llu, \"p99\": %llu, \"p999\": %llu, "
+                    "\"max\": %llu}, \"exit_status\": %d, \"operators\": {",
                     (unsigned long long)totals.consumed, (unsigned long long)totals.decisions,
                     (unsigned long long)totals.alerts, (unsigned long long)totals.aggregate_alerts,
                     (unsigned long long)totals.dead_letters, (unsigned long long)totals.batches,
-                    totals.cpu_seconds, totals.wall_seconds, rc);
+                    totals.cpu_seconds, totals.wall_seconds, totals.active_seconds,
+                    (unsigned long long)totals.latency_count, (unsigned long long)totals.latency_p50_ms,
+                    (unsigned long long)totals.latency_p99_ms, (unsigned long long)totals.latency_p999_ms,
+                    (unsigned long long)totals.latency_max_ms, rc);
             for (size_t i = 0; i < totals.operator_count; i++) {
                 const struct pr_engine_operator_stats *st = &totals.operators[i];
                 fprintf(fp,
@@ -157,6 +161,7 @@ static void pr_usage(void) {
             "  produce      produce declarations from JSON lines (hand-made cases)\n"
             "  tail         print decisions, alerts or dlq records as JSON lines\n"
             "  topics       create the topics of the configuration\n"
+            "  refdata      load reference data (HTS, violators, countries) into Redis; status\n"
             "  config-keys  list every configuration key with its default\n"
             "  version      print the version\n\n"
             "Shared options: --config FILE, --set key=value, --brokers host:port\n",
@@ -176,6 +181,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "tail") == 0) return pr_cmd_tail(argc, argv);
     if (strcmp(cmd, "topics") == 0) return pr_cmd_topics(argc, argv);
     if (strcmp(cmd, "produce") == 0) return pr_cmd_produce(argc, argv);
+    if (strcmp(cmd, "refdata") == 0) return pr_cmd_refdata(argc, argv);
     if (strcmp(cmd, "config-keys") == 0) {
         pr_config_print_keys();
         return 0;

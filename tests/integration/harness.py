@@ -153,3 +153,88 @@ def wait_for(predicate, timeout, step=0.2):
 def stop(proc, sig=signal.SIGTERM, timeout=120):
     proc.send_signal(sig)
     return proc.wait(timeout=timeout)
+
+
+# A small reference set of our own, so that the tests' expectations do not
+# depend on the example data shipped in ops/refdata/.
+TEST_HTS = [
+    ("hts", "description", "flags", "unit_value_floor_cents", "points"),
+    ("6109100012", "T-shirts of cotton, men's", "", "", ""),
+    ("4202920807", "Backpacks, textile", "", "", ""),
+    ("61", "Knitted apparel", "", "", ""),
+    ("24", "Tobacco", "EXCISE", "", ""),
+    ("2402200000", "Cigarettes containing tobacco", "", "", ""),
+    ("30", "Pharmaceutical products", "PGA_FDA", "", ""),
+    ("3004909290", "Medicaments, other", "", "", ""),
+    ("6402", "Footwear, rubber or plastics", "WATCH", "1500", "250"),
+    ("640299", "Other footwear", "WATCH", "", "350"),
+    ("6402993165", "Sneakers", "", "2000", ""),
+    ("9102110000", "Wrist watches, electric", "WATCH", "", ""),
+    ("7306", "Steel tubes", "ADCVD", "", ""),
+    ("7306301000", "Welded steel tubes", "", "", ""),
+]
+TEST_VIOLATORS = [
+    ("kind", "name", "address", "country", "severity", "reason", "listed_on"),
+    ("SHIPPER", "Shenzhen Bright Trading Co., Ltd.", "", "CN", "3", "counterfeit footwear", "2024-11-02"),
+    ("SELLER", "Quickdeal Store 7", "", "", "1", "undervaluation", "2025-01-15"),
+    ("CONSIGNEE", "Northgate Reship Services Inc.", "", "", "2", "reshipper", "2024-06-30"),
+    ("ADDRESS", "", "77 Harbor Boulevard, Suite 9", "US", "2", "drop address", "2025-02-01"),
+]
+TEST_COUNTRIES = [("country", "points"), ("VN", "0"), ("CN", "0"), ("KP", "400"), ("IR", "300")]
+
+
+def write_csv(path, rows):
+    import csv
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def load_refdata(hts=TEST_HTS, violators=TEST_VIOLATORS, countries=TEST_COUNTRIES, extra=()):
+    """Loads a reference set with `parcelrisk refdata load`; returns the result."""
+    tag = uuid.uuid4().hex[:8]
+    paths = []
+    for name, rows in (("hts", hts), ("violators", violators), ("countries", countries)):
+        path = os.path.join(WORK, f"refdata-{tag}-{name}.csv")
+        write_csv(path, rows)
+        paths.append(path)
+    return subprocess.run([BIN, "refdata", "load", "--hts", paths[0], "--violators", paths[1],
+                           "--countries", paths[2], "--redis", REDIS, *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def redis_cli(*args):
+    host, port = REDIS.rsplit(":", 1)
+    res = subprocess.run(["redis-cli", "-h", host, "-p", port, *args], capture_output=True, text=True,
+                         timeout=30)
+    return res.stdout.strip()
+
+
+def declaration(did, **over):
+    """A clean declaration (GREEN under the test reference set) with overrides."""
+    d = {
+        "declaration_id": did, "filer_code": "DHLX", "entry_type": "86", "house_bill": "HB-" + did,
+        "master_bill": None, "transport_mode": "AIR", "port_of_entry": "4701",
+        "arrival_time": 1740830400000,  # 2025-03-01T12:00:00Z, before any suspension
+        "shipper": {"name": "Hanoi Lotus Export Co., Ltd.", "address": "12 Tran Phu Street",
+                    "city": "Hanoi", "postal_code": "100000", "country": "VN"},
+        "consignee": {"name": "Jane O'Neil " + did, "address": "1234 Elm Street, Apt. 5B",
+                      "city": "Springfield", "postal_code": "62701", "country": "US"},
+        "seller": None, "marketplace": None, "value_usd_cents": 12000, "freight_usd_cents": None,
+        "gross_weight_grams": 800,
+        "lines": [line()],
+    }
+    d.update(over)
+    return d
+
+
+def line(**over):
+    return {**{"hts": "6109100012", "description": "Men's cotton t-shirt", "origin_country": "VN",
+               "quantity": 2, "value_usd_cents": 12000}, **over}
+
+
+def produce(pipeline, declarations):
+    path = os.path.join(WORK, f"{pipeline.prefix}-{uuid.uuid4().hex[:6]}.jsonl")
+    with open(path, "w") as fh:
+        for d in declarations:
+            fh.write(json.dumps(d) + "\n")
+    pipeline.call("produce", "--input", path)
