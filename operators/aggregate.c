@@ -96,6 +96,7 @@ struct pr_aggregate_ctx {
     bool degrade;
     char ttl_ms[24];
     struct pr_buf scratch;
+    struct pr_sha256 sha;
     const char **argv;
     size_t *argvlen;
     size_t argv_cap;
@@ -112,6 +113,7 @@ static int pr_aggregate_init(struct pr_operator *op, const struct pr_operator_en
     ctx->degrade = strcmp(cfg->on_redis_unavailable, "degrade") == 0;
     snprintf(ctx->ttl_ms, sizeof(ctx->ttl_ms), "%lld", (long long)cfg->state_ttl_hours * 3600000LL);
     pr_buf_init(&ctx->scratch);
+    pr_sha256_init(&ctx->sha);
     op->ctx = ctx;
     return PR_OK;
 }
@@ -120,6 +122,7 @@ static void pr_aggregate_destroy(struct pr_operator *op) {
     struct pr_aggregate_ctx *ctx = op->ctx;
     pr_redis_close(&ctx->redis);
     pr_buf_free(&ctx->scratch);
+    pr_sha256_free(&ctx->sha);
     free(ctx->argv);
     free(ctx->argvlen);
     free(ctx);
@@ -188,16 +191,14 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         char *thr = pr_arena_printf(batch, &len, "%lld", (long long)row->threshold_cents);
         PR_ARG(thr, len);
         /* Address cluster: digests of the delivery address and the name. */
-        pr_delivery_address(&d->consignee, &ctx->scratch);
-        if (ctx->scratch.len > 0) {
+        pr_record_norms(batch, rec);
+        struct pr_str delivery = rec->norms.delivery_address;
+        if (delivery.len > 0) {
             char digest[65];
-            pr_sha256_hex(ctx->scratch.data, ctx->scratch.len, digest);
+            pr_sha256_hex_with(&ctx->sha, delivery.ptr, delivery.len, digest);
             char *ac = pr_arena_printf(batch, &len, "pr:ac:%s:%s", digest, day);
             PR_ARG(ac, len);
-            pr_buf_reset(&ctx->scratch);
-            pr_buf_reserve(&ctx->scratch, d->consignee.name.len + 1);
-            size_t nlen = pr_norm_name(d->consignee.name.ptr, d->consignee.name.len, (char *)ctx->scratch.data);
-            pr_sha256_hex(ctx->scratch.data, nlen, digest);
+            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, digest);
             PR_ARG(pr_arena_strndup(&batch->arena, digest, 32), 32);
         } else {
             PR_ARG("", 0);

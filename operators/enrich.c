@@ -68,7 +68,6 @@ struct pr_enrich_ctx {
     bool degrade;
     char version[128];
     struct pr_buf scratch;
-    struct pr_buf delivery;
     /* The batch's distinct keys, with an open-addressing index. */
     struct pr_enrich_key *keys;
     size_t key_count, key_cap;
@@ -96,7 +95,6 @@ static int pr_enrich_init(struct pr_operator *op, const struct pr_operator_env *
                   cfg->cache_ttl_ms);
     ctx->degrade = strcmp(cfg->on_redis_unavailable, "degrade") == 0;
     pr_buf_init(&ctx->scratch);
-    pr_buf_init(&ctx->delivery);
     op->ctx = ctx;
     return PR_OK;
 }
@@ -106,7 +104,6 @@ static void pr_enrich_destroy(struct pr_operator *op) {
     pr_redis_close(&ctx->redis);
     pr_cache_destroy(&ctx->cache);
     pr_buf_free(&ctx->scratch);
-    pr_buf_free(&ctx->delivery);
     free(ctx->keys);
     free(ctx->index);
     free(ctx->rec_keys);
@@ -164,17 +161,15 @@ static uint32_t pr_keys_intern(struct pr_enrich_ctx *ctx, struct pr_batch *batch
     return id;
 }
 
-/* Builds "<prefix><normalized text>" in scratch and interns it; PR_NO_KEY
- * when the text normalizes to nothing. */
+/* Interns "<prefix><normal form>"; PR_NO_KEY for an empty normal form. */
 static uint32_t pr_party_key(struct pr_enrich_ctx *ctx, struct pr_batch *batch, const char *prefix,
-                             struct pr_str text, size_t (*norm)(const char *, size_t, char *)) {
+                             struct pr_str norm) {
+    if (norm.len == 0) return PR_NO_KEY;
     size_t plen = strlen(prefix);
     pr_buf_reset(&ctx->scratch);
-    pr_buf_reserve(&ctx->scratch, plen + text.len + 1);
-    memcpy(ctx->scratch.data, prefix, plen);
-    size_t n = norm(text.ptr, text.len, (char *)ctx->scratch.data + plen);
-    if (n == 0) return PR_NO_KEY;
-    return pr_keys_intern(ctx, batch, (const char *)ctx->scratch.data, plen + n);
+    pr_buf_append(&ctx->scratch, prefix, plen);
+    pr_buf_append(&ctx->scratch, norm.ptr, norm.len);
+    return pr_keys_intern(ctx, batch, (const char *)ctx->scratch.data, ctx->scratch.len);
 }
 
 static bool pr_all_digits(struct pr_str s) {
@@ -188,17 +183,13 @@ static void pr_enrich_collect(struct pr_enrich_ctx *ctx, struct pr_batch *batch,
                               struct pr_record *rec, uint32_t *ids) {
     const struct pr_declaration *d = &rec->decl;
     for (int i = 0; i < PR_PARTY_KEYS; i++) ids[i] = PR_NO_KEY;
-    ids[0] = pr_party_key(ctx, batch, "v:SHIPPER|", d->shipper.name, pr_norm_name);
-    if (d->has_seller) ids[1] = pr_party_key(ctx, batch, "v:SELLER|", d->seller.name, pr_norm_name);
-    ids[2] = pr_party_key(ctx, batch, "v:CONSIGNEE|", d->consignee.name, pr_norm_name);
-    ids[3] = pr_party_key(ctx, batch, "v:ADDRESS|", d->consignee.address, pr_norm_address);
+    pr_record_norms(batch, rec);
+    ids[0] = pr_party_key(ctx, batch, "v:SHIPPER|", rec->norms.shipper_name);
+    if (d->has_seller) ids[1] = pr_party_key(ctx, batch, "v:SELLER|", rec->norms.seller_name);
+    ids[2] = pr_party_key(ctx, batch, "v:CONSIGNEE|", rec->norms.consignee_name);
+    ids[3] = pr_party_key(ctx, batch, "v:ADDRESS|", rec->norms.consignee_address);
     if (ids[3] != PR_NO_KEY) {
-        struct pr_buf *s = &ctx->scratch;
-        pr_buf_reset(s);
-        pr_buf_append(s, "v:ADDRESS|", 10);
-        pr_delivery_address(&d->consignee, &ctx->delivery);
-        pr_buf_append(s, ctx->delivery.data, ctx->delivery.len);
-        uint32_t id = pr_keys_intern(ctx, batch, (const char *)s->data, s->len);
+        uint32_t id = pr_party_key(ctx, batch, "v:ADDRESS|", rec->norms.delivery_address);
         if (id != ids[3]) ids[4] = id;
     }
     char key[16];

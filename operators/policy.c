@@ -51,8 +51,8 @@ static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
         }
     }
     char since[32];
-    pr_format_utc(row->from_ms, since, sizeof(since));
     if (rec->suspended) {
+        pr_format_utc(row->from_ms, since, sizeof(since));
         pr_record_firef(batch, rec, PR_R_DE_MINIMIS_SUSPENDED,
                         rules->points[PR_R_DE_MINIMIS_SUSPENDED], "%.*s: %s since %s", (int)n,
                         evidence, row->repealed ? "de minimis repealed" : "de minimis suspended",
@@ -61,6 +61,7 @@ static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
     }
     if (d->value_usd_cents > row->threshold_cents) {
         rec->value_over_threshold = true;
+        pr_format_utc(row->from_ms, since, sizeof(since));
         pr_record_firef(batch, rec, PR_R_VALUE_OVER_THRESHOLD,
                         rules->points[PR_R_VALUE_OVER_THRESHOLD],
                         "value %lld cents above threshold %lld cents (in force since %s)",

@@ -18,6 +18,7 @@ struct pr_validate_ctx {
     struct pr_buf missing;  /* MISSING_DATA evidence */
     struct pr_buf evidence; /* HTS_INVALID, then MISSING_DATA evidence */
     struct pr_buf vague;    /* VAGUE_DESCRIPTION evidence */
+    struct pr_sha256 sha;   /* consignee_key */
 };
 
 static int pr_validate_init(struct pr_operator *op, const struct pr_operator_env *env) {
@@ -27,6 +28,7 @@ static int pr_validate_init(struct pr_operator *op, const struct pr_operator_env
     pr_buf_init(&ctx->missing);
     pr_buf_init(&ctx->evidence);
     pr_buf_init(&ctx->vague);
+    pr_sha256_init(&ctx->sha);
     op->ctx = ctx;
     return PR_OK;
 }
@@ -45,13 +47,8 @@ static void pr_note(struct pr_buf *buf, const char *fmt, ...) {
 
 /* A party name or address is missing when blank or when its full normal
  * form is a placeholder (N A, NA, NONE, UNKNOWN). */
-static bool pr_party_field_missing(struct pr_buf *scratch, struct pr_str s, bool is_name) {
-    if (pr_str_blank(s)) return true;
-    pr_buf_reset(scratch);
-    pr_buf_reserve(scratch, (size_t)s.len + 1);
-    char *out = (char *)scratch->data;
-    size_t n = is_name ? pr_norm_name(s.ptr, s.len, out) : pr_norm_address(s.ptr, s.len, out);
-    return pr_norm_is_placeholder(out, n);
+static bool pr_party_field_missing(struct pr_str raw, struct pr_str norm) {
+    return pr_str_blank(raw) || pr_norm_is_placeholder(norm.ptr, norm.len);
 }
 
 static bool pr_hts_format_ok(struct pr_str hts) {
@@ -106,14 +103,15 @@ static void pr_validate_record(struct pr_validate_ctx *ctx, struct pr_batch *bat
     struct pr_buf *missing = &ctx->missing, *ev = &ctx->evidence;
     pr_buf_reset(missing);
 
+    pr_record_norms(batch, rec);
     if (pr_str_blank(d->house_bill)) pr_note(missing, "house_bill");
-    if (pr_party_field_missing(&ctx->scratch, d->shipper.name, true)) pr_note(missing, "shipper.name");
-    if (pr_party_field_missing(&ctx->scratch, d->shipper.address, false))
+    if (pr_party_field_missing(d->shipper.name, rec->norms.shipper_name)) pr_note(missing, "shipper.name");
+    if (pr_party_field_missing(d->shipper.address, rec->norms.shipper_address))
         pr_note(missing, "shipper.address");
     if (pr_str_blank(d->shipper.country)) pr_note(missing, "shipper.country");
-    if (pr_party_field_missing(&ctx->scratch, d->consignee.name, true))
+    if (pr_party_field_missing(d->consignee.name, rec->norms.consignee_name))
         pr_note(missing, "consignee.name");
-    if (pr_party_field_missing(&ctx->scratch, d->consignee.address, false))
+    if (pr_party_field_missing(d->consignee.address, rec->norms.consignee_address))
         pr_note(missing, "consignee.address");
     if (d->value_usd_cents <= 0) pr_note(missing, "value_usd_cents");
     if (d->line_count == 0) pr_note(missing, "lines");
@@ -157,7 +155,7 @@ static void pr_validate_record(struct pr_validate_ctx *ctx, struct pr_batch *bat
                         "freight %lld cents above %g x value %lld cents",
                         (long long)d->freight_usd_cents, rules->freight_factor,
                         (long long)d->value_usd_cents);
-    pr_consignee_key(&d->consignee, rec->consignee_key);
+    pr_record_consignee_key(&ctx->sha, rec);
 }
 
 static int pr_validate_process(struct pr_operator *op, struct pr_batch *batch) {
@@ -175,6 +173,7 @@ static void pr_validate_destroy(struct pr_operator *op) {
     pr_buf_free(&ctx->missing);
     pr_buf_free(&ctx->evidence);
     pr_buf_free(&ctx->vague);
+    pr_sha256_free(&ctx->sha);
     free(ctx);
 }
 

@@ -1,6 +1,7 @@
 #include "normalize.h"
 
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t pr_norm_text(const char *in, size_t len, char *out) {
@@ -25,12 +26,17 @@ size_t pr_norm_text(const char *in, size_t len, char *out) {
     return n;
 }
 
-static const char *const pr_legal_forms[] = {"CO", "LTD", "LLC", "INC", "CORP", "LIMITED",
-                                             "COMPANY", "GMBH", "PLC", "SA", "AG"};
+static const struct {
+    const char *token;
+    size_t len;
+} pr_legal_forms[] = {{"CO", 2},      {"LTD", 3},     {"LLC", 3},  {"INC", 3},
+                      {"CORP", 4},    {"LIMITED", 7}, {"COMPANY", 7}, {"GMBH", 4},
+                      {"PLC", 3},     {"SA", 2},      {"AG", 2}};
 
-static bool pr_token_in(const char *tok, size_t len, const char *const *set, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        if (strlen(set[i]) == len && memcmp(set[i], tok, len) == 0) return true;
+static bool pr_legal_form(const char *tok, size_t len) {
+    if (len < 2 || len > 7) return false;
+    for (size_t i = 0; i < PR_ARRAY_LEN(pr_legal_forms); i++)
+        if (pr_legal_forms[i].len == len && memcmp(pr_legal_forms[i].token, tok, len) == 0) return true;
     return false;
 }
 
@@ -39,18 +45,23 @@ size_t pr_norm_name(const char *in, size_t len, char *out) {
     while (n > 0) {
         size_t start = n;
         while (start > 0 && out[start - 1] != ' ') start--;
-        if (!pr_token_in(out + start, n - start, pr_legal_forms, PR_ARRAY_LEN(pr_legal_forms)))
-            break;
+        if (!pr_legal_form(out + start, n - start)) break;
         n = start > 0 ? start - 1 : 0;
     }
     out[n] = '\0';
     return n;
 }
 
-static const char *const pr_address_words[][2] = {
-    {"STREET", "ST"},   {"AVENUE", "AVE"},  {"ROAD", "RD"},       {"APARTMENT", "APT"},
-    {"SUITE", "STE"},   {"BOULEVARD", "BLVD"}, {"DRIVE", "DR"},   {"LANE", "LN"},
-    {"PARKWAY", "PKWY"}, {"FLOOR", "FL"},   {"BUILDING", "BLDG"},
+static const struct {
+    const char *word;
+    uint8_t word_len;
+    const char *abbrev;
+    uint8_t abbrev_len;
+} pr_address_words[] = {
+    {"STREET", 6, "ST", 2},       {"AVENUE", 6, "AVE", 3}, {"ROAD", 4, "RD", 2},
+    {"APARTMENT", 9, "APT", 3},   {"SUITE", 5, "STE", 3},  {"BOULEVARD", 9, "BLVD", 4},
+    {"DRIVE", 5, "DR", 2},        {"LANE", 4, "LN", 2},    {"PARKWAY", 7, "PKWY", 4},
+    {"FLOOR", 5, "FL", 2},        {"BUILDING", 8, "BLDG", 4},
 };
 
 size_t pr_norm_address(const char *in, size_t len, char *out) {
@@ -62,19 +73,20 @@ size_t pr_norm_address(const char *in, size_t len, char *out) {
         while (end < n && out[end] != ' ') end++;
         const char *word = out + r;
         size_t word_len = end - r;
-        const char *repl = NULL;
-        for (size_t i = 0; i < PR_ARRAY_LEN(pr_address_words); i++) {
-            if (strlen(pr_address_words[i][0]) == word_len &&
-                memcmp(pr_address_words[i][0], word, word_len) == 0) {
-                repl = pr_address_words[i][1];
-                break;
+        int repl = -1;
+        if (word_len >= 4 && word_len <= 9) {
+            for (size_t i = 0; i < PR_ARRAY_LEN(pr_address_words); i++) {
+                if (pr_address_words[i].word_len == word_len && pr_address_words[i].word[0] == word[0] &&
+                    memcmp(pr_address_words[i].word, word, word_len) == 0) {
+                    repl = (int)i;
+                    break;
+                }
             }
         }
         if (w > 0) out[w++] = ' ';
-        if (repl) {
-            size_t rl = strlen(repl);
-            memmove(out + w, repl, rl);
-            w += rl;
+        if (repl >= 0) {
+            memmove(out + w, pr_address_words[repl].abbrev, pr_address_words[repl].abbrev_len);
+            w += pr_address_words[repl].abbrev_len;
         } else {
             memmove(out + w, word, word_len);
             w += word_len;
@@ -121,16 +133,50 @@ void pr_consignee_identity(const struct pr_party *party, struct pr_buf *out) {
     }
 }
 
-void pr_sha256_hex(const void *data, size_t len, char hex[65]) {
+static void pr_hex32(const unsigned char md[32], char hex[65]) {
     static const char digits[] = "0123456789abcdef";
-    unsigned char md[32];
-    unsigned int md_len = 0;
-    EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL);
     for (int i = 0; i < 32; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }
     hex[64] = '\0';
+}
+
+void pr_sha256_hex(const void *data, size_t len, char hex[65]) {
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL);
+    pr_hex32(md, hex);
+}
+
+void pr_sha256_init(struct pr_sha256 *sha) {
+    sha->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha->ctx = EVP_MD_CTX_new();
+    if (!sha->md || !sha->ctx) {
+        pr_error("OpenSSL: SHA-256 unavailable");
+        abort();
+    }
+    pr_buf_init(&sha->identity);
+}
+
+void pr_sha256_free(struct pr_sha256 *sha) {
+    EVP_MD_free(sha->md);
+    EVP_MD_CTX_free(sha->ctx);
+    pr_buf_free(&sha->identity);
+}
+
+void pr_sha256_hex_with(struct pr_sha256 *sha, const void *data, size_t len, char hex[65]) {
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    EVP_DigestInit_ex(sha->ctx, sha->md, NULL);
+    EVP_DigestUpdate(sha->ctx, data, len);
+    EVP_DigestFinal_ex(sha->ctx, md, &md_len);
+    pr_hex32(md, hex);
+}
+
+void pr_consignee_key_with(struct pr_sha256 *sha, const struct pr_party *party, char hex[65]) {
+    pr_consignee_identity(party, &sha->identity);
+    pr_sha256_hex_with(sha, sha->identity.data, sha->identity.len, hex);
 }
 
 void pr_consignee_key(const struct pr_party *party, char hex[65]) {
@@ -149,4 +195,52 @@ void pr_delivery_address(const struct pr_party *party, struct pr_buf *out) {
     size_t before_city = out->len;
     pr_append_norm(out, party->city, pr_norm_text);
     if (out->len == before_city || address_len == 0) out->len = address_len;
+}
+
+static struct pr_str pr_norm_into(struct pr_batch *batch, struct pr_str s,
+                                  size_t (*norm)(const char *, size_t, char *)) {
+    char *out = pr_arena_alloc(&batch->arena, (size_t)s.len + 1);
+    size_t n = norm(s.ptr, s.len, out);
+    return (struct pr_str){out, (uint32_t)n};
+}
+
+void pr_record_norms(struct pr_batch *batch, struct pr_record *rec) {
+    if (rec->norms.done) return;
+    const struct pr_declaration *d = &rec->decl;
+    rec->norms.shipper_name = pr_norm_into(batch, d->shipper.name, pr_norm_name);
+    rec->norms.shipper_address = pr_norm_into(batch, d->shipper.address, pr_norm_address);
+    if (d->has_seller) rec->norms.seller_name = pr_norm_into(batch, d->seller.name, pr_norm_name);
+    rec->norms.consignee_name = pr_norm_into(batch, d->consignee.name, pr_norm_name);
+    struct pr_str address = pr_norm_into(batch, d->consignee.address, pr_norm_address);
+    rec->norms.consignee_address = address;
+    /* Delivery address: address + " " + city, or the address alone. */
+    char *delivery = pr_arena_alloc(&batch->arena, (size_t)address.len + 1 + d->consignee.city.len + 1);
+    memcpy(delivery, address.ptr, address.len);
+    size_t n = address.len;
+    if (address.len > 0) {
+        delivery[n] = ' ';
+        size_t city = pr_norm_text(d->consignee.city.ptr, d->consignee.city.len, delivery + n + 1);
+        n = city ? n + 1 + city : address.len;
+    }
+    delivery[n] = '\0';
+    rec->norms.delivery_address = (struct pr_str){delivery, (uint32_t)n};
+    rec->norms.done = true;
+}
+
+void pr_record_consignee_key(struct pr_sha256 *sha, struct pr_record *rec) {
+    struct pr_buf *id = &sha->identity;
+    const struct pr_str postal = rec->decl.consignee.postal_code;
+    pr_buf_reset(id);
+    pr_buf_reserve(id, (size_t)rec->norms.consignee_name.len + rec->norms.consignee_address.len + postal.len + 2);
+    pr_buf_append(id, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len);
+    pr_buf_append(id, "|", 1);
+    pr_buf_append(id, rec->norms.consignee_address.ptr, rec->norms.consignee_address.len);
+    pr_buf_append(id, "|", 1);
+    for (uint32_t i = 0; i < postal.len; i++) {
+        char c = postal.ptr[i];
+        if (c == ' ' || c == '-') continue;
+        if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
+        id->data[id->len++] = (uint8_t)c;
+    }
+    pr_sha256_hex_with(sha, id->data, id->len, rec->consignee_key);
 }

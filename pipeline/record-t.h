@@ -138,6 +138,14 @@ struct pr_record {
     char dlq_detail[192];
     struct pr_declaration decl;
 
+    /* Normal forms of the parties (DOMAIN.md section 6), computed once per
+     * record by pr_record_norms() and shared by every operator. */
+    struct {
+        bool done;
+        struct pr_str shipper_name, shipper_address, seller_name, consignee_name,
+            consignee_address, delivery_address;
+    } norms;
+
     /* Set by enrich (NULL line_refs when enrich is not in the chain). */
     struct pr_line_ref *line_refs;
     int8_t party_severity[PR_PARTY_COUNT]; /* violator match per party, 0: none */
