@@ -4,23 +4,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What pr_norm_text does with each byte value: 0 drop (period,
+ * apostrophe), 1 separator (becomes a space), else the byte to write
+ * (upper-cased ASCII letters, digits, bytes >= 0x80 as they are). */
+static const uint8_t pr_norm_class[256] = {
+    ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4',
+    ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9',
+    ['A'] = 'A', ['B'] = 'B', ['C'] = 'C', ['D'] = 'D', ['E'] = 'E', ['F'] = 'F', ['G'] = 'G',
+    ['H'] = 'H', ['I'] = 'I', ['J'] = 'J', ['K'] = 'K', ['L'] = 'L', ['M'] = 'M', ['N'] = 'N',
+    ['O'] = 'O', ['P'] = 'P', ['Q'] = 'Q', ['R'] = 'R', ['S'] = 'S', ['T'] = 'T', ['U'] = 'U',
+    ['V'] = 'V', ['W'] = 'W', ['X'] = 'X', ['Y'] = 'Y', ['Z'] = 'Z',
+    ['a'] = 'A', ['b'] = 'B', ['c'] = 'C', ['d'] = 'D', ['e'] = 'E', ['f'] = 'F', ['g'] = 'G',
+    ['h'] = 'H', ['i'] = 'I', ['j'] = 'J', ['k'] = 'K', ['l'] = 'L', ['m'] = 'M', ['n'] = 'N',
+    ['o'] = 'O', ['p'] = 'P', ['q'] = 'Q', ['r'] = 'R', ['s'] = 'S', ['t'] = 'T', ['u'] = 'U',
+    ['v'] = 'V', ['w'] = 'W', ['x'] = 'X', ['y'] = 'Y', ['z'] = 'Z',
+};
+
 size_t pr_norm_text(const char *in, size_t len, char *out) {
     size_t n = 0;
     bool pending_space = false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (c == '.' || c == '\'') continue;
-        if (c >= 'a' && c <= 'z') c = (unsigned char)(c - 'a' + 'A');
-        bool keep = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
-        if (!keep) {
-            pending_space = n > 0;
+        uint8_t k = c >= 0x80 ? c : pr_norm_class[c];
+        if (k == 0) {
+            if (c == '.' || c == '\'') continue; /* deleted */
+            pending_space = n > 0;                /* any other byte separates */
             continue;
         }
         if (pending_space) {
             out[n++] = ' ';
             pending_space = false;
         }
-        out[n++] = (char)c;
+        out[n++] = (char)k;
     }
     out[n] = '\0';
     return n;
