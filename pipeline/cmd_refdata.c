@@ -76,7 +76,7 @@ static int pr_refdata_cmd_load(struct pr_config *cfg, int argc, char **argv) {
     int rc = pr_refdata_load(&opts, &res);
     if (rc != PR_REFDATA_OK) return 1;
     if (opts.dry_run)
-        printf("refdata: dry run, nothing written: files are valid\n");
+        printf("refdata: dry run, nothing written: the files would load\n");
     else
         printf("refdata: version %s is current (previous: %s)\n", res.version,
                res.previous[0] ? res.previous : "none");
@@ -86,7 +86,9 @@ static int pr_refdata_cmd_load(struct pr_config *cfg, int argc, char **argv) {
     printf("  %s: %llu rows\n", opts.countries_path, (unsigned long long)res.country_rows);
     if (res.skipped_rows)
         printf("  skipped: %llu bad row(s)\n", (unsigned long long)res.skipped_rows);
-    if (!opts.dry_run && res.expiring_versions)
+    if (!opts.dry_run && res.expiring_versions && opts.grace_ms == 0)
+        printf("  %llu previous version(s) deleted\n", (unsigned long long)res.expiring_versions);
+    else if (!opts.dry_run && res.expiring_versions)
         printf("  %llu previous version(s) expire in %lld s\n",
                (unsigned long long)res.expiring_versions, (long long)(opts.grace_ms / 1000));
     printf("  seconds: %.3f (read and validate %.3f, write %.3f)\n", res.total_seconds,

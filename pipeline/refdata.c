@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec.h" /* pr_utf8_valid */
 #include "normalize.h"
 #include "refdata_load.h"
 
@@ -290,7 +291,8 @@ static void pr_vio_map_add(struct pr_vio_map *map, const char *key, size_t key_l
     size_t j = hash & (map->cap - 1);
     while (map->slots[j].key) {
         struct pr_vio_slot *slot = &map->slots[j];
-        if (slot->hash == hash && slot->key_len == key_len && memcmp(slot->key, key, key_len) == 0) {
+        if (slot->hash == hash && slot->key_len == key_len &&
+            memcmp(slot->key, key, key_len) == 0) {
             if (pr_vio_has_entry(slot->value, slot->value_len, entry, entry_len)) return;
             slot->value = pr_realloc(slot->value, slot->value_len + 1 + entry_len + 1);
             slot->value[slot->value_len] = ';';
@@ -402,36 +404,6 @@ static bool pr_field_is(struct pr_field f, const char *lit) {
     return strlen(lit) == f.len && memcmp(f.ptr, lit, f.len) == 0;
 }
 
-static bool pr_utf8_valid(const unsigned char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (len - i <= n) return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 static void pr_progress(struct pr_loader *loader, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void pr_progress(struct pr_loader *loader, const char *fmt, ...) {
@@ -519,7 +491,7 @@ static void pr_csv_record(struct pr_csv_reader *reader) {
         const char *problem = NULL;
         if (memchr(s, '\0', len))
             problem = "contains a NUL byte";
-        else if (!pr_utf8_valid((const unsigned char *)s, len))
+        else if (!pr_utf8_valid((const uint8_t *)s, len))
             problem = "not valid UTF-8";
         if (problem) {
             char safe[48];
@@ -685,7 +657,13 @@ static int pr_read_csv(struct pr_loader *loader, const char *path, const struct 
 
 /* ============================================================ row checks */
 
-enum { PR_HTS_COL_HTS, PR_HTS_COL_DESCRIPTION, PR_HTS_COL_FLAGS, PR_HTS_COL_FLOOR, PR_HTS_COL_POINTS };
+enum {
+    PR_HTS_COL_HTS,
+    PR_HTS_COL_DESCRIPTION,
+    PR_HTS_COL_FLAGS,
+    PR_HTS_COL_FLOOR,
+    PR_HTS_COL_POINTS
+};
 static const char *const pr_hts_columns[] = {"hts", "description", "flags",
                                              "unit_value_floor_cents", "points"};
 
@@ -1124,7 +1102,9 @@ static void pr_make_version(int64_t now_ms, char *out, size_t size) {
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         uint64_t x = (uint64_t)pr_monotonic_us() ^ ((uint64_t)getpid() << 20);
         x = pr_ref_hash(&x, sizeof(x));
-        rnd[0] = (unsigned char)x, rnd[1] = (unsigned char)(x >> 8), rnd[2] = (unsigned char)(x >> 16);
+        rnd[0] = (unsigned char)x;
+        rnd[1] = (unsigned char)(x >> 8);
+        rnd[2] = (unsigned char)(x >> 16);
     }
     snprintf(out, size, "%s-%02x%02x%02x", stamp, rnd[0], rnd[1], rnd[2]);
 }
@@ -1172,7 +1152,8 @@ static int pr_ref_write_version(struct pr_loader *loader, struct pr_ref_conn *co
         char value[96];
         int n = snprintf(value, sizeof(value), "%u,", row->flags);
         if (row->floor_cents >= 0)
-            n += snprintf(value + n, sizeof(value) - (size_t)n, "%lld", (long long)row->floor_cents);
+            n += snprintf(value + n, sizeof(value) - (size_t)n, "%lld",
+                          (long long)row->floor_cents);
         value[n++] = ',';
         if (row->points >= 0)
             n += snprintf(value + n, sizeof(value) - (size_t)n, "%d", (int)row->points);
@@ -1315,7 +1296,8 @@ static bool pr_str_in(const char *s, char **list, size_t count) {
 
 /* Gives every key of every version other than current the grace TTL (keys
  * that already count down keep theirs) and forgets versions whose keys are
- * all gone. Returns the number of versions newly set to expire. */
+ * all gone; with grace_ms 0 deletes them. Returns the number of versions
+ * newly set to expire (or deleted). */
 static uint64_t pr_ref_expire_previous(struct pr_ref_conn *conn, const char *current,
                                        const char *previous, int64_t grace_ms) {
     char **versions = NULL;
@@ -1328,7 +1310,8 @@ static uint64_t pr_ref_expire_previous(struct pr_ref_conn *conn, const char *cur
         if (reply->element[i]->type == REDIS_REPLY_STRING)
             versions[count++] = pr_strdup(reply->element[i]->str);
     freeReplyObject(reply);
-    if (previous[0] && !pr_str_in(previous, versions, count)) versions[count++] = pr_strdup(previous);
+    if (previous[0] && !pr_str_in(previous, versions, count))
+        versions[count++] = pr_strdup(previous);
 
     uint64_t expiring = 0;
     for (size_t v = 0; v < count; v++) {
@@ -1347,6 +1330,7 @@ static uint64_t pr_ref_expire_previous(struct pr_ref_conn *conn, const char *cur
             if (!all_gone) {
                 reply = pr_ref_command(conn, "DEL %s %s %s %s", keys[0], keys[1], keys[2], keys[3]);
                 if (reply) freeReplyObject(reply);
+                expiring++;
             }
             reply = pr_ref_command(conn, "ZREM %s %s", PR_REF_VERSIONS, versions[v]);
             if (reply) freeReplyObject(reply);

@@ -48,7 +48,7 @@ struct pr_refdata_load_result {
     uint64_t country_rows;
     uint64_t bad_rows;      /* rows that failed validation (all files) */
     uint64_t skipped_rows;  /* bad rows left out by skip_bad (0 when refused) */
-    uint64_t expiring_versions; /* previous versions given the grace TTL by this load */
+    uint64_t expiring_versions; /* previous versions given the grace TTL (deleted when 0) */
     double parse_seconds;   /* read and validate */
     double write_seconds;   /* connect, write, switch, expire */
     double total_seconds;

@@ -28,7 +28,7 @@ struct pr_policy {
 };
 
 struct pr_rules {
-    char version[64];
+    char version[100]; /* "<rules version>/<policy version>" */
     int32_t points[PR_R_COUNT];
     int32_t violator_points[4]; /* by severity 1..3 */
     int32_t lane_red_score, lane_yellow_score;

@@ -287,7 +287,7 @@ static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, cha
 
 struct pr_rules *pr_rules_load(const char *rules_path, const char *policy_path, char *err, size_t err_size) {
     struct pr_rules *r = pr_rules_new_default();
-    char rules_version[64] = "builtin-1", policy_version[64] = "us-builtin-1";
+    char rules_version[48] = "builtin-1", policy_version[48] = "us-builtin-1";
     struct pr_yaml_file f;
     if (rules_path && *rules_path) {
         if (pr_yaml_open(&f, rules_path, err, err_size) != PR_OK) goto fail;
