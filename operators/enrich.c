@@ -10,7 +10,9 @@
  * version's hashes atomically. The script is also the version check: it is
  * given the version the cache holds and, when the current version differs,
  * answers only the new version; the cache is then cleared and the batch's
- * keys are asked again, so a batch never mixes two versions.
+ * keys are asked again (a second round trip, only on a switch), so a batch
+ * never mixes two versions. On first contact (no version known, cache empty)
+ * it answers with whatever version is current.
  *
  * Redis unavailable (redis.on_unavailable):
  *   pause   (default) return PR_OP_RETRY: the engine stops fetching, backs off
@@ -40,7 +42,7 @@
 static const char pr_lookup_lua[] =
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then return {false} end\n"
-    "if cur ~= ARGV[1] then return {cur} end\n"
+    "if ARGV[1] ~= '' and cur ~= ARGV[1] then return {cur} end\n"
     "local base = 'pr:ref:' .. cur .. ':'\n"
     "local hashes = {h = base .. 'hts', v = base .. 'vio', c = base .. 'cty'}\n"
     "local out = {cur}\n"
@@ -276,6 +278,12 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
             return PR_ERR;
         }
         const redisReply *cur = reply->element[0];
+        if (!ctx->version[0] && reply->elements == 1 + pending) {
+            /* First contact: the cache is empty, so the answers are all of
+             * one version; learn it. */
+            snprintf(ctx->version, sizeof(ctx->version), "%.*s", (int)cur->len, cur->str);
+            pr_info("enrich: reference data version %s", ctx->version);
+        }
         if ((size_t)cur->len != strlen(ctx->version) || memcmp(cur->str, ctx->version, cur->len) != 0) {
             /* A new version: forget everything, ask again for the whole batch. */
             if (ctx->version[0])

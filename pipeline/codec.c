@@ -132,7 +132,12 @@ static bool pr_read_lines(struct pr_reader *r, struct pr_declaration *d, struct 
         if (total + (uint64_t)count > PR_MAX_LINES)
             return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "too many lines");
         if (total + (uint32_t)count > cap) {
+            /* Grow geometrically: many one-item blocks must not cost
+             * quadratic memory (each block is checked against the bytes
+             * left, so the total stays within the message size). */
             uint32_t new_cap = total + (uint32_t)count;
+            if (new_cap < cap * 2) new_cap = cap * 2;
+            if (new_cap > PR_MAX_LINES) new_cap = PR_MAX_LINES;
             struct pr_line *grown = pr_arena_alloc(arena, new_cap * sizeof(*grown));
             if (total) memcpy(grown, lines, total * sizeof(*grown));
             lines = grown;

@@ -48,8 +48,8 @@ class Checks:
             print(f"FAIL {what} {detail}")
         sys.stdout.flush()
 
-    def equal(self, got, want, what):
-        self.check(got == want, what, f"(got {got!r}, want {want!r})")
+    def equal(self, got, want, what, detail=""):
+        self.check(got == want, what, f"(got {got!r}, want {want!r}) {detail}")
 
     def done(self):
         print(f"{self.name}: {self.passed} passed, {self.failed} failed")
@@ -217,7 +217,7 @@ def declaration(did, **over):
         "arrival_time": 1740830400000,  # 2025-03-01T12:00:00Z, before any suspension
         "shipper": {"name": "Hanoi Lotus Export Co., Ltd.", "address": "12 Tran Phu Street",
                     "city": "Hanoi", "postal_code": "100000", "country": "VN"},
-        "consignee": {"name": "Jane O'Neil " + did, "address": "1234 Elm Street, Apt. 5B",
+        "consignee": {"name": "Jane O'Neil " + did, "address": "1234 Elm Street, Unit " + did,
                       "city": "Springfield", "postal_code": "62701", "country": "US"},
         "seller": None, "marketplace": None, "value_usd_cents": 12000, "freight_usd_cents": None,
         "gross_weight_grams": 800,

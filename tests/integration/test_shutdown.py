@@ -8,9 +8,10 @@ import signal
 import threading
 import time
 
-from harness import Checks, Pipeline, stop
+from harness import Checks, Pipeline, load_refdata, stop
 
 c = Checks("shutdown")
+c.equal(load_refdata().returncode, 0, "reference data loads")
 
 
 def phase(sig, name, count, seed):
