@@ -8,12 +8,15 @@
  *      again: both decodes must succeed, give the same fields, and the two
  *      encodings must be the same bytes (the encoder is idempotent on what
  *      the decoder accepts);
- *   2. through the default operator chain (pr_config_default(): decode,
- *      validate, policy, sample, score, route, encode) as the only record of
- *      a batch; the chain's decode must agree with step 1, routing must match
- *      the lane, and the Decision or DeadLetter it encodes must be read back
- *      by Avro-C (the reference implementation) with every byte consumed,
- *      every string valid UTF-8 and the fields consistent with the record.
+ *   2. through the default operator chain of pr_config_default() as the
+ *      only record of a batch, minus the operators that talk to Redis
+ *      (pr_fuzz_remote_ops: enrich, aggregate). In enrich's place a stand-in
+ *      answers from a hash of the declaration's own bytes (so the fuzzer
+ *      steers the reference data too and screen and the policy flags run).
+ *      The chain's decode must agree with step 1, routing must match the
+ *      lane, and the Decision or DeadLetter it encodes must be read back by
+ *      Avro-C (the reference implementation) with every byte consumed, every
+ *      string valid UTF-8 and the fields consistent with the record.
  *
  * Any violation aborts, which libFuzzer reports as a crash. The same entry
  * point is driven by replay_corpus.c in builds without libFuzzer.
@@ -28,6 +31,7 @@
 #include "codec.h"
 #include "config.h"
 #include "operator.h"
+#include "refdata.h"
 #include "rules.h"
 #include "schemas.h"
 
@@ -45,7 +49,8 @@ struct pr_fuzz_state {
     struct pr_buf first, second;
     struct pr_config *cfg;
     struct pr_rules *rules;
-    struct pr_chain chain;
+    struct pr_chain before, after; /* the default chain around enrich */
+    bool fake_enrich;
     struct pr_batch batch;
     struct pr_fuzz_avro decision, deadletter;
     int64_t offset;
@@ -70,6 +75,37 @@ static void pr_fuzz_avro_init(struct pr_fuzz_avro *t, const char *json) {
         pr_fuzz_fail("generic value: %s", avro_strerror());
 }
 
+/* Operators of the default chain that need a Redis; left out. A new one
+ * makes pr_chain_process return PR_OP_RETRY, and the target says which. */
+static const char *const pr_fuzz_remote_ops[] = {"enrich", "aggregate"};
+
+static bool pr_fuzz_is_remote(const char *name) {
+    for (size_t i = 0; i < sizeof(pr_fuzz_remote_ops) / sizeof(pr_fuzz_remote_ops[0]); i++)
+        if (strcmp(name, pr_fuzz_remote_ops[i]) == 0) return true;
+    return false;
+}
+
+/* Builds the part of the default chain before (or after) enrich. */
+static void pr_fuzz_chain_init(struct pr_config *cfg, char **names, size_t count, bool after,
+                               struct pr_chain *chain) {
+    char list[512] = "";
+    size_t len = 0;
+    bool past_enrich = false;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(names[i], "enrich") == 0) past_enrich = true;
+        if (past_enrich != after || pr_fuzz_is_remote(names[i])) continue;
+        int w = snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "", names[i]);
+        if (w < 0 || (size_t)w >= sizeof(list) - len) pr_fuzz_fail("chain too long");
+        len += (size_t)w;
+    }
+    chain->count = 0;
+    chain->ops = NULL;
+    if (!len) return;
+    if (pr_config_set(cfg, "chain", list, "fuzz_decode", 0) != PR_OK ||
+        pr_chain_init(chain, cfg) != PR_OK)
+        pr_fuzz_fail("cannot build the chain %s", list);
+}
+
 static void pr_fuzz_avro_free(struct pr_fuzz_avro *t) {
     avro_value_decref(&t->value);
     avro_value_iface_decref(t->iface);
@@ -88,7 +124,8 @@ static void pr_fuzz_state_free(void) {
     pr_fuzz_avro_free(&state->decision);
     pr_fuzz_avro_free(&state->deadletter);
     pr_batch_destroy(&state->batch);
-    pr_chain_destroy(&state->chain);
+    pr_chain_destroy(&state->before);
+    pr_chain_destroy(&state->after);
     pr_rules_free(state->rules);
     pr_config_free(state->cfg);
     pr_buf_free(&state->first);
@@ -110,7 +147,17 @@ static struct pr_fuzz_state *pr_fuzz_state_get(void) {
     if (!state->cfg) pr_fuzz_fail("pr_config_default failed");
     state->rules = pr_rules_new_default();
     if (!state->rules) pr_fuzz_fail("pr_rules_new_default failed");
-    if (pr_chain_init(&state->chain, state->cfg) != PR_OK) pr_fuzz_fail("pr_chain_init failed");
+    /* Copy the default names: pr_config_set replaces the list. */
+    size_t count = state->cfg->chain_len;
+    char **names = pr_calloc(count ? count : 1, sizeof(*names));
+    for (size_t i = 0; i < count; i++) {
+        names[i] = pr_strdup(state->cfg->chain[i]);
+        if (strcmp(names[i], "enrich") == 0) state->fake_enrich = true;
+    }
+    pr_fuzz_chain_init(state->cfg, names, count, false, &state->before);
+    pr_fuzz_chain_init(state->cfg, names, count, true, &state->after);
+    for (size_t i = 0; i < count; i++) free(names[i]);
+    free(names);
     pr_batch_init(&state->batch, 1);
     state->batch.rules = state->rules;
     state->batch.source_topic = "declarations";
@@ -191,6 +238,56 @@ static void pr_fuzz_roundtrip(struct pr_fuzz_state *s, const struct pr_declarati
                      s->first.len);
     code = pr_declaration_decode(s->second.data, s->second.len, &third, &s->arena, err, sizeof(err));
     if (code != PR_DLQ_NONE) pr_fuzz_fail("second re-decode failed: %s", err);
+}
+
+/* ------------------------------------------------ the stand-in for enrich */
+
+static uint64_t pr_fuzz_hash(struct pr_str s, uint64_t salt) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ salt; /* FNV-1a */
+    for (uint32_t i = 0; i < s.len; i++) h = (h ^ (uint8_t)s.ptr[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+static int8_t pr_fuzz_severity(struct pr_str name) {
+    uint64_t h = pr_fuzz_hash(name, 1);
+    return (int8_t)(h % 4 == 0 ? 1 + (h >> 8) % 3 : 0);
+}
+
+/* What enrich would set, from the declaration's own bytes: violator
+ * severities 0-3 per party, and per line HTS flags, floor, WATCH points and
+ * origin points in the ranges enrich gives. */
+static void pr_fuzz_fake_enrich(struct pr_batch *batch) {
+    for (size_t r = 0; r < batch->count; r++) {
+        struct pr_record *rec = &batch->records[r];
+        if (pr_record_dead(rec)) continue;
+        const struct pr_declaration *d = &rec->decl;
+        rec->party_severity[PR_PARTY_SHIPPER] = pr_fuzz_severity(d->shipper.name);
+        if (d->has_seller) rec->party_severity[PR_PARTY_SELLER] = pr_fuzz_severity(d->seller.name);
+        rec->party_severity[PR_PARTY_CONSIGNEE] = pr_fuzz_severity(d->consignee.name);
+        rec->party_severity[PR_PARTY_ADDRESS] = pr_fuzz_severity(d->consignee.address);
+        for (int p = 0; p < PR_PARTY_COUNT; p++)
+            if (rec->party_severity[p] > rec->violator_severity) rec->violator_severity = rec->party_severity[p];
+        rec->line_refs = pr_arena_alloc(&batch->arena, (d->line_count ? d->line_count : 1) *
+                                                           sizeof(struct pr_line_ref));
+        for (uint32_t i = 0; i < d->line_count; i++) {
+            const struct pr_line *line = &d->lines[i];
+            uint64_t h = pr_fuzz_hash(line->hts, 2);
+            bool digits = line->hts.len > 0;
+            for (uint32_t k = 0; k < line->hts.len; k++)
+                if (line->hts.ptr[k] < '0' || line->hts.ptr[k] > '9') digits = false;
+            struct pr_line_ref *ref = &rec->line_refs[i];
+            *ref = (struct pr_line_ref){.floor_cents = -1, .watch_points = -1, .all_digits = digits};
+            /* enrich looks up the 10/8/6/4/2-digit prefixes of all-digit codes only */
+            if (digits && line->hts.len >= 2) {
+                if (h & 1) ref->flags = (uint32_t)(h >> 1) & 0xff;
+                ref->known = line->hts.len == 10 && ((h >> 9) & 3) != 0;
+                if ((h >> 11) & 1) ref->floor_cents = (int64_t)((h >> 12) % 200000);
+                if (ref->flags & PR_HTS_WATCH) ref->watch_points = (int32_t)((h >> 30) % 600);
+            }
+            uint64_t o = pr_fuzz_hash(line->origin_country, 3);
+            ref->origin_points = o % 3 == 0 ? (int32_t)((o >> 8) % 400) : 0;
+        }
+    }
 }
 
 /* ----------------------------------------------- outputs read by Avro-C */
@@ -277,6 +374,12 @@ static void pr_fuzz_check_decision(struct pr_fuzz_state *s, const struct pr_reco
     if (sum > s->rules->score_cap) sum = s->rules->score_cap;
     if (sum < 0) sum = 0;
     if (sum != score) pr_fuzz_fail("score %lld is not the capped sum %lld of the points", (long long)score, (long long)sum);
+    int64_t de_minimis = pr_fuzz_number(v, "de_minimis");
+    if ((de_minimis == PR_DM_SUSPENDED) != pr_record_has(rec, PR_R_DE_MINIMIS_SUSPENDED))
+        pr_fuzz_fail("de_minimis %lld but DE_MINIMIS_SUSPENDED %s", (long long)de_minimis,
+                     pr_record_has(rec, PR_R_DE_MINIMIS_SUSPENDED) ? "fired" : "did not fire");
+    if (de_minimis == PR_DM_INELIGIBLE_GOODS && !pr_record_has(rec, PR_R_EXCLUDED_GOODS))
+        pr_fuzz_fail("INELIGIBLE_GOODS without EXCLUDED_GOODS");
     avro_value_t flag = pr_fuzz_field(v, "random_selection");
     int random_selection = -1;
     if (avro_value_get_boolean(&flag, &random_selection) != 0) pr_fuzz_fail("random_selection");
@@ -335,9 +438,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rec->partition = 0;
     rec->offset = s->offset++;
     size_t failed_at = 0;
-    int rc = pr_chain_process(&s->chain, batch, 0, &failed_at);
+    int rc = pr_chain_process(&s->before, batch, 0, &failed_at);
     if (rc != PR_OP_DONE)
-        pr_fuzz_fail("operator %s returned %d", s->chain.ops[failed_at].ops->name, rc);
+        pr_fuzz_fail("operator %s returned %d", s->before.ops[failed_at].ops->name, rc);
+    if (s->fake_enrich) pr_fuzz_fake_enrich(batch);
+    rc = pr_chain_process(&s->after, batch, 0, &failed_at);
+    if (rc != PR_OP_DONE)
+        pr_fuzz_fail("operator %s returned %d", s->after.ops[failed_at].ops->name, rc);
 
     enum pr_dlq_code want = code;
     if (size == 0)

@@ -165,6 +165,17 @@ int main(int argc, char **argv) {
     pr_declaration_encode(&d, &valid);
     pr_seed(&c, "valid-hand-utf8-suspended", &valid, PR_DLQ_NONE);
 
+    /* A hub that sends a country name, not a code: long non-ASCII text in
+     * origin_country reaches the DE_MINIMIS_SUSPENDED evidence. */
+    struct pr_line named[1] = {lines[0]};
+    named[0].origin_country = S("C\xc3\xb4te d\xe2\x80\x99Ivoire");
+    struct pr_declaration by_name = d;
+    by_name.lines = named;
+    by_name.line_count = 1;
+    pr_buf_reset(&buf);
+    pr_declaration_encode(&by_name, &buf);
+    pr_seed(&c, "valid-origin-country-name", &buf, PR_DLQ_NONE);
+
     struct pr_declaration old = d;
     old.arrival_time = 0; /* 1970: the first policy row, before any date */
     old.has_seller = old.has_marketplace = old.has_freight = false;

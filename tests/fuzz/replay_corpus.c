@@ -190,7 +190,8 @@ static void pr_mutate_once(struct pr_bytes *b, const struct pr_inputs *inputs, u
         pr_bytes_erase(b, pos, old);
         uint8_t tmp[10];
         int64_t v = pr_interesting[pr_below(rng, sizeof(pr_interesting) / sizeof(pr_interesting[0]))];
-        if (pr_below(rng, 4) == 0) v += (int64_t)pr_below(rng, 5) - 2;
+        if (pr_below(rng, 4) == 0) /* nudge by -2..2, wrapping at the ends */
+            v = (int64_t)((uint64_t)v + (uint64_t)pr_below(rng, 5) - 2);
         pr_bytes_insert(b, pos, tmp, pr_varint(v, tmp));
         break;
     }
