@@ -36,7 +36,7 @@ static void pr_gen_usage(void) {
             "  --rate R     steady rate per second (default: as fast as possible)\n"
             "  --bad N      of the N messages, how many are deliberately malformed, spread\n"
             "               evenly and cycling through: garbage, truncated, huge_length,\n"
-            "               trailing, invalid_utf8, empty\n"
+            "               trailing, invalid_utf8, empty, too_large, wrong_schema\n"
             "  --seed S     same seed, same declarations (event_time is the wall clock)\n"
             "  --start D    first arrival day (default: today, UTC); --days spreads arrivals\n"
             "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"

@@ -26,7 +26,11 @@ struct pr_config {
     char *topic_declarations, *topic_decisions, *topic_alerts, *topic_dlq;
     char *redis_address;
     char *on_redis_unavailable; /* pause | degrade */
-    char *guarantee;            /* at_least_once */
+    char *guarantee;            /* at_least_once | exactly_once */
+    char *instance_id;          /* stable per instance: the transactional.id suffix */
+    int transaction_interval_ms;
+    int transaction_max_records;
+    int transaction_timeout_ms;
     int batch_size;
     int batch_timeout_ms;
     int max_inflight_batches;

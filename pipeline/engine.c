@@ -25,6 +25,18 @@
  * Stop (SIGTERM/SIGINT): stop fetching, process what was polled, wait for
  *   acknowledgement, commit synchronously, close the consumer, exit 0. A
  *   clean stop therefore produces no duplicates on restart.
+ *
+ * Exactly-once (processing.guarantee: exactly_once): a transactional
+ *   producer. A transaction covers the decisions, alerts and dead letters of
+ *   one or more batches and their input offsets
+ *   (rd_kafka_send_offsets_to_transaction with the consumer group metadata);
+ *   it commits after processing.transaction_interval_ms or
+ *   transaction_max_records, when every slot is in use, when the input goes
+ *   idle, on revoke and on stop. An abortable error aborts it and rewinds the
+ *   consumer to the committed offsets, so the batches are processed again in
+ *   a new transaction; a fatal error (e.g. fenced by a newer instance with the
+ *   same instance_id) stops with exit status 1. Readers with
+ *   isolation.level=read_committed see each decision once.
  */
 #include "engine.h"
 
@@ -77,6 +89,12 @@ struct pr_engine {
     uint64_t produce_retries;
     uint64_t commits;
     int64_t first_message_us, last_commit_us;
+    bool eos;          /* exactly_once */
+    bool txn_open;
+    int64_t txn_started_us;
+    size_t txn_records;
+    uint64_t txn_commits, txn_aborts;
+    uint64_t txn_decisions, txn_alerts, txn_dead_letters; /* counted, not yet committed */
     /* event_time -> acknowledgement of the decision, ms. */
     struct pr_histogram latency;
 };
@@ -139,6 +157,7 @@ static void pr_slot_release(struct pr_slot *slot) {
 
 /* Commits every leading batch whose outputs are all acknowledged. */
 static void pr_engine_complete(struct pr_engine *engine, bool sync) {
+    if (engine->eos) return; /* slots are released when their transaction commits */
     while (engine->inflight > 0) {
         struct pr_slot *slot = &engine->slots[engine->head];
         if (slot->outstanding > 0) break;
@@ -157,9 +176,134 @@ static void pr_engine_complete(struct pr_engine *engine, bool sync) {
     }
 }
 
+/* ------------------------------------------------------- transactions */
+
+static bool pr_engine_txn_error(struct pr_engine *engine, rd_kafka_error_t *error, const char *what,
+                                bool *abort_needed) {
+    if (!error) return true;
+    pr_warn("transaction %s: %s", what, rd_kafka_error_string(error));
+    if (rd_kafka_error_is_fatal(error)) {
+        pr_error("fatal transactional error (%s): stopping; a supervisor should restart", what);
+        engine->fatal = true;
+    } else if (rd_kafka_error_txn_requires_abort(error)) {
+        *abort_needed = true;
+    }
+    rd_kafka_error_destroy(error);
+    return false;
+}
+
+static void pr_engine_release_all(struct pr_engine *engine) {
+    for (size_t i = 0; i < engine->inflight; i++)
+        pr_slot_release(&engine->slots[(engine->head + i) % engine->slot_count]);
+    engine->head = 0;
+    engine->inflight = 0;
+    engine->txn_records = 0;
+    engine->txn_open = false;
+}
+
+/* After an abort: seek every assigned partition back to its committed
+ * offset, so the aborted batches are consumed again. */
+static void pr_engine_rewind(struct pr_engine *engine) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(engine->consumer, &parts) || !parts) return;
+    if (parts->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_committed(engine->consumer, parts, 30000);
+        if (err) pr_warn("rewind: reading committed offsets: %s", rd_kafka_err2str(err));
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].offset < 0) parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(engine->consumer, parts, 30000);
+        if (error) {
+            pr_error("rewind: seek failed: %s; stopping so that a restart resumes from the "
+                     "committed offsets",
+                     rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+            engine->fatal = true;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void pr_engine_txn_abort(struct pr_engine *engine) {
+    pr_warn("aborting the transaction of %zu declarations; they are processed again", engine->txn_records);
+    rd_kafka_error_t *error = rd_kafka_abort_transaction(engine->producer, -1);
+    if (error) {
+        pr_error("abort failed: %s", rd_kafka_error_string(error));
+        if (rd_kafka_error_is_fatal(error)) engine->fatal = true;
+        rd_kafka_error_destroy(error);
+    }
+    engine->txn_aborts++;
+    engine->totals.decisions -= engine->txn_decisions;
+    engine->totals.alerts -= engine->txn_alerts;
+    engine->totals.dead_letters -= engine->txn_dead_letters;
+    pr_engine_release_all(engine);
+    if (!engine->fatal) pr_engine_rewind(engine);
+}
+
+/* Commits the open transaction: the outputs of every in-flight batch and
+ * their input offsets. */
+static void pr_engine_txn_commit(struct pr_engine *engine) {
+    if (!engine->txn_open || engine->fatal) return;
+    bool abort_needed = false;
+    for (size_t i = 0; i < engine->inflight; i++)
+        if (engine->slots[(engine->head + i) % engine->slot_count].failed) abort_needed = true;
+    if (!abort_needed) {
+        rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(8);
+        for (size_t i = 0; i < engine->inflight; i++) {
+            const struct pr_slot *slot = &engine->slots[(engine->head + i) % engine->slot_count];
+            for (size_t k = 0; k < slot->offset_count; k++) {
+                rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+                    offsets, engine->cfg->topic_declarations, slot->partitions[k]);
+                if (!tp)
+                    tp = rd_kafka_topic_partition_list_add(offsets, engine->cfg->topic_declarations,
+                                                           slot->partitions[k]);
+                if (slot->next_offsets[k] > tp->offset) tp->offset = slot->next_offsets[k];
+            }
+        }
+        rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(engine->consumer);
+        bool ok = pr_engine_txn_error(
+            engine, rd_kafka_send_offsets_to_transaction(engine->producer, offsets, meta, -1),
+            "send_offsets", &abort_needed);
+        rd_kafka_consumer_group_metadata_destroy(meta);
+        rd_kafka_topic_partition_list_destroy(offsets);
+        if (ok) {
+            for (int attempt = 0; attempt < 10 && !engine->fatal && !abort_needed; attempt++) {
+                rd_kafka_error_t *error = rd_kafka_commit_transaction(engine->producer, -1);
+                if (!error) {
+                    engine->txn_commits++;
+                    engine->commits++;
+                    engine->last_commit_us = pr_monotonic_us();
+                    pr_engine_release_all(engine);
+                    engine->txn_decisions = engine->txn_alerts = engine->txn_dead_letters = 0;
+                    return;
+                }
+                bool retriable = rd_kafka_error_is_retriable(error);
+                pr_engine_txn_error(engine, error, "commit", &abort_needed);
+                if (!retriable) break;
+            }
+        }
+    }
+    if (engine->fatal) return;
+    pr_engine_txn_abort(engine);
+    engine->txn_decisions = engine->txn_alerts = engine->txn_dead_letters = 0;
+}
+
+static void pr_engine_txn_begin(struct pr_engine *engine) {
+    if (engine->txn_open) return;
+    bool abort_needed = false;
+    if (!pr_engine_txn_error(engine, rd_kafka_begin_transaction(engine->producer), "begin", &abort_needed))
+        return;
+    engine->txn_open = true;
+    engine->txn_started_us = pr_monotonic_us();
+    engine->txn_records = 0;
+}
+
 /* Waits until every in-flight batch is acknowledged, committing as they
  * complete. Bounded only by the broker: librdkafka retries until delivered. */
 static void pr_engine_drain(struct pr_engine *engine, bool sync) {
+    if (engine->eos) {
+        pr_engine_txn_commit(engine);
+        return;
+    }
     int64_t last_log = pr_monotonic_us();
     while (engine->inflight > 0 && !engine->fatal) {
         rd_kafka_poll(engine->producer, 100);
@@ -232,6 +376,25 @@ static int pr_engine_setup(struct pr_engine *engine) {
     rd_kafka_conf_t *pconf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
     if (!pconf) return 2;
     rd_kafka_conf_set_dr_msg_cb(pconf, pr_engine_dr_cb);
+    if (engine->eos) {
+        char txn_id[256], host[128] = "host", timeout[32];
+        if (cfg->instance_id[0]) {
+            snprintf(txn_id, sizeof(txn_id), "%s-%s", cfg->group_id, cfg->instance_id);
+        } else {
+            gethostname(host, sizeof(host) - 1);
+            snprintf(txn_id, sizeof(txn_id), "%s-%s-%d", cfg->group_id, host, (int)getpid());
+        }
+        snprintf(timeout, sizeof(timeout), "%d", cfg->transaction_timeout_ms);
+        if (rd_kafka_conf_set(pconf, "transactional.id", txn_id, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(pconf, "transaction.timeout.ms", timeout, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+            /* A transaction needs a bounded delivery timeout. */
+            rd_kafka_conf_set(pconf, "message.timeout.ms", timeout, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            pr_error("exactly_once: %s", err);
+            rd_kafka_conf_destroy(pconf);
+            return 2;
+        }
+        pr_info("exactly_once: transactional.id %s", txn_id);
+    }
     engine->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
     if (!engine->producer) {
         pr_error("cannot create the Kafka producer: %s", err);
@@ -247,6 +410,18 @@ static int pr_engine_setup(struct pr_engine *engine) {
         return 2;
     }
     rd_kafka_poll_set_consumer(engine->consumer);
+    if (engine->eos) {
+        /* Fences an earlier instance with the same transactional.id and
+         * aborts what it left open. Retried while Kafka is unreachable. */
+        for (;;) {
+            rd_kafka_error_t *error = rd_kafka_init_transactions(engine->producer, 30000);
+            if (!error) break;
+            bool retriable = rd_kafka_error_is_retriable(error);
+            pr_warn("init_transactions: %s%s", rd_kafka_error_string(error), retriable ? "; retrying" : "");
+            rd_kafka_error_destroy(error);
+            if (!retriable || *engine->options->stop) return 1;
+        }
+    }
     engine->topic_decisions = rd_kafka_topic_new(engine->producer, cfg->topic_decisions, NULL);
     engine->topic_alerts = rd_kafka_topic_new(engine->producer, cfg->topic_alerts, NULL);
     engine->topic_dlq = rd_kafka_topic_new(engine->producer, cfg->topic_dlq, NULL);
@@ -308,16 +483,19 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
             pr_engine_produce(engine, slot, engine->topic_dlq, rec->key, rec->key_len, rec->out_dlq,
                               batch->now_ms);
             engine->totals.dead_letters++;
+            engine->txn_dead_letters++;
         }
         if (rec->outputs & PR_OUT_DECISION) {
             pr_engine_produce(engine, slot, engine->topic_decisions, rec->decl.declaration_id.ptr,
                               rec->decl.declaration_id.len, rec->out_decision, rec->decl.event_time);
             engine->totals.decisions++;
+            engine->txn_decisions++;
         }
         if (rec->outputs & PR_OUT_ALERT) {
             pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
                               rec->decl.house_bill.len, rec->out_decision, rec->decl.event_time);
             engine->totals.alerts++;
+            engine->txn_alerts++;
         }
         if (rec->outputs & PR_OUT_AGGREGATE_ALERT) {
             pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
@@ -414,11 +592,12 @@ static void pr_engine_release_messages(struct pr_slot *slot) {
 static void pr_engine_log_stats(struct pr_engine *engine, const char *prefix) {
     struct pr_engine_totals *t = &engine->totals;
     pr_info("%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu batches=%llu inflight=%zu "
-            "commits=%llu queue_full_waits=%llu",
+            "commits=%llu queue_full_waits=%llu transactions=%llu aborted=%llu",
             prefix, (unsigned long long)t->consumed, (unsigned long long)t->decisions,
             (unsigned long long)t->alerts, (unsigned long long)t->dead_letters,
             (unsigned long long)t->batches, engine->inflight, (unsigned long long)engine->commits,
-            (unsigned long long)engine->produce_retries);
+            (unsigned long long)engine->produce_retries, (unsigned long long)engine->txn_commits,
+            (unsigned long long)engine->txn_aborts);
 }
 
 static double pr_cpu_seconds(void) {
@@ -435,6 +614,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     memset(engine, 0, sizeof(*engine));
     engine->cfg = cfg;
     engine->options = options;
+    engine->eos = strcmp(cfg->guarantee, "exactly_once") == 0;
     char err[512];
     engine->rules = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
     if (!engine->rules) {
@@ -460,6 +640,10 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     engine->last_message_us = wall0;
     while (!engine->fatal) {
         if (engine->inflight == engine->slot_count) {
+            if (engine->eos) {
+                pr_engine_txn_commit(engine); /* releases every slot */
+                continue;
+            }
             /* Every slot is waiting for acknowledgements: back-pressure. */
             rd_kafka_poll(engine->producer, 50);
             pr_engine_complete(engine, false);
@@ -469,13 +653,23 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         engine->filling = slot;
         pr_engine_fill(engine, slot);
         engine->filling = NULL;
-        if (slot->message_count > 0) {
+        size_t polled = slot->message_count;
+        if (polled > 0) {
             slot->busy = true;
             if (!pr_engine_process(engine, slot)) {
                 pr_engine_release_messages(slot);
                 pr_batch_reset(&slot->batch);
                 engine->fatal = true;
                 break;
+            }
+            if (engine->eos) {
+                pr_engine_txn_begin(engine);
+                if (engine->fatal) {
+                    pr_engine_release_messages(slot);
+                    pr_batch_reset(&slot->batch);
+                    break;
+                }
+                engine->txn_records += slot->message_count;
             }
             engine->inflight++;
             engine->totals.consumed += slot->message_count;
@@ -486,6 +680,11 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             rd_kafka_poll(engine->producer, 0);
             pr_engine_complete(engine, false);
         }
+        if (engine->eos && engine->txn_open &&
+            (polled == 0 /* input idle */ ||
+             engine->txn_records >= (size_t)cfg->transaction_max_records ||
+             pr_monotonic_us() - engine->txn_started_us >= cfg->transaction_interval_ms * 1000LL))
+            pr_engine_txn_commit(engine);
         int64_t now = pr_monotonic_us();
         if (cfg->stats_interval_ms > 0 && now - last_stats >= cfg->stats_interval_ms * 1000LL) {
             pr_engine_log_stats(engine, "stats");

@@ -10,13 +10,16 @@
  */
 #include "gen.h"
 
+#include "codec.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-const char *const pr_gen_bad_names[PR_BAD_KINDS] = {"garbage", "truncated", "huge_length",
-                                                    "trailing", "invalid_utf8", "empty"};
+const char *const pr_gen_bad_names[PR_BAD_KINDS] = {
+    "garbage", "truncated", "huge_length", "trailing", "invalid_utf8", "empty", "too_large",
+    "wrong_schema"};
 
 uint64_t pr_gen_rand(struct pr_gen *gen) {
     /* xorshift64* */
@@ -298,6 +301,29 @@ void pr_gen_bad(struct pr_gen *gen, enum pr_gen_bad kind, const struct pr_buf *v
         pr_buf_append(out, valid->data, valid->len);
         /* The first string is declaration_id: corrupt its first byte. */
         if (out->len > 1) out->data[1] = 0xff;
+        break;
+    }
+    case PR_BAD_TOO_LARGE: {
+        /* 300 KB: over the default 256 KiB cap, under Kafka's 1 MB. */
+        pr_buf_append(out, valid->data, valid->len);
+        while (out->len < 300 * 1024) {
+            uint8_t b = (uint8_t)pr_gen_rand(gen);
+            pr_buf_append(out, &b, 1);
+        }
+        break;
+    }
+    case PR_BAD_WRONG_SCHEMA: {
+        /* A record of another schema: a DeadLetter (two strings, then a
+         * negative-free int, long, long and bytes) read as a Declaration
+         * runs out of bytes or hits a bad union index. */
+        static const char code[] = "SOMETHING_ELSE", detail[] = "not a declaration";
+        pr_avro_write_string(out, code, sizeof(code) - 1);
+        pr_avro_write_string(out, detail, sizeof(detail) - 1);
+        pr_avro_write_long(out, 3);
+        pr_avro_write_long(out, 12345);
+        pr_avro_write_long(out, 1700000000000);
+        pr_avro_write_long(out, 4);
+        pr_buf_append(out, "\x01\x02\x03\x04", 4);
         break;
     }
     case PR_BAD_EMPTY:

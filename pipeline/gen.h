@@ -26,7 +26,7 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *decl);
 /* Kinds of deliberately malformed messages. */
 enum pr_gen_bad {
     PR_BAD_GARBAGE = 0, PR_BAD_TRUNCATED, PR_BAD_HUGE_LENGTH, PR_BAD_TRAILING, PR_BAD_UTF8,
-    PR_BAD_EMPTY, PR_BAD_KINDS
+    PR_BAD_EMPTY, PR_BAD_TOO_LARGE, PR_BAD_WRONG_SCHEMA, PR_BAD_KINDS
 };
 extern const char *const pr_gen_bad_names[PR_BAD_KINDS];
 /* Writes a malformed message of the kind to out (reset first), built from a

@@ -44,15 +44,23 @@ c.check(all(bytes.fromhex(by_coord[(d["source_partition"], d["source_offset"])][
 dlq = p.tail("dlq")
 c.equal(len(dlq), 50, "exactly 50 dead letters")
 c.equal({d["_key"] for d in dlq}, set(bad), "dead letters keep the original keys")
-expected_code = {"garbage": "DECODE_ERROR", "truncated": "DECODE_ERROR", "huge_length": "DECODE_ERROR",
-                 "trailing": "TRAILING_BYTES", "invalid_utf8": "INVALID_UTF8", "empty": "EMPTY"}
-c.check(all(d["error_code"] == expected_code[bad[d["_key"]]] for d in dlq),
+expected_code = {"garbage": {"DECODE_ERROR"}, "truncated": {"DECODE_ERROR"}, "huge_length": {"DECODE_ERROR"},
+                 "trailing": {"TRAILING_BYTES"}, "invalid_utf8": {"INVALID_UTF8"}, "empty": {"EMPTY"},
+                 "too_large": {"TOO_LARGE"},
+                 "wrong_schema": {"DECODE_ERROR", "INVALID_UTF8", "TRAILING_BYTES"}}
+c.equal(set(bad.values()), set(expected_code), "every kind of malformed message was sent")
+c.check(all(d["error_code"] in expected_code[bad[d["_key"]]] for d in dlq),
         "each dead letter has the error code of its kind",
-        str([(bad[d["_key"]], d["error_code"]) for d in dlq if d["error_code"] != expected_code[bad[d["_key"]]]]))
+        str([(bad[d["_key"]], d["error_code"]) for d in dlq if d["error_code"] not in expected_code[bad[d["_key"]]]]))
 c.check(all(d["error_detail"] for d in dlq), "each dead letter has an error detail")
 raw_by_key = {bytes.fromhex(r["_key_hex"]).decode(): bytes.fromhex(r["value_hex"]) for r in raw}
-c.check(all(avro_bytes(d["payload"]) == raw_by_key[d["_key"]] for d in dlq),
-        "dead letters carry the original bytes")
+def kept(d):
+    original = raw_by_key[d["_key"]]
+    return original[:65536] if d["error_code"] == "TOO_LARGE" else original
+c.check(all(avro_bytes(d["payload"]) == kept(d) for d in dlq),
+        "dead letters carry the original bytes (the first 64 KiB when TOO_LARGE)")
+c.check(all(len(raw_by_key[d["_key"]]) > 262144 for d in dlq if d["error_code"] == "TOO_LARGE")
+        and any(d["error_code"] == "TOO_LARGE" for d in dlq), "TOO_LARGE messages are over the 256 KiB cap")
 
 alerts = p.tail("alerts")
 risky = [d for d in decisions if d["lane"] in ("YELLOW", "RED")]
