@@ -131,7 +131,9 @@ static void pr_aggregate_destroy(struct pr_operator *op) {
 /* YYYY-MM-DD of the arrival day. */
 static void pr_arrival_day(const struct pr_rules *rules, int64_t arrival_ms, char day[11]) {
     char full[32];
-    pr_format_utc(arrival_ms + (int64_t)rules->day_offset_minutes * 60000, full, sizeof(full));
+    int64_t offset = (int64_t)rules->day_offset_minutes * 60000, shifted;
+    if (__builtin_add_overflow(arrival_ms, offset, &shifted)) shifted = arrival_ms;
+    pr_format_utc(shifted, full, sizeof(full));
     memcpy(day, full, 10);
     day[10] = '\0';
 }

@@ -45,7 +45,7 @@ static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
         rec->suspended = true;
         if (n < sizeof(evidence) - 48) {
             int w = snprintf(evidence + n, sizeof(evidence) - n, "%sline %u origin %.*s",
-                             n ? ", " : "", i + 1, (int)(line->origin_country.len > 8 ? 8 : line->origin_country.len),
+                             n ? ", " : "", i + 1, pr_utf8_prefix(line->origin_country.ptr, line->origin_country.len, 8),
                              line->origin_country.ptr);
             if (w > 0) n += (size_t)w;
         }
@@ -61,7 +61,7 @@ static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
     }
     if (d->value_usd_cents > row->threshold_cents) {
         rec->value_over_threshold = true;
-        pr_format_utc(row->from_ms, since, sizeof(since));
+        if (row->from_ms != INT64_MIN) pr_format_utc(row->from_ms, since, sizeof(since));
         pr_record_firef(batch, rec, PR_R_VALUE_OVER_THRESHOLD,
                         rules->points[PR_R_VALUE_OVER_THRESHOLD],
                         "value %lld cents above threshold %lld cents (in force since %s)",

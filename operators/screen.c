@@ -70,7 +70,8 @@ static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
     for (uint32_t i = 0; i < d->line_count; i++) {
         const struct pr_line_ref *ref = &rec->line_refs[i];
         if (ref->watch_points < 0) continue;
-        pr_evidence_add(&ev, "line %u: HTS %.10s on the watch list", i + 1, d->lines[i].hts.ptr);
+        pr_evidence_add(&ev, "line %u: HTS %.*s on the watch list", i + 1,
+                        pr_utf8_prefix(d->lines[i].hts.ptr, d->lines[i].hts.len, 10), d->lines[i].hts.ptr);
         if (ref->watch_points > watch) watch = ref->watch_points;
     }
     if (ev.len)
@@ -97,7 +98,7 @@ static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
         const struct pr_line_ref *ref = &rec->line_refs[i];
         if (ref->origin_points <= 0) continue;
         pr_evidence_add(&ev, "line %u origin %.*s (%d points)", i + 1,
-                        (int)(d->lines[i].origin_country.len > 8 ? 8 : d->lines[i].origin_country.len),
+                        pr_utf8_prefix(d->lines[i].origin_country.ptr, d->lines[i].origin_country.len, 8),
                         d->lines[i].origin_country.ptr, ref->origin_points);
         if (ref->origin_points > origin) origin = ref->origin_points;
     }

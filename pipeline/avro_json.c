@@ -25,51 +25,51 @@ int pr_avro_to_json(avro_value_t *value, struct pr_buf *out) {
         pr_buf_append(out, "null", 4);
         return PR_OK;
     case AVRO_BOOLEAN: {
-        int b;
+        int b = 0;
         avro_value_get_boolean(value, &b);
         pr_buf_appendf(out, "%s", b ? "true" : "false");
         return PR_OK;
     }
     case AVRO_INT32: {
-        int32_t v;
+        int32_t v = 0;
         avro_value_get_int(value, &v);
         pr_buf_appendf(out, "%" PRId32, v);
         return PR_OK;
     }
     case AVRO_INT64: {
-        int64_t v;
+        int64_t v = 0;
         avro_value_get_long(value, &v);
         pr_buf_appendf(out, "%" PRId64, v);
         return PR_OK;
     }
     case AVRO_FLOAT: {
-        float v;
+        float v = 0;
         avro_value_get_float(value, &v);
         pr_buf_appendf(out, "%.9g", (double)v);
         return PR_OK;
     }
     case AVRO_DOUBLE: {
-        double v;
+        double v = 0;
         avro_value_get_double(value, &v);
         pr_buf_appendf(out, "%.17g", v);
         return PR_OK;
     }
     case AVRO_STRING: {
-        const char *s;
-        size_t size;
+        const char *s = NULL;
+        size_t size = 0;
         avro_value_get_string(value, &s, &size);
         pr_json_string(out, s, size ? size - 1 : 0, false); /* size counts the NUL */
         return PR_OK;
     }
     case AVRO_BYTES: {
-        const void *b;
-        size_t size;
+        const void *b = NULL;
+        size_t size = 0;
         avro_value_get_bytes(value, &b, &size);
         pr_json_string(out, b, size, true);
         return PR_OK;
     }
     case AVRO_ENUM: {
-        int index;
+        int index = 0;
         avro_value_get_enum(value, &index);
         avro_schema_t schema = avro_value_get_schema(value);
         const char *symbol = avro_schema_enum_get(schema, index);
@@ -77,12 +77,12 @@ int pr_avro_to_json(avro_value_t *value, struct pr_buf *out) {
         return PR_OK;
     }
     case AVRO_RECORD: {
-        size_t count;
+        size_t count = 0;
         avro_value_get_size(value, &count);
         pr_buf_append(out, "{", 1);
         for (size_t i = 0; i < count; i++) {
             avro_value_t field;
-            const char *name;
+            const char *name = "";
             avro_value_get_by_index(value, i, &field, &name);
             if (i) pr_buf_append(out, ", ", 2);
             pr_json_string(out, name, strlen(name), false);
@@ -93,7 +93,7 @@ int pr_avro_to_json(avro_value_t *value, struct pr_buf *out) {
         return PR_OK;
     }
     case AVRO_ARRAY: {
-        size_t count;
+        size_t count = 0;
         avro_value_get_size(value, &count);
         pr_buf_append(out, "[", 1);
         for (size_t i = 0; i < count; i++) {

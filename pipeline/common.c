@@ -69,10 +69,11 @@ int64_t pr_monotonic_us(void) {
 }
 
 void pr_format_utc(int64_t ms, char *buf, size_t size) {
-    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    /* Floor division without overflow (ms may be INT64_MIN: "the beginning"). */
+    time_t secs = (time_t)(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
     struct tm tm;
-    gmtime_r(&secs, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!gmtime_r(&secs, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "(out of range)");
 }
 
 int pr_parse_utc(const char *s, int64_t *ms) {

@@ -50,6 +50,15 @@ int pr_parse_utc(const char *s, int64_t *ms);
 
 /* ------------------------------------------------------------ string view */
 
+/* The longest prefix of s[0..len) of at most max bytes that does not split a
+ * UTF-8 sequence (s is valid UTF-8), for quoting short codes in details. */
+static inline int pr_utf8_prefix(const char *s, size_t len, size_t max) {
+    if (len <= max) return (int)len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--;
+    return (int)n;
+}
+
 /* A borrowed, not NUL-terminated string: points into a Kafka payload or an
  * arena. Valid as long as what it points into. */
 struct pr_str {

@@ -238,3 +238,27 @@ def produce(pipeline, declarations):
         for d in declarations:
             fh.write(json.dumps(d) + "\n")
     pipeline.call("produce", "--input", path)
+
+
+def services(cmd):
+    """Runs ops/services on the fixture's services (stop-kafka, start-kafka, ...)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([os.path.join(root, "ops", "services"), cmd], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PR_STATE_DIR": STATE})
+
+
+def decision_counts(pipeline):
+    import collections
+    return collections.Counter(d["declaration_id"] for d in pipeline.tail("decisions"))
+
+
+def wait_until_decided(pipeline, ids, timeout=300):
+    """Waits until every id has a decision (read_committed); returns the counts."""
+    deadline = time.time() + timeout
+    counts = {}
+    while time.time() < deadline:
+        counts = decision_counts(pipeline)
+        if all(i in counts for i in ids):
+            return counts
+        time.sleep(2)
+    return counts
