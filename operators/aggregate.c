@@ -25,78 +25,131 @@
  *                                          a (alert owner), d:<id> -> total|over|house_bill
  *   pr:ac:<sha256(address)>:<YYYY-MM-DD>   hash c (names), n:<name digest>, d:<id> -> count
  * Both expire state.ttl_hours after their last update.
+ *
+ * Cost: Redis runs every script single-threaded, so the script is built to
+ * call Redis as little as possible: the batch's declarations are grouped by
+ * key in C, and each distinct key costs one HMGET (state and every id of the
+ * group at once) and, when something is new, one HSET and one PEXPIRE,
+ * whatever the number of declarations in the group; a replay only reads.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../pipeline/cache.h"
 #include "../pipeline/normalize.h"
 #include "../pipeline/redis.h"
 #include "../pipeline/rules.h"
 #include "operator.h"
 
-#define PR_AGG_FIELDS 9
-
 static const char pr_aggregate_lua[] =
-    "local ttl = ARGV[1]\n"
-    "local out = {}\n"
-    "for b = 1, #ARGV - 1, 9 do\n"
-    "  local cd, id, value, cand = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n"
-    "  local over, hb, thr, ac, nm = ARGV[b+5], ARGV[b+6], tonumber(ARGV[b+7]), ARGV[b+8], ARGV[b+9]\n"
-    "  local total, overs\n"
-    "  local seen = redis.call('HGET', cd, 'd:' .. id)\n"
-    "  if seen then\n"
-    "    local t, o = string.match(seen, '^(%-?%d+)|(%d+)|')\n"
-    "    total, overs = tonumber(t), tonumber(o)\n"
-    "  else\n"
-    "    total = redis.call('HINCRBY', cd, 't', value)\n"
-    "    if over == '1' then overs = redis.call('HINCRBY', cd, 'o', 1)\n"
-    "    else overs = tonumber(redis.call('HGET', cd, 'o') or '0') end\n"
-    "    redis.call('HSET', cd, 'd:' .. id, string.format('%d|%d|%s', total, overs, hb))\n"
-    "  end\n"
-    "  redis.call('PEXPIRE', cd, ttl)\n"
-    "  local crossing, bills = 0, ''\n"
-    "  if cand == '1' and total > thr then\n"
-    "    local owner = redis.call('HGET', cd, 'a')\n"
-    "    if not owner then redis.call('HSET', cd, 'a', id); owner = id end\n"
-    "    if owner == id then\n"
-    "      crossing = 1\n"
-    "      local all, list = redis.call('HGETALL', cd), {}\n"
-    "      for j = 1, #all, 2 do\n"
-    "        if string.sub(all[j], 1, 2) == 'd:' then\n"
-    "          list[#list + 1] = string.match(all[j + 1], '^[^|]*|[^|]*|(.*)$')\n"
-    "        end\n"
-    "      end\n"
-    "      table.sort(list)\n"
-    "      bills = table.concat(list, ',')\n"
-    "    end\n"
-    "  end\n"
-    "  local count = 0\n"
-    "  if ac ~= '' then\n"
-    "    local c = redis.call('HGET', ac, 'd:' .. id)\n"
-    "    if c then count = tonumber(c)\n"
+    "local ttl, i, out = ARGV[1], 3, {}\n"
+    "local function num(s) return tonumber(s) end\n"
+    /* consignee-day groups: key, n, then n x ("d:"id, value, flags, house_bill, threshold);
+     * ids and names come with their field prefix so Lua concatenates nothing. */
+    "for g = 1, num(ARGV[2]) do\n"
+    "  local key, n = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
+    "  local fields = {'s', 'a'}\n"
+    "  for k = 0, n - 1 do fields[#fields + 1] = ARGV[i + k * 5] end\n"
+    "  local vals = redis.call('HMGET', key, unpack(fields))\n"
+    "  local total, overs, owner, seen, writes, crossings = 0, 0, vals[2], {}, {}, {}\n"
+    "  if vals[1] then local t, o = string.match(vals[1], '^(%-?%d+)|(%d+)$'); total, overs = num(t), num(o) end\n"
+    "  for k = 0, n - 1 do\n"
+    "    local b = i + k * 5\n"
+    "    local id, flags, thr = ARGV[b], ARGV[b + 2], num(ARGV[b + 4])\n"
+    "    local rec = vals[3 + k] or seen[id]\n"
+    "    local t_at, o_at\n"
+    "    if rec then\n"
+    "      local t, o = string.match(rec, '^(%-?%d+)|(%d+)|'); t_at, o_at = num(t), num(o)\n"
     "    else\n"
-    "      if redis.call('HSETNX', ac, 'n:' .. nm, 1) == 1 then count = redis.call('HINCRBY', ac, 'c', 1)\n"
-    "      else count = tonumber(redis.call('HGET', ac, 'c') or '0') end\n"
-    "      redis.call('HSET', ac, 'd:' .. id, count)\n"
+    "      total = total + num(ARGV[b + 1])\n"
+    "      if string.byte(flags, 2) == 49 then overs = overs + 1 end\n"
+    "      t_at, o_at = total, overs\n"
+    "      rec = string.format('%d|%d|%s', t_at, o_at, ARGV[b + 3])\n"
+    "      seen[id] = rec; writes[#writes + 1] = id; writes[#writes + 1] = rec\n"
     "    end\n"
-    "    redis.call('PEXPIRE', ac, ttl)\n"
+    "    local crossing = 0\n"
+    "    if string.byte(flags, 1) == 49 and t_at > thr then\n"
+    "      if not owner then owner = id; writes[#writes + 1] = 'a'; writes[#writes + 1] = id end\n"
+    "      if owner == id then crossing = 1; crossings[#crossings + 1] = #out + 4 end\n"
+    "    end\n"
+    "    out[#out + 1] = string.format('%d', t_at); out[#out + 1] = o_at\n"
+    "    out[#out + 1] = crossing; out[#out + 1] = ''\n"
     "  end\n"
-    "  out[#out + 1] = string.format('%d', total)\n"
-    "  out[#out + 1] = overs\n"
-    "  out[#out + 1] = crossing\n"
-    "  out[#out + 1] = bills\n"
-    "  out[#out + 1] = count\n"
+    "  if #writes > 0 then\n"
+    "    writes[#writes + 1] = 's'; writes[#writes + 1] = string.format('%d|%d', total, overs)\n"
+    "    redis.call('HSET', key, unpack(writes))\n"
+    "    redis.call('PEXPIRE', key, ttl)\n"
+    "  end\n"
+    "  if #crossings > 0 then\n"
+    "    local all, list = redis.call('HGETALL', key), {}\n"
+    "    for j = 1, #all, 2 do\n"
+    "      if string.sub(all[j], 1, 2) == 'd:' then\n"
+    "        list[#list + 1] = string.match(all[j + 1], '^[^|]*|[^|]*|(.*)$')\n"
+    "      end\n"
+    "    end\n"
+    "    table.sort(list)\n"
+    "    local bills = table.concat(list, ',')\n"
+    "    for _, slot in ipairs(crossings) do out[slot] = bills end\n"
+    "  end\n"
+    "  i = i + n * 5\n"
+    "end\n"
+    /* address-day groups: key, n, then n x ("d:"id, "n:"name digest) */
+    "local groups = num(ARGV[i]); i = i + 1\n"
+    "for g = 1, groups do\n"
+    "  local key, n = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
+    "  local fields = {'c'}\n"
+    "  for k = 0, n - 1 do\n"
+    "    fields[#fields + 1] = ARGV[i + k * 2]; fields[#fields + 1] = ARGV[i + k * 2 + 1]\n"
+    "  end\n"
+    "  local vals = redis.call('HMGET', key, unpack(fields))\n"
+    "  local count, seen, named, writes = num(vals[1] or '0'), {}, {}, {}\n"
+    "  for k = 0, n - 1 do\n"
+    "    local id, name = ARGV[i + k * 2], ARGV[i + k * 2 + 1]\n"
+    "    local c = vals[2 + k * 2] or seen[id]\n"
+    "    if not c then\n"
+    "      if not vals[3 + k * 2] and not named[name] then\n"
+    "        count = count + 1; named[name] = true\n"
+    "        writes[#writes + 1] = name; writes[#writes + 1] = '1'\n"
+    "      end\n"
+    "      c = tostring(count); seen[id] = c\n"
+    "      writes[#writes + 1] = id; writes[#writes + 1] = c\n"
+    "    end\n"
+    "    out[#out + 1] = num(c)\n"
+    "  end\n"
+    "  if #writes > 0 then\n"
+    "    writes[#writes + 1] = 'c'; writes[#writes + 1] = tostring(count)\n"
+    "    redis.call('HSET', key, unpack(writes))\n"
+    "    redis.call('PEXPIRE', key, ttl)\n"
+    "  end\n"
+    "  i = i + n * 2\n"
     "end\n"
     "return out\n";
+
+/* A key of the batch and the records that share it, in batch order. */
+struct pr_agg_group {
+    struct pr_str key;
+    uint32_t first, last, count; /* record indexes, linked through next[] */
+};
+
+struct pr_agg_groups {
+    struct pr_agg_group *groups;
+    size_t count, cap;
+    uint32_t *index; /* open addressing over groups */
+    size_t index_cap;
+    uint32_t *next;  /* per record: next record of the same group */
+};
 
 struct pr_aggregate_ctx {
     struct pr_redis redis;
     struct pr_script script;
     bool degrade;
     char ttl_ms[24];
-    struct pr_buf scratch;
     struct pr_sha256 sha;
+    struct pr_agg_groups day_groups, address_groups;
+    uint32_t *day_slot;     /* per record: its position in the reply, or UINT32_MAX */
+    uint32_t *address_slot; /* per record: its position in the reply, or UINT32_MAX */
+    size_t record_cap;
     const char **argv;
     size_t *argvlen;
     size_t argv_cap;
@@ -112,160 +165,276 @@ static int pr_aggregate_init(struct pr_operator *op, const struct pr_operator_en
     ctx->script = (struct pr_script){.name = "consignee-day", .body = pr_aggregate_lua};
     ctx->degrade = strcmp(cfg->on_redis_unavailable, "degrade") == 0;
     snprintf(ctx->ttl_ms, sizeof(ctx->ttl_ms), "%lld", (long long)cfg->state_ttl_hours * 3600000LL);
-    pr_buf_init(&ctx->scratch);
     pr_sha256_init(&ctx->sha);
     op->ctx = ctx;
     return PR_OK;
 }
 
+static void pr_groups_free(struct pr_agg_groups *g) {
+    free(g->groups);
+    free(g->index);
+    free(g->next);
+}
+
 static void pr_aggregate_destroy(struct pr_operator *op) {
     struct pr_aggregate_ctx *ctx = op->ctx;
     pr_redis_close(&ctx->redis);
-    pr_buf_free(&ctx->scratch);
     pr_sha256_free(&ctx->sha);
+    pr_groups_free(&ctx->day_groups);
+    pr_groups_free(&ctx->address_groups);
+    free(ctx->day_slot);
+    free(ctx->address_slot);
     free(ctx->argv);
     free(ctx->argvlen);
     free(ctx);
 }
 
-/* YYYY-MM-DD of the arrival day. */
-static void pr_arrival_day(const struct pr_rules *rules, int64_t arrival_ms, char day[11]) {
-    char full[32];
-    int64_t offset = (int64_t)rules->day_offset_minutes * 60000, shifted;
-    if (__builtin_add_overflow(arrival_ms, offset, &shifted)) shifted = arrival_ms;
-    pr_format_utc(shifted, full, sizeof(full));
-    memcpy(day, full, 10);
+static void pr_groups_reset(struct pr_agg_groups *g, size_t records) {
+    g->count = 0;
+    size_t want = 64;
+    while (want < records * 2) want *= 2;
+    if (want > g->index_cap) {
+        free(g->index);
+        g->index = pr_malloc(want * sizeof(*g->index));
+        g->index_cap = want;
+        free(g->next);
+        g->next = pr_malloc(want * sizeof(*g->next));
+    }
+    if (records > g->cap) {
+        g->cap = records;
+        g->groups = pr_realloc(g->groups, g->cap * sizeof(*g->groups));
+    }
+    memset(g->index, 0xff, g->index_cap * sizeof(*g->index));
+}
+
+static void pr_groups_add(struct pr_agg_groups *g, struct pr_str key, uint32_t record) {
+    size_t mask = g->index_cap - 1;
+    size_t i = pr_hash64(key.ptr, key.len) & mask;
+    g->next[record] = UINT32_MAX;
+    while (g->index[i] != UINT32_MAX) {
+        struct pr_agg_group *grp = &g->groups[g->index[i]];
+        if (grp->key.len == key.len && memcmp(grp->key.ptr, key.ptr, key.len) == 0) {
+            g->next[grp->last] = record;
+            grp->last = record;
+            grp->count++;
+            return;
+        }
+        i = (i + 1) & mask;
+    }
+    g->index[i] = (uint32_t)g->count;
+    g->groups[g->count++] = (struct pr_agg_group){key, record, record, 1};
+}
+
+/* Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm): the
+ * arrival day without gmtime_r and strftime on the hot path. */
+static void pr_day_text(int64_t arrival_ms, int offset_minutes, char day[11]) {
+    int64_t shifted;
+    if (__builtin_add_overflow(arrival_ms, (int64_t)offset_minutes * 60000, &shifted)) shifted = arrival_ms;
+    int64_t z = shifted / 86400000 - (shifted % 86400000 < 0 ? 1 : 0);
+    if (z < -719468 || z > 2932896) z = 0; /* outside years 0000-9999: 1970-01-01 */
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    day[0] = (char)('0' + y / 1000 % 10);
+    day[1] = (char)('0' + y / 100 % 10);
+    day[2] = (char)('0' + y / 10 % 10);
+    day[3] = (char)('0' + y % 10);
+    day[4] = '-';
+    day[5] = (char)('0' + m / 10);
+    day[6] = (char)('0' + m % 10);
+    day[7] = '-';
+    day[8] = (char)('0' + d / 10);
+    day[9] = (char)('0' + d % 10);
     day[10] = '\0';
 }
 
-static char *pr_arena_printf(struct pr_batch *batch, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static char *pr_arena_printf(struct pr_batch *batch, size_t *len, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) n = 0;
-    if ((size_t)n >= sizeof(tmp)) n = sizeof(tmp) - 1;
-    *len = (size_t)n;
-    return pr_arena_strndup(&batch->arena, tmp, (size_t)n);
+/* prefix + a + ":" + b, in the arena. */
+static struct pr_str pr_key3(struct pr_batch *batch, const char *prefix, const char *a, size_t alen,
+                             const char *b, size_t blen) {
+    size_t plen = strlen(prefix), len = plen + alen + 1 + blen;
+    char *k = pr_arena_alloc(&batch->arena, len + 1);
+    memcpy(k, prefix, plen);
+    memcpy(k + plen, a, alen);
+    k[plen + alen] = ':';
+    memcpy(k + plen + alen + 1, b, blen);
+    k[len] = '\0';
+    return (struct pr_str){k, (uint32_t)len};
+}
+
+static struct pr_str pr_prefixed(struct pr_batch *batch, const char prefix[3], struct pr_str s) {
+    char *k = pr_arena_alloc(&batch->arena, (size_t)s.len + 3);
+    k[0] = prefix[0];
+    k[1] = prefix[1];
+    memcpy(k + 2, s.ptr, s.len);
+    k[s.len + 2] = '\0';
+    return (struct pr_str){k, s.len + 2};
+}
+
+static struct pr_str pr_decimal(struct pr_batch *batch, int64_t v) {
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    return (struct pr_str){pr_arena_strndup(&batch->arena, tmp, (size_t)n), (uint32_t)n};
+}
+
+static void pr_agg_arg(struct pr_aggregate_ctx *ctx, size_t *n, const char *ptr, size_t len) {
+    ctx->argv[*n] = ptr;
+    ctx->argvlen[*n] = len;
+    (*n)++;
+}
+
+static int pr_aggregate_degraded(struct pr_aggregate_ctx *ctx, struct pr_batch *batch) {
+    if (!ctx->degrade) return PR_OP_RETRY;
+    /* degrade: decide without the day's state, and say so. */
+    size_t vlen = strlen(batch->refdata_version);
+    if (vlen < 9 || strcmp(batch->refdata_version + vlen - 9, "+degraded") != 0) {
+        char *v = pr_arena_alloc(&batch->arena, vlen + 10);
+        memcpy(v, batch->refdata_version, vlen);
+        memcpy(v + vlen, "+degraded", 10);
+        batch->refdata_version = v;
+    }
+    return PR_OP_DONE;
 }
 
 static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) {
     struct pr_aggregate_ctx *ctx = op->ctx;
     const struct pr_rules *rules = batch->rules;
-    size_t live = 0;
-    for (size_t i = 0; i < batch->count; i++) live += !pr_record_dead(&batch->records[i]);
+    if (batch->count > ctx->record_cap) {
+        ctx->record_cap = batch->count;
+        ctx->day_slot = pr_realloc(ctx->day_slot, batch->count * sizeof(uint32_t));
+        ctx->address_slot = pr_realloc(ctx->address_slot, batch->count * sizeof(uint32_t));
+    }
+    pr_groups_reset(&ctx->day_groups, batch->count);
+    pr_groups_reset(&ctx->address_groups, batch->count);
+    /* Per record: the day, its consignee-day key, its address-day key. */
+    char (*days)[11] = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * 11);
+    struct pr_str *names = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * sizeof(struct pr_str));
+    size_t live = 0, with_address = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        struct pr_record *rec = &batch->records[i];
+        ctx->day_slot[i] = ctx->address_slot[i] = UINT32_MAX;
+        if (pr_record_dead(rec)) continue;
+        live++;
+        pr_day_text(rec->decl.arrival_time, rules->day_offset_minutes, days[i]);
+        pr_groups_add(&ctx->day_groups, pr_key3(batch, "pr:cd:", rec->consignee_key, 64, days[i], 10), (uint32_t)i);
+        pr_record_norms(batch, rec);
+        struct pr_str delivery = rec->norms.delivery_address;
+        if (delivery.len > 0) {
+            char digest[65];
+            pr_sha256_hex_with(&ctx->sha, delivery.ptr, delivery.len, digest);
+            pr_groups_add(&ctx->address_groups, pr_key3(batch, "pr:ac:", digest, 64, days[i], 10), (uint32_t)i);
+            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, digest);
+            names[i] = pr_prefixed(batch, "n:", (struct pr_str){digest, 32});
+            with_address++;
+        }
+    }
     if (live == 0) return PR_OP_DONE;
-    size_t argc = 3 + live * PR_AGG_FIELDS;
+
+    size_t argc = 4 + 2 * (ctx->day_groups.count + ctx->address_groups.count) + 5 * live + 2 * with_address;
     if (argc > ctx->argv_cap) {
         ctx->argv_cap = argc;
         ctx->argv = pr_realloc(ctx->argv, argc * sizeof(*ctx->argv));
         ctx->argvlen = pr_realloc(ctx->argvlen, argc * sizeof(*ctx->argvlen));
     }
     size_t n = 0;
-#define PR_ARG(ptr, len)                                                                     \
-    do {                                                                                     \
-        ctx->argv[n] = (ptr);                                                                \
-        ctx->argvlen[n++] = (len);                                                           \
-    } while (0)
-    PR_ARG("0", 1); /* numkeys: keys are built inside; one Redis, no cluster slots */
-    PR_ARG(ctx->ttl_ms, strlen(ctx->ttl_ms));
-    for (size_t i = 0; i < batch->count; i++) {
-        struct pr_record *rec = &batch->records[i];
-        if (pr_record_dead(rec)) continue;
-        const struct pr_declaration *d = &rec->decl;
-        const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
-        char day[11];
-        pr_arrival_day(rules, d->arrival_time, day);
-        size_t len;
-        char *cd = pr_arena_printf(batch, &len, "pr:cd:%s:%s", rec->consignee_key, day);
-        PR_ARG(cd, len);
-        PR_ARG(d->declaration_id.ptr, d->declaration_id.len);
-        char *value = pr_arena_printf(batch, &len, "%lld", (long long)d->value_usd_cents);
-        PR_ARG(value, len);
-        bool threshold_applies = !row->repealed && !rec->suspended;
-        bool within = d->value_usd_cents <= row->threshold_cents;
-        PR_ARG(threshold_applies && within ? "1" : "0", 1);
-        PR_ARG(within || row->repealed ? "0" : "1", 1);
-        PR_ARG(d->house_bill.ptr, d->house_bill.len);
-        char *thr = pr_arena_printf(batch, &len, "%lld", (long long)row->threshold_cents);
-        PR_ARG(thr, len);
-        /* Address cluster: digests of the delivery address and the name. */
-        pr_record_norms(batch, rec);
-        struct pr_str delivery = rec->norms.delivery_address;
-        if (delivery.len > 0) {
-            char digest[65];
-            pr_sha256_hex_with(&ctx->sha, delivery.ptr, delivery.len, digest);
-            char *ac = pr_arena_printf(batch, &len, "pr:ac:%s:%s", digest, day);
-            PR_ARG(ac, len);
-            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, digest);
-            PR_ARG(pr_arena_strndup(&batch->arena, digest, 32), 32);
-        } else {
-            PR_ARG("", 0);
-            PR_ARG("", 0);
+    pr_agg_arg(ctx, &n, "0", 1); /* numkeys: one Redis, no cluster slots */
+    pr_agg_arg(ctx, &n, ctx->ttl_ms, strlen(ctx->ttl_ms));
+    struct pr_str group_count = pr_decimal(batch, (int64_t)ctx->day_groups.count);
+    pr_agg_arg(ctx, &n, group_count.ptr, group_count.len);
+    uint32_t slot = 0;
+    for (size_t g = 0; g < ctx->day_groups.count; g++) {
+        const struct pr_agg_group *grp = &ctx->day_groups.groups[g];
+        struct pr_str count = pr_decimal(batch, grp->count);
+        pr_agg_arg(ctx, &n, grp->key.ptr, grp->key.len);
+        pr_agg_arg(ctx, &n, count.ptr, count.len);
+        for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->day_groups.next[r]) {
+            struct pr_record *rec = &batch->records[r];
+            const struct pr_declaration *d = &rec->decl;
+            const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
+            bool applies = !row->repealed && !rec->suspended;
+            bool within = d->value_usd_cents <= row->threshold_cents;
+            /* flags: [0] a candidate for AGGREGATE (threshold applies, this one
+             * within), [1] individually over the threshold */
+            static const char *const flag_text[4] = {"00", "01", "10", "11"};
+            int flags = ((applies && within) ? 2 : 0) | ((!within && !row->repealed) ? 1 : 0);
+            struct pr_str value = pr_decimal(batch, d->value_usd_cents);
+            struct pr_str thr = pr_decimal(batch, row->threshold_cents);
+            struct pr_str id = pr_prefixed(batch, "d:", d->declaration_id);
+            pr_agg_arg(ctx, &n, id.ptr, id.len);
+            pr_agg_arg(ctx, &n, value.ptr, value.len);
+            pr_agg_arg(ctx, &n, flag_text[flags], 2);
+            pr_agg_arg(ctx, &n, d->house_bill.ptr, d->house_bill.len);
+            pr_agg_arg(ctx, &n, thr.ptr, thr.len);
+            ctx->day_slot[r] = slot;
+            slot += 4;
         }
     }
-#undef PR_ARG
+    group_count = pr_decimal(batch, (int64_t)ctx->address_groups.count);
+    pr_agg_arg(ctx, &n, group_count.ptr, group_count.len);
+    for (size_t g = 0; g < ctx->address_groups.count; g++) {
+        const struct pr_agg_group *grp = &ctx->address_groups.groups[g];
+        struct pr_str count = pr_decimal(batch, grp->count);
+        pr_agg_arg(ctx, &n, grp->key.ptr, grp->key.len);
+        pr_agg_arg(ctx, &n, count.ptr, count.len);
+        for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->address_groups.next[r]) {
+            const struct pr_record *rec = &batch->records[r];
+            struct pr_str id = pr_prefixed(batch, "d:", rec->decl.declaration_id);
+            pr_agg_arg(ctx, &n, id.ptr, id.len);
+            pr_agg_arg(ctx, &n, names[r].ptr, names[r].len);
+            ctx->address_slot[r] = slot++;
+        }
+    }
+
     op->stats.round_trips++;
     redisReply *reply = pr_redis_eval(&ctx->redis, &ctx->script, (int)n, ctx->argv, ctx->argvlen);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != live * 5) {
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != slot) {
         if (reply) {
             pr_error("aggregate: unexpected reply from the consignee-day script");
             freeReplyObject(reply);
         }
-        if (!ctx->degrade) return PR_OP_RETRY;
-        /* degrade: decide without the day's state, and say so. */
-        size_t vlen = strlen(batch->refdata_version);
-        if (vlen < 9 || strcmp(batch->refdata_version + vlen - 9, "+degraded") != 0) {
-            char *v = pr_arena_alloc(&batch->arena, vlen + 10);
-            memcpy(v, batch->refdata_version, vlen);
-            memcpy(v + vlen, "+degraded", 10);
-            batch->refdata_version = v;
-        }
-        return PR_OP_DONE;
+        return pr_aggregate_degraded(ctx, batch);
     }
-    size_t e = 0;
     for (size_t i = 0; i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
         if (pr_record_dead(rec)) continue;
         const struct pr_declaration *d = &rec->decl;
-        redisReply **r = reply->element + e;
-        e += 5;
+        redisReply **r = reply->element + ctx->day_slot[i];
         int64_t total = r[0]->type == REDIS_REPLY_STRING ? atoll(r[0]->str) : r[0]->integer;
         long long overs = r[1]->integer;
         bool crossing = r[2]->integer == 1;
-        long long names = r[4]->integer;
+        long long names_at_address =
+            ctx->address_slot[i] != UINT32_MAX ? reply->element[ctx->address_slot[i]]->integer : 0;
         rec->day_total_cents = total;
-        rec->cluster_names = (int32_t)names;
+        rec->cluster_names = (int32_t)names_at_address;
         const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
-        char day[11];
-        pr_arrival_day(rules, d->arrival_time, day);
-        bool threshold_applies = !row->repealed && !rec->suspended;
-        if (threshold_applies && d->value_usd_cents <= row->threshold_cents && total > row->threshold_cents) {
+        bool applies = !row->repealed && !rec->suspended;
+        if (applies && d->value_usd_cents <= row->threshold_cents && total > row->threshold_cents) {
             rec->aggregate_over_threshold = true;
             pr_record_firef(batch, rec, PR_R_AGGREGATE_OVER_THRESHOLD,
                             rules->points[PR_R_AGGREGATE_OVER_THRESHOLD],
-                            "consignee-day %s total %lld cents above threshold %lld cents", day,
+                            "consignee-day %s total %lld cents above threshold %lld cents", days[i],
                             (long long)total, (long long)row->threshold_cents);
             if (overs == 0)
                 pr_record_firef(batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
                                 "every declaration of consignee-day %s within %lld cents, total %lld cents",
-                                day, (long long)row->threshold_cents, (long long)total);
+                                days[i], (long long)row->threshold_cents, (long long)total);
             if (crossing && r[3]->type == REDIS_REPLY_STRING) {
                 rec->aggregate_crossing = true;
                 rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, r[3]->str, r[3]->len);
                 rec->day_house_bills.len = (uint32_t)r[3]->len;
-                size_t len;
-                char *id = pr_arena_printf(batch, &len, "AGG:%s:%s", rec->consignee_key, day);
-                rec->aggregate_alert_id = (struct pr_str){id, (uint32_t)len};
+                rec->aggregate_alert_id = pr_key3(batch, "AGG:", rec->consignee_key, 64, days[i], 10);
             }
         }
-        if (names >= rules->cluster_size)
+        if (names_at_address >= rules->cluster_size)
             pr_record_firef(batch, rec, PR_R_ADDRESS_CLUSTER, rules->points[PR_R_ADDRESS_CLUSTER],
                             "%lld distinct consignee names at the delivery address on %s (cluster size %d)",
-                            names, day, rules->cluster_size);
+                            names_at_address, days[i], rules->cluster_size);
     }
     freeReplyObject(reply);
     return PR_OP_DONE;

@@ -31,7 +31,7 @@ static void pr_gen_usage(void) {
     fprintf(stderr,
             "usage: parcelrisk gen [--config FILE] [--brokers LIST] [--topic NAME]\n"
             "                      [--count N] [--rate PER_SECOND] [--bad N] [--seed S]\n"
-            "                      [--start YYYY-MM-DD] [--days D] [--ids FILE] [--quiet]\n"
+            "                      [--start YYYY-MM-DD] [--days D] [--consignees N] [--ids FILE] [--quiet]\n"
             "  --count N    declarations to produce (default 10000)\n"
             "  --rate R     steady rate per second (default: as fast as possible)\n"
             "  --bad N      of the N messages, how many are deliberately malformed, spread\n"
@@ -39,6 +39,7 @@ static void pr_gen_usage(void) {
             "               trailing, invalid_utf8, empty, too_large, wrong_schema\n"
             "  --seed S     same seed, same declarations (event_time is the wall clock)\n"
             "  --start D    first arrival day (default: today, UTC); --days spreads arrivals\n"
+            "  --consignees N  size of the consignee population (default 200000; skewed draws)\n"
             "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"
             "               'bad <key> <kind>'\n");
 }
@@ -49,6 +50,7 @@ int pr_cmd_gen(int argc, char **argv) {
     uint64_t count = 10000, bad = 0, seed = 1;
     double rate = 0;
     int days = 1;
+    unsigned long consignees = 0;
     bool quiet = false;
     const char *ids_path = NULL, *topic_name = cfg->topic_declarations;
     int64_t start_ms = pr_now_ms();
@@ -74,6 +76,8 @@ int pr_cmd_gen(int argc, char **argv) {
             rate = atof(v);
         else if (strcmp(a, "--days") == 0)
             days = atoi(v);
+        else if (strcmp(a, "--consignees") == 0)
+            consignees = strtoul(v, NULL, 10);
         else if (strcmp(a, "--ids") == 0)
             ids_path = v;
         else if (strcmp(a, "--topic") == 0)
@@ -110,6 +114,7 @@ int pr_cmd_gen(int argc, char **argv) {
 
     struct pr_gen gen;
     pr_gen_init(&gen, seed, start_ms, days);
+    if (consignees > 0) gen.consignee_pool = (uint32_t)consignees;
     struct pr_buf valid, badbuf;
     pr_buf_init(&valid);
     pr_buf_init(&badbuf);

@@ -195,7 +195,9 @@ static bool pr_engine_txn_error(struct pr_engine *engine, rd_kafka_error_t *erro
 static void pr_engine_release_all(struct pr_engine *engine) {
     for (size_t i = 0; i < engine->inflight; i++)
         pr_slot_release(&engine->slots[(engine->head + i) % engine->slot_count]);
-    engine->head = 0;
+    /* The next slot stays where it was: this can run inside the rebalance
+     * callback while the main loop is filling slot (head + inflight). */
+    engine->head = (engine->head + engine->inflight) % engine->slot_count;
     engine->inflight = 0;
     engine->txn_records = 0;
     engine->txn_open = false;
