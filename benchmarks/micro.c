@@ -4,6 +4,7 @@
  * exactly as `parcelrisk run` calls them.
  *
  *   pr_micro [--count N] [--distinct D] [--batch B] [--redis HOST:PORT] [--chain LIST]
+ *            [--consignees N] [--cache-entries N] [--cache-mb N]
  *
  * With --redis the full default chain runs (enrich with its cache warmed by
  * one untimed pass over the distinct declarations; the aggregate state is
@@ -39,7 +40,7 @@ struct pr_prepared {
     size_t count;
 };
 
-static void pr_prepare(struct pr_prepared *p, size_t distinct) {
+static void pr_prepare(struct pr_prepared *p, size_t distinct, uint32_t consignees) {
     pr_buf_init(&p->data);
     p->offsets = pr_malloc((distinct + 1) * sizeof(size_t));
     p->count = distinct;
@@ -47,6 +48,7 @@ static void pr_prepare(struct pr_prepared *p, size_t distinct) {
     int64_t start;
     pr_parse_utc("2025-03-01", &start); /* before the suspensions: every rule can fire */
     pr_gen_init(&gen, 42, start, 3);
+    if (consignees) gen.consignee_pool = consignees;
     for (size_t i = 0; i < distinct; i++) {
         struct pr_declaration d;
         pr_gen_next(&gen, &d);
@@ -133,6 +135,8 @@ __attribute__((noinline)) uint64_t pr_micro_timed(struct pr_chain *chain, struct
 
 int main(int argc, char **argv) {
     size_t count = 1000000, distinct = 100000, batch_size = 1000;
+    uint32_t consignees = 0;
+    long cache_entries = 0, cache_mb = 0;
     const char *redis = NULL, *chain_list = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--count") == 0) count = strtoull(argv[i + 1], NULL, 10);
@@ -140,6 +144,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--batch") == 0) batch_size = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--redis") == 0) redis = argv[i + 1];
         else if (strcmp(argv[i], "--chain") == 0) chain_list = argv[i + 1];
+        else if (strcmp(argv[i], "--consignees") == 0) consignees = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--cache-entries") == 0) cache_entries = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--cache-mb") == 0) cache_mb = atol(argv[i + 1]);
     }
     if (distinct > count) distinct = count;
     struct pr_config *cfg = pr_config_default();
@@ -147,11 +154,20 @@ int main(int argc, char **argv) {
     if (redis) pr_config_set(cfg, "redis.address", redis, "args", 0);
     if (!chain_list && !redis) chain_list = "decode,validate,policy,screen,sample,score,route,encode";
     if (chain_list) pr_config_set(cfg, "chain", chain_list, "args", 0);
+    char number[32];
+    if (cache_entries) {
+        snprintf(number, sizeof(number), "%ld", cache_entries);
+        pr_config_set(cfg, "cache.max_entries", number, "args", 0);
+    }
+    if (cache_mb) {
+        snprintf(number, sizeof(number), "%ld", cache_mb);
+        pr_config_set(cfg, "cache.max_mb", number, "args", 0);
+    }
     struct pr_chain chain;
     if (pr_chain_init(&chain, cfg) != PR_OK) return 2;
     struct pr_rules *rules = pr_rules_new_default();
     struct pr_prepared prepared;
-    pr_prepare(&prepared, distinct);
+    pr_prepare(&prepared, distinct, consignees);
     struct pr_batch batch;
     pr_batch_init(&batch, batch_size);
 
@@ -181,12 +197,18 @@ int main(int argc, char **argv) {
         if (op->stats.round_trips)
             printf("  round trips/batch %.2f", (double)op->stats.round_trips / (double)op->stats.batches);
         if (op->stats.cache_hits + op->stats.cache_misses)
-            printf("  cache hit ratio %.4f", (double)op->stats.cache_hits /
-                                                  (double)(op->stats.cache_hits + op->stats.cache_misses));
+            printf("  cache hit ratio %.4f, %llu entries, %.1f MB", (double)op->stats.cache_hits /
+                                                  (double)(op->stats.cache_hits + op->stats.cache_misses),
+                   (unsigned long long)op->stats.cache_entries, (double)op->stats.cache_bytes / 1048576.0);
         printf("\n");
     }
-    printf("{\"count\": %zu, \"declarations_per_second\": %.0f, \"cpu_us_per_declaration\": %.4f}\n", count,
-           (double)count / wall, cpu * 1e6 / (double)count);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("micro: peak RSS %.1f MB (prepared declarations %.1f MB of it)\n", (double)ru.ru_maxrss / 1024.0,
+           (double)prepared.data.len / 1048576.0);
+    printf("{\"count\": %zu, \"declarations_per_second\": %.0f, \"cpu_us_per_declaration\": %.4f, "
+           "\"peak_rss_mb\": %.1f}\n", count, (double)count / wall, cpu * 1e6 / (double)count,
+           (double)ru.ru_maxrss / 1024.0);
     pr_batch_destroy(&batch);
     pr_buf_free(&prepared.data);
     free(prepared.offsets);

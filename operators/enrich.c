@@ -441,6 +441,8 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
         struct pr_record *rec = &batch->records[i];
         if (!pr_record_dead(rec)) pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
     }
+    op->stats.cache_entries = ctx->cache.count;
+    op->stats.cache_bytes = ctx->cache.bytes + ctx->cache.capacity * sizeof(*ctx->cache.slots);
     return PR_OP_DONE;
 }
 

@@ -45,6 +45,7 @@ struct pr_operator_stats {
     uint64_t busy_us;     /* wall time inside process() */
     uint64_t round_trips; /* calls to an outside service (Redis) */
     uint64_t cache_hits, cache_misses;
+    uint64_t cache_entries, cache_bytes; /* size of the operator's cache after the last batch */
 };
 
 /* What an operator may see at init. */

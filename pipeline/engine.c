@@ -580,7 +580,7 @@ static bool pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
             rd_kafka_poll(engine->producer, 100);
             pr_engine_complete(engine, false);
         }
-        if (backoff_ms < 5000) backoff_ms *= 2;
+        backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
         start = failed_at;
     }
     return true;
