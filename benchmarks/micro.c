@@ -4,7 +4,7 @@
  * exactly as `parcelrisk run` calls them.
  *
  *   pr_micro [--count N] [--distinct D] [--batch B] [--redis HOST:PORT] [--chain LIST]
- *            [--consignees N] [--cache-entries N] [--cache-mb N]
+ *            [--consignees N] [--cache-entries N] [--cache-mb N] [--cold]
  *
  * With --redis the full default chain runs (enrich with its cache warmed by
  * one untimed pass over the distinct declarations; the aggregate state is
@@ -136,9 +136,16 @@ __attribute__((noinline)) uint64_t pr_micro_timed(struct pr_chain *chain, struct
 int main(int argc, char **argv) {
     size_t count = 1000000, distinct = 100000, batch_size = 1000;
     uint32_t consignees = 0;
+    bool cold = false;
     long cache_entries = 0, cache_mb = 0;
     const char *redis = NULL, *chain_list = NULL;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--cold") == 0) cold = true;
     for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--cold") == 0) {
+            i--; /* a flag without a value */
+            continue;
+        }
         if (strcmp(argv[i], "--count") == 0) count = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--distinct") == 0) distinct = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--batch") == 0) batch_size = strtoull(argv[i + 1], NULL, 10);
@@ -172,8 +179,9 @@ int main(int argc, char **argv) {
     pr_batch_init(&batch, batch_size);
 
     size_t cursor = 0;
-    /* Warm-up: one pass over the distinct declarations (fills the cache). */
-    pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor);
+    /* Warm-up: one pass over the distinct declarations (fills the cache);
+     * --cold skips it, so enrich starts with an empty cache. */
+    if (!cold) pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor);
     for (size_t i = 0; i < chain.count; i++) memset(&chain.ops[i].stats, 0, sizeof(chain.ops[i].stats));
     if (redis) pr_forget_state(redis);
 

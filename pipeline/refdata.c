@@ -21,6 +21,7 @@
  *      versions get the grace TTL (only keys without a TTL: an older version
  *      already counting down keeps its deadline).
  */
+#include "cache.h"
 #include "refdata.h"
 
 #include <csv.h>
@@ -177,19 +178,7 @@ void pr_refdata_key(char *buf, size_t size, const char *version, const char *suf
 #define PR_REF_MAX_PRINTED_ERRORS 200
 #define PR_REF_PROGRESS_US 2000000
 
-static uint64_t pr_ref_hash(const void *data, size_t len) {
-    /* FNV-1a with a final avalanche (splitmix64), good enough for a table
-     * rebuilt once per load from trusted-ish input. */
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
-}
+static uint64_t pr_ref_hash(const void *data, size_t len) { return pr_hash64(data, len); }
 
 /* One valid row of hts.csv, as it goes to Redis. */
 struct pr_hts_row {
