@@ -1,5 +1,9 @@
 #include "redis.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +45,11 @@ int pr_redis_connect(struct pr_redis *redis) {
     }
     redisSetTimeout(ctx, tv);
     redisEnableKeepAlive(ctx);
+    /* One large request per batch: without TCP_NODELAY its last segment
+     * waits for the ACK of the previous ones (Nagle against delayed ACK),
+     * which cost 10-20 ms per batch. hiredis 0.14 does not set it. */
+    int one = 1;
+    setsockopt(ctx->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     redis->ctx = ctx;
     if (redis->errors) pr_info("Redis %s:%d reachable again", redis->host, redis->port);
     redis->errors = 0;
