@@ -62,7 +62,6 @@ struct pr_slot {
     size_t message_count;
     size_t outstanding; /* produced, not yet acknowledged */
     bool failed;
-    bool busy;
     /* Next offset to commit per partition of the input topic. */
     size_t offset_count;
     int32_t *partitions;
@@ -152,7 +151,6 @@ static void pr_slot_release(struct pr_slot *slot) {
     pr_batch_reset(&slot->batch);
     slot->offset_count = 0;
     slot->failed = false;
-    slot->busy = false;
 }
 
 /* Commits every leading batch whose outputs are all acknowledged. */
@@ -657,7 +655,6 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         engine->filling = NULL;
         size_t polled = slot->message_count;
         if (polled > 0) {
-            slot->busy = true;
             if (!pr_engine_process(engine, slot)) {
                 pr_engine_release_messages(slot);
                 pr_batch_reset(&slot->batch);

@@ -126,26 +126,52 @@ bool pr_str_blank(struct pr_str s) {
     return true;
 }
 
-/* Normalizes into the tail of buf with the given function. */
-static void pr_append_norm(struct pr_buf *buf, struct pr_str s,
-                           size_t (*norm)(const char *, size_t, char *)) {
-    pr_buf_reserve(buf, (size_t)s.len + 1);
-    buf->len += norm(s.ptr, s.len, (char *)buf->data + buf->len);
-}
-
-void pr_consignee_identity(const struct pr_party *party, struct pr_buf *out) {
+/* The one writer of the consignee identity: norm name | norm address |
+ * postal code upper-cased without spaces and hyphens. */
+static void pr_identity_from(struct pr_buf *out, struct pr_str name, struct pr_str address,
+                             struct pr_str postal) {
     pr_buf_reset(out);
-    pr_append_norm(out, party->name, pr_norm_name);
+    pr_buf_reserve(out, (size_t)name.len + address.len + postal.len + 2);
+    pr_buf_append(out, name.ptr, name.len);
     pr_buf_append(out, "|", 1);
-    pr_append_norm(out, party->address, pr_norm_address);
+    pr_buf_append(out, address.ptr, address.len);
     pr_buf_append(out, "|", 1);
-    pr_buf_reserve(out, party->postal_code.len + 1);
-    for (uint32_t i = 0; i < party->postal_code.len; i++) {
-        char c = party->postal_code.ptr[i];
+    for (uint32_t i = 0; i < postal.len; i++) {
+        char c = postal.ptr[i];
         if (c == ' ' || c == '-') continue;
         if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
         out->data[out->len++] = (uint8_t)c;
     }
+}
+
+/* The one writer of the delivery address: norm address + " " + norm city,
+ * or the address alone when either is empty. out holds address.len +
+ * city.len + 2 bytes. */
+static size_t pr_delivery_from(char *out, struct pr_str address, struct pr_str city) {
+    memcpy(out, address.ptr, address.len);
+    size_t n = address.len;
+    if (address.len > 0) {
+        out[n] = ' ';
+        size_t city_len = pr_norm_text(city.ptr, city.len, out + n + 1);
+        n = city_len ? n + 1 + city_len : address.len;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* Normalizes s with norm into a fresh heap string (the party-level API). */
+static struct pr_str pr_norm_heap(struct pr_str s, size_t (*norm)(const char *, size_t, char *)) {
+    char *out = pr_malloc((size_t)s.len + 1);
+    size_t n = norm(s.ptr, s.len, out);
+    return (struct pr_str){out, (uint32_t)n};
+}
+
+void pr_consignee_identity(const struct pr_party *party, struct pr_buf *out) {
+    struct pr_str name = pr_norm_heap(party->name, pr_norm_name);
+    struct pr_str address = pr_norm_heap(party->address, pr_norm_address);
+    pr_identity_from(out, name, address, party->postal_code);
+    free((char *)name.ptr);
+    free((char *)address.ptr);
 }
 
 static void pr_hex32(const unsigned char md[32], char hex[65]) {
@@ -189,11 +215,6 @@ void pr_sha256_hex_with(struct pr_sha256 *sha, const void *data, size_t len, cha
     pr_hex32(md, hex);
 }
 
-void pr_consignee_key_with(struct pr_sha256 *sha, const struct pr_party *party, char hex[65]) {
-    pr_consignee_identity(party, &sha->identity);
-    pr_sha256_hex_with(sha, sha->identity.data, sha->identity.len, hex);
-}
-
 void pr_consignee_key(const struct pr_party *party, char hex[65]) {
     struct pr_buf buf;
     pr_buf_init(&buf);
@@ -203,13 +224,11 @@ void pr_consignee_key(const struct pr_party *party, char hex[65]) {
 }
 
 void pr_delivery_address(const struct pr_party *party, struct pr_buf *out) {
+    struct pr_str address = pr_norm_heap(party->address, pr_norm_address);
     pr_buf_reset(out);
-    pr_append_norm(out, party->address, pr_norm_address);
-    size_t address_len = out->len;
-    pr_buf_append(out, " ", 1);
-    size_t before_city = out->len;
-    pr_append_norm(out, party->city, pr_norm_text);
-    if (out->len == before_city || address_len == 0) out->len = address_len;
+    pr_buf_reserve(out, (size_t)address.len + party->city.len + 2);
+    out->len = pr_delivery_from((char *)out->data, address, party->city);
+    free((char *)address.ptr);
 }
 
 static struct pr_str pr_norm_into(struct pr_batch *batch, struct pr_str s,
@@ -228,34 +247,14 @@ void pr_record_norms(struct pr_batch *batch, struct pr_record *rec) {
     rec->norms.consignee_name = pr_norm_into(batch, d->consignee.name, pr_norm_name);
     struct pr_str address = pr_norm_into(batch, d->consignee.address, pr_norm_address);
     rec->norms.consignee_address = address;
-    /* Delivery address: address + " " + city, or the address alone. */
-    char *delivery = pr_arena_alloc(&batch->arena, (size_t)address.len + 1 + d->consignee.city.len + 1);
-    memcpy(delivery, address.ptr, address.len);
-    size_t n = address.len;
-    if (address.len > 0) {
-        delivery[n] = ' ';
-        size_t city = pr_norm_text(d->consignee.city.ptr, d->consignee.city.len, delivery + n + 1);
-        n = city ? n + 1 + city : address.len;
-    }
-    delivery[n] = '\0';
+    char *delivery = pr_arena_alloc(&batch->arena, (size_t)address.len + d->consignee.city.len + 2);
+    size_t n = pr_delivery_from(delivery, address, d->consignee.city);
     rec->norms.delivery_address = (struct pr_str){delivery, (uint32_t)n};
     rec->norms.done = true;
 }
 
 void pr_record_consignee_key(struct pr_sha256 *sha, struct pr_record *rec) {
-    struct pr_buf *id = &sha->identity;
-    const struct pr_str postal = rec->decl.consignee.postal_code;
-    pr_buf_reset(id);
-    pr_buf_reserve(id, (size_t)rec->norms.consignee_name.len + rec->norms.consignee_address.len + postal.len + 2);
-    pr_buf_append(id, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len);
-    pr_buf_append(id, "|", 1);
-    pr_buf_append(id, rec->norms.consignee_address.ptr, rec->norms.consignee_address.len);
-    pr_buf_append(id, "|", 1);
-    for (uint32_t i = 0; i < postal.len; i++) {
-        char c = postal.ptr[i];
-        if (c == ' ' || c == '-') continue;
-        if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
-        id->data[id->len++] = (uint8_t)c;
-    }
-    pr_sha256_hex_with(sha, id->data, id->len, rec->consignee_key);
+    pr_identity_from(&sha->identity, rec->norms.consignee_name, rec->norms.consignee_address,
+                     rec->decl.consignee.postal_code);
+    pr_sha256_hex_with(sha, sha->identity.data, sha->identity.len, rec->consignee_key);
 }

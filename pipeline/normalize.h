@@ -43,7 +43,7 @@ void pr_sha256_hex_with(struct pr_sha256 *sha, const void *data, size_t len, cha
 
 /* Lower-case hex SHA-256 of the consignee identity (65 bytes with NUL). */
 void pr_consignee_key(const struct pr_party *party, char hex[65]);
-void pr_consignee_key_with(struct pr_sha256 *sha, const struct pr_party *party, char hex[65]);
+
 /* Delivery address: norm address + " " + norm city, or norm address alone
  * when the city normalizes to nothing. Written to out (reset first). */
 void pr_delivery_address(const struct pr_party *party, struct pr_buf *out);

@@ -120,6 +120,39 @@ static void test_consignee_identity_and_key(void **state) {
     pr_buf_free(&buf);
 }
 
+/* The engine computes the key from a record's shared normal forms; it must
+ * equal the party-level function for every spelling. */
+static void test_record_path_matches_party_path(void **state) {
+    (void)state;
+    struct pr_party parties[] = {
+        party("Jane O'Neil", "1234 Elm Street, Apt. 5B", "Springfield", "62701-1234"),
+        party("ACME GmbH & Co", "9 Ocean Boulevard, Suite 200", "", "10 001"),
+        party("", "", "Nowhere", ""),
+        party("M\xc3\xbcller", "Hauptstra\xc3\x9f" "e 1", "K\xc3\xb6ln", "50667"),
+    };
+    struct pr_batch batch;
+    pr_batch_init(&batch, 4);
+    struct pr_sha256 sha;
+    pr_sha256_init(&sha);
+    struct pr_buf delivery;
+    pr_buf_init(&delivery);
+    for (size_t i = 0; i < sizeof(parties) / sizeof(parties[0]); i++) {
+        struct pr_record *rec = pr_batch_push(&batch);
+        rec->decl.consignee = parties[i];
+        pr_record_norms(&batch, rec);
+        pr_record_consignee_key(&sha, rec);
+        char want[65];
+        pr_consignee_key(&parties[i], want);
+        assert_string_equal(rec->consignee_key, want);
+        pr_delivery_address(&parties[i], &delivery);
+        assert_int_equal(rec->norms.delivery_address.len, delivery.len);
+        assert_memory_equal(rec->norms.delivery_address.ptr, delivery.data, delivery.len);
+    }
+    pr_buf_free(&delivery);
+    pr_sha256_free(&sha);
+    pr_batch_destroy(&batch);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text),
@@ -127,6 +160,7 @@ int main(void) {
         cmocka_unit_test(test_addresses_section6),
         cmocka_unit_test(test_placeholders),
         cmocka_unit_test(test_consignee_identity_and_key),
+        cmocka_unit_test(test_record_path_matches_party_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,7 @@ def scenario(mode):
 
 
 dups, dlq_dups = scenario("at_least_once")
-c.check(True, f"at_least_once: duplicates after crashes are allowed and reported ({dups})")
+# At-least-once allows duplicates after a crash: they are reported above, not asserted.
 dups, dlq_dups = scenario("exactly_once")
 c.equal(dups, 0, "exactly_once: no decision seen twice by a read_committed consumer")
 c.equal(dlq_dups, 0, "exactly_once: no dead letter seen twice")
