@@ -62,6 +62,10 @@ struct pr_slot {
     size_t message_count;
     size_t outstanding; /* produced, not yet acknowledged */
     bool failed;
+    /* Outputs are still being produced: the slot may not commit even if
+     * every output produced so far is acknowledged (a full producer queue
+     * serves delivery reports in the middle of emitting it). */
+    bool emitting;
     /* Next offset to commit per partition of the input topic. */
     size_t offset_count;
     int32_t *partitions;
@@ -158,7 +162,7 @@ static void pr_engine_complete(struct pr_engine *engine, bool sync) {
     if (engine->eos) return; /* slots are released when their transaction commits */
     while (engine->inflight > 0) {
         struct pr_slot *slot = &engine->slots[engine->head];
-        if (slot->outstanding > 0) break;
+        if (slot->outstanding > 0 || slot->emitting) break;
         if (slot->failed) {
             if (!engine->fatal)
                 pr_error("a batch could not be delivered; stopping without committing it "
@@ -589,6 +593,53 @@ static void pr_engine_release_messages(struct pr_slot *slot) {
     slot->message_count = 0;
 }
 
+/* --exit-when-idle: this instance is idle, but the input is done only when
+ * the whole group is. Partitions assigned here are caught up (nothing was
+ * polled for the idle time); every other partition of the input topic must
+ * have a committed offset at its high watermark. Otherwise another member,
+ * possibly one that died and has not yet been expired by the coordinator,
+ * still owes work, and exiting would leave it undecided until the next run.
+ * Returns the number of messages the rest of the group has not committed,
+ * or -1 if it could not be read. */
+static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
+    const char *topic = engine->cfg->topic_declarations;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(engine->consumer, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(engine->consumer, 0, rkt, &md, 5000);
+    rd_kafka_topic_destroy(rkt);
+    if (err || md->topic_cnt != 1 || md->topics[0].err) {
+        if (md) rd_kafka_metadata_destroy(md);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *mine = NULL;
+    if (rd_kafka_assignment(engine->consumer, &mine)) {
+        rd_kafka_metadata_destroy(md);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *others = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+        int32_t p = md->topics[0].partitions[i].id;
+        if (!rd_kafka_topic_partition_list_find(mine, topic, p))
+            rd_kafka_topic_partition_list_add(others, topic, p);
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_partition_list_destroy(mine);
+    int64_t backlog = 0;
+    if (others->cnt > 0 && rd_kafka_committed(engine->consumer, others, 5000)) backlog = -1;
+    for (int i = 0; backlog >= 0 && i < others->cnt; i++) {
+        int64_t low = 0, high = 0;
+        if (rd_kafka_query_watermark_offsets(engine->consumer, topic, others->elems[i].partition, &low,
+                                             &high, 5000)) {
+            backlog = -1;
+            break;
+        }
+        int64_t committed = others->elems[i].offset >= 0 ? others->elems[i].offset : low;
+        if (high > committed) backlog += high - committed;
+    }
+    rd_kafka_topic_partition_list_destroy(others);
+    return backlog;
+}
+
 static void pr_engine_log_stats(struct pr_engine *engine, const char *prefix) {
     struct pr_engine_totals *t = &engine->totals;
     pr_info("%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu batches=%llu inflight=%zu "
@@ -637,6 +688,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
 
     double cpu0 = pr_cpu_seconds();
     int64_t wall0 = pr_monotonic_us(), last_stats = wall0;
+    int64_t last_backlog_check = 0, last_backlog_log = 0;
     engine->last_message_us = wall0;
     while (!engine->fatal) {
         if (engine->inflight == engine->slot_count) {
@@ -673,7 +725,9 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             engine->inflight++;
             engine->totals.consumed += slot->message_count;
             engine->totals.batches++;
+            slot->emitting = true;
             pr_engine_emit(engine, slot);
+            slot->emitting = false;
             /* Outputs and dead-letter payloads are in the arena now. */
             pr_engine_release_messages(slot);
             rd_kafka_poll(engine->producer, 0);
@@ -703,9 +757,24 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             }
         }
         if (options->exit_when_idle_ms > 0 && engine->assigned_once && engine->inflight == 0 &&
-            now - engine->last_message_us > options->exit_when_idle_ms * 1000LL) {
-            pr_info("idle for %d ms: stopping", options->exit_when_idle_ms);
-            break;
+            now - engine->last_message_us > options->exit_when_idle_ms * 1000LL &&
+            now - last_backlog_check >= 1000000) {
+            last_backlog_check = now;
+            int64_t backlog = pr_engine_group_backlog(engine);
+            if (backlog == 0) {
+                pr_info("idle for %d ms and the group has committed all of %s: stopping",
+                        options->exit_when_idle_ms, cfg->topic_declarations);
+                break;
+            }
+            if (now - last_backlog_log >= 10000000) {
+                last_backlog_log = now;
+                if (backlog < 0)
+                    pr_info("idle, but the group's committed offsets cannot be read yet; waiting");
+                else
+                    pr_info("idle, but %lld declarations on partitions assigned elsewhere are not "
+                            "committed yet; waiting for the group",
+                            (long long)backlog);
+            }
         }
     }
     if (!engine->fatal) {
