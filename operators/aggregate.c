@@ -20,33 +20,17 @@
  *
  * The first declaration to cross a consignee-day is recorded in the state; it
  * (and it again on a replay) gets the aggregate alert listing every house
- * bill of the day.
+ * bill of the day. Keys hold digests, never raw names or addresses:
+ *   pr:cd:<consignee_key>:<YYYY-MM-DD>     hash t (total), o (over count),
+ *                                          a (alert owner), d:<id> -> total|over|house_bill
+ *   pr:ac:<sha256(address)>:<YYYY-MM-DD>   hash c (names), n:<name digest>, d:<id> -> count
+ * Both expire state.ttl_hours after their last update.
  *
- * Layout. Redis runs scripts on one thread, and what costs is the number of
- * commands, not the number of hash fields they touch (measured: HMGET, HSET
- * and PEXPIRE cost 1-2 us each inside a script, whatever their size). So the
- * state of a day is spread over 16 hashes (buckets, by the first hex digit of
- * the key), and a batch costs one HMGET, one HSET and one PEXPIRE per bucket
- * it touches, not three commands per consignee-day and address-day. Fields
- * hold digests, never raw names or addresses:
- *
- *   pr:cd:<YYYY-MM-DD>:<h>   <consignee_key>     total|over count|generation|updated ms
- *                            <consignee_key>:a   the crossing declaration ("d:" id), or ""
- *                            <consignee_key>:b   the day's house bills, each as <length>:<bill>
- *                            d:<declaration_id>  total|over count|generation, as first counted
- *   pr:ac:<YYYY-MM-DD>:<h>   <address digest>    names|generation|updated ms
- *                            <address>|<name>    generation in which the name was counted
- *                            d:<declaration_id>  names, as first counted|generation
- *
- * (<address digest> is the first 32 hex digits of the SHA-256 of the
- * normalized delivery address, <name> the first 24 of the consignee name's.)
- * Expiry: DOMAIN.md keeps a consignee-day's state state.ttl_hours after its
- * own last update. Each consignee-day and address-day records when it was
- * last updated and starts a new generation when it is read after the TTL, so
- * it behaves exactly as if it had expired (its declaration records belong to
- * the old generation and no longer count). The bucket hash itself gets
- * PEXPIRE state.ttl_hours on every write, which frees the memory once no
- * consignee of that day and bucket has been updated for the TTL.
+ * Cost: Redis runs every script single-threaded, so the script is built to
+ * call Redis as little as possible: the batch's declarations are grouped by
+ * key in C, and each distinct key costs one HMGET (state and every id of the
+ * group at once) and, when something is new, one HSET and one PEXPIRE,
+ * whatever the number of declarations in the group; a replay only reads.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,151 +42,87 @@
 #include "../pipeline/rules.h"
 #include "operator.h"
 
-/* ARGV: ttl ms, now ms, then the consignee-day buckets and the address-day
- * buckets; see pr_aggregate_process for the exact order. Replies one string
- * "total|overs|crossing|bills" per consignee-day declaration (bills only when
- * crossing), then one integer per address-day declaration. */
 static const char pr_aggregate_lua[] =
-    "local ttl, now = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local i, out = 4, {}\n"
+    "local ttl, i, out = ARGV[1], 3, {}\n"
     "local function num(s) return tonumber(s) end\n"
-    /* unpack() has a stack limit: read and write big buckets in chunks. */
-    "local function hmget(key, f)\n"
-    "  local vals = {}\n"
-    "  for s = 1, #f, 1000 do\n"
-    "    local part = redis.call('HMGET', key, unpack(f, s, math.min(s + 999, #f)))\n"
-    "    for k = 1, #part do vals[s + k - 1] = part[k] end\n"
-    "  end\n"
-    "  return vals\n"
-    "end\n"
-    "local function hset(key, w)\n"
-    "  for s = 1, #w, 1000 do redis.call('HSET', key, unpack(w, s, math.min(s + 999, #w))) end\n"
-    "  redis.call('PEXPIRE', key, ttl)\n"
-    "end\n"
-    "local function bill_list(b)\n"
-    "  local list, p = {}, 1\n"
-    "  while p <= #b do\n"
-    "    local c = string.find(b, ':', p, true)\n"
-    "    local n = num(string.sub(b, p, c - 1))\n"
-    "    list[#list + 1] = string.sub(b, c + 1, c + n)\n"
-    "    p = c + n + 1\n"
-    "  end\n"
-    "  table.sort(list)\n"
-    "  return table.concat(list, ',')\n"
-    "end\n"
-    /* consignee-day buckets: key, nc, then nc x (consignee_key, nd,
-     * nd x ("d:"id, value, flags, house_bill, threshold)) */
-    "for g = 1, num(ARGV[3]) do\n"
-    "  local key, nc = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
-    "  local fields, j = {}, i\n"
-    "  for c = 1, nc do\n"
-    "    local ck, nd = ARGV[j], num(ARGV[j + 1])\n"
-    "    fields[#fields + 1] = ck; fields[#fields + 1] = ck .. ':a'; fields[#fields + 1] = ck .. ':b'\n"
-    "    for k = 0, nd - 1 do fields[#fields + 1] = ARGV[j + 2 + k * 5] end\n"
-    "    j = j + 2 + nd * 5\n"
-    "  end\n"
-    "  local vals, v, writes = hmget(key, fields), 1, {}\n"
-    "  for c = 1, nc do\n"
-    "    local ck, nd = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
-    "    local st, owner, bills = vals[v], vals[v + 1], vals[v + 2]; v = v + 3\n"
-    "    local total, overs, gen, live = 0, 0, tostring(now), false\n"
-    "    if st then\n"
-    "      local t, o, ge, up = string.match(st, '^(%-?%d+)|(%d+)|(%d+)|(%d+)$')\n"
-    "      if up and now - num(up) <= ttl then total, overs, gen, live = num(t), num(o), ge, true end\n"
+    /* consignee-day groups: key, n, then n x ("d:"id, value, flags, house_bill, threshold);
+     * ids and names come with their field prefix so Lua concatenates nothing. */
+    "for g = 1, num(ARGV[2]) do\n"
+    "  local key, n = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
+    "  local fields = {'s', 'a'}\n"
+    "  for k = 0, n - 1 do fields[#fields + 1] = ARGV[i + k * 5] end\n"
+    "  local vals = redis.call('HMGET', key, unpack(fields))\n"
+    "  local total, overs, owner, seen, writes, crossings = 0, 0, vals[2], {}, {}, {}\n"
+    "  if vals[1] then local t, o = string.match(vals[1], '^(%-?%d+)|(%d+)$'); total, overs = num(t), num(o) end\n"
+    "  for k = 0, n - 1 do\n"
+    "    local b = i + k * 5\n"
+    "    local id, flags, thr = ARGV[b], ARGV[b + 2], num(ARGV[b + 4])\n"
+    "    local rec = vals[3 + k] or seen[id]\n"
+    "    local t_at, o_at\n"
+    "    if rec then\n"
+    "      local t, o = string.match(rec, '^(%-?%d+)|(%d+)|'); t_at, o_at = num(t), num(o)\n"
+    "    else\n"
+    "      total = total + num(ARGV[b + 1])\n"
+    "      if string.byte(flags, 2) == 49 then overs = overs + 1 end\n"
+    "      t_at, o_at = total, overs\n"
+    "      rec = string.format('%d|%d|%s', t_at, o_at, ARGV[b + 3])\n"
+    "      seen[id] = rec; writes[#writes + 1] = id; writes[#writes + 1] = rec\n"
     "    end\n"
-    "    local old_owner = owner\n"
-    "    if not live then owner, bills = false, '' end\n"
-    "    if owner == '' then owner = false end\n"
-    "    bills = bills or ''\n"
-    "    local seen, crossings, dirty, owner_new = {}, {}, false, false\n"
-    "    for k = 1, nd do\n"
-    "      local id, flags, thr = ARGV[i], ARGV[i + 2], num(ARGV[i + 4])\n"
-    "      local rec, t_at, o_at = vals[v], nil, nil; v = v + 1\n"
-    "      if rec then\n"
-    "        local t, o, ge = string.match(rec, '^(%-?%d+)|(%d+)|(%d+)$')\n"
-    "        if ge == gen then t_at, o_at = num(t), num(o) end\n"
+    "    local crossing = 0\n"
+    "    if string.byte(flags, 1) == 49 and t_at > thr then\n"
+    "      if not owner then owner = id; writes[#writes + 1] = 'a'; writes[#writes + 1] = id end\n"
+    "      if owner == id then crossing = 1; crossings[#crossings + 1] = #out + 4 end\n"
+    "    end\n"
+    "    out[#out + 1] = string.format('%d', t_at); out[#out + 1] = o_at\n"
+    "    out[#out + 1] = crossing; out[#out + 1] = ''\n"
+    "  end\n"
+    "  if #writes > 0 then\n"
+    "    writes[#writes + 1] = 's'; writes[#writes + 1] = string.format('%d|%d', total, overs)\n"
+    "    redis.call('HSET', key, unpack(writes))\n"
+    "    redis.call('PEXPIRE', key, ttl)\n"
+    "  end\n"
+    "  if #crossings > 0 then\n"
+    "    local all, list = redis.call('HGETALL', key), {}\n"
+    "    for j = 1, #all, 2 do\n"
+    "      if string.sub(all[j], 1, 2) == 'd:' then\n"
+    "        list[#list + 1] = string.match(all[j + 1], '^[^|]*|[^|]*|(.*)$')\n"
     "      end\n"
-    "      if not t_at and seen[id] then t_at, o_at = seen[id][1], seen[id][2] end\n"
-    "      if not t_at then\n"
-    "        local hb = ARGV[i + 3]\n"
-    "        total = total + num(ARGV[i + 1])\n"
-    "        if string.byte(flags, 2) == 49 then overs = overs + 1 end\n"
-    "        t_at, o_at = total, overs\n"
-    "        seen[id] = {t_at, o_at}; dirty = true\n"
-    "        bills = bills .. #hb .. ':' .. hb\n"
-    "        writes[#writes + 1] = id; writes[#writes + 1] = string.format('%d|%d|%s', t_at, o_at, gen)\n"
-    "      end\n"
-    "      local crossing = 0\n"
-    "      if string.byte(flags, 1) == 49 and t_at > thr then\n"
-    "        if not owner then owner = id; owner_new = true end\n"
-    "        if owner == id then crossing = 1; crossings[#crossings + 1] = #out + 1 end\n"
-    "      end\n"
-    "      out[#out + 1] = string.format('%d|%d|%d|', t_at, o_at, crossing)\n"
-    "      i = i + 5\n"
     "    end\n"
-    "    if dirty then\n"
-    "      writes[#writes + 1] = ck; writes[#writes + 1] = string.format('%d|%d|%s|%d', total, overs, gen, now)\n"
-    "      writes[#writes + 1] = ck .. ':b'; writes[#writes + 1] = bills\n"
-    "    end\n"
-    "    if owner_new then\n"
-    "      writes[#writes + 1] = ck .. ':a'; writes[#writes + 1] = owner\n"
-    "    elseif not live and old_owner and old_owner ~= '' then\n"
-    "      writes[#writes + 1] = ck .. ':a'; writes[#writes + 1] = ''\n"
-    "    end\n"
-    "    if #crossings > 0 then\n"
-    "      local list = bill_list(bills)\n"
-    "      for _, slot in ipairs(crossings) do out[slot] = out[slot] .. list end\n"
-    "    end\n"
+    "    table.sort(list)\n"
+    "    local bills = table.concat(list, ',')\n"
+    "    for _, slot in ipairs(crossings) do out[slot] = bills end\n"
     "  end\n"
-    "  if #writes > 0 then hset(key, writes) end\n"
+    "  i = i + n * 5\n"
     "end\n"
-    /* address-day buckets: key, na, then na x (address, nd,
-     * nd x ("d:"id, address "|" name)) */
+    /* address-day groups: key, n, then n x ("d:"id, "n:"name digest) */
     "local groups = num(ARGV[i]); i = i + 1\n"
     "for g = 1, groups do\n"
-    "  local key, na = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
-    "  local fields, j = {}, i\n"
-    "  for a = 1, na do\n"
-    "    local addr, nd = ARGV[j], num(ARGV[j + 1])\n"
-    "    fields[#fields + 1] = addr\n"
-    "    for k = 0, nd - 1 do\n"
-    "      fields[#fields + 1] = ARGV[j + 2 + k * 2]; fields[#fields + 1] = ARGV[j + 3 + k * 2]\n"
-    "    end\n"
-    "    j = j + 2 + nd * 2\n"
+    "  local key, n = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
+    "  local fields = {'c'}\n"
+    "  for k = 0, n - 1 do\n"
+    "    fields[#fields + 1] = ARGV[i + k * 2]; fields[#fields + 1] = ARGV[i + k * 2 + 1]\n"
     "  end\n"
-    "  local vals, v, writes = hmget(key, fields), 1, {}\n"
-    "  for a = 1, na do\n"
-    "    local addr, nd = ARGV[i], num(ARGV[i + 1]); i = i + 2\n"
-    "    local st = vals[v]; v = v + 1\n"
-    "    local count, gen = 0, tostring(now)\n"
-    "    if st then\n"
-    "      local c, ge, up = string.match(st, '^(%d+)|(%d+)|(%d+)$')\n"
-    "      if up and now - num(up) <= ttl then count, gen = num(c), ge end\n"
-    "    end\n"
-    "    local seen, named, dirty = {}, {}, false\n"
-    "    for k = 1, nd do\n"
-    "      local id, namef = ARGV[i], ARGV[i + 1]; i = i + 2\n"
-    "      local rec, nm, c = vals[v], vals[v + 1], nil; v = v + 2\n"
-    "      if rec then\n"
-    "        local cc, ge = string.match(rec, '^(%d+)|(%d+)$')\n"
-    "        if ge == gen then c = num(cc) end\n"
+    "  local vals = redis.call('HMGET', key, unpack(fields))\n"
+    "  local count, seen, named, writes = num(vals[1] or '0'), {}, {}, {}\n"
+    "  for k = 0, n - 1 do\n"
+    "    local id, name = ARGV[i + k * 2], ARGV[i + k * 2 + 1]\n"
+    "    local c = vals[2 + k * 2] or seen[id]\n"
+    "    if not c then\n"
+    "      if not vals[3 + k * 2] and not named[name] then\n"
+    "        count = count + 1; named[name] = true\n"
+    "        writes[#writes + 1] = name; writes[#writes + 1] = '1'\n"
     "      end\n"
-    "      c = c or seen[id]\n"
-    "      if not c then\n"
-    "        if nm ~= gen and not named[namef] then\n"
-    "          count = count + 1; named[namef] = true\n"
-    "          writes[#writes + 1] = namef; writes[#writes + 1] = gen\n"
-    "        end\n"
-    "        c = count; seen[id] = c; dirty = true\n"
-    "        writes[#writes + 1] = id; writes[#writes + 1] = c .. '|' .. gen\n"
-    "      end\n"
-    "      out[#out + 1] = c\n"
+    "      c = tostring(count); seen[id] = c\n"
+    "      writes[#writes + 1] = id; writes[#writes + 1] = c\n"
     "    end\n"
-    "    if dirty then\n"
-    "      writes[#writes + 1] = addr; writes[#writes + 1] = string.format('%d|%s|%d', count, gen, now)\n"
-    "    end\n"
+    "    out[#out + 1] = num(c)\n"
     "  end\n"
-    "  if #writes > 0 then hset(key, writes) end\n"
+    "  if #writes > 0 then\n"
+    "    writes[#writes + 1] = 'c'; writes[#writes + 1] = tostring(count)\n"
+    "    redis.call('HSET', key, unpack(writes))\n"
+    "    redis.call('PEXPIRE', key, ttl)\n"
+    "  end\n"
+    "  i = i + n * 2\n"
     "end\n"
     "return out\n";
 
@@ -226,9 +146,7 @@ struct pr_aggregate_ctx {
     bool degrade;
     char ttl_ms[24];
     struct pr_sha256 sha;
-    /* Per batch: records grouped by consignee-day and by address-day, and
-     * those groups grouped by the bucket hash that holds them. */
-    struct pr_agg_groups day_groups, address_groups, day_buckets, address_buckets;
+    struct pr_agg_groups day_groups, address_groups;
     uint32_t *day_slot;     /* per record: its position in the reply, or UINT32_MAX */
     uint32_t *address_slot; /* per record: its position in the reply, or UINT32_MAX */
     size_t record_cap;
@@ -264,8 +182,6 @@ static void pr_aggregate_destroy(struct pr_operator *op) {
     pr_sha256_free(&ctx->sha);
     pr_groups_free(&ctx->day_groups);
     pr_groups_free(&ctx->address_groups);
-    pr_groups_free(&ctx->day_buckets);
-    pr_groups_free(&ctx->address_buckets);
     free(ctx->day_slot);
     free(ctx->address_slot);
     free(ctx->argv);
@@ -386,17 +302,6 @@ static int pr_aggregate_degraded(struct pr_aggregate_ctx *ctx, struct pr_batch *
     return PR_OP_DONE;
 }
 
-/* "pr:cd:" + day + ":" + one hex digit, in the arena. */
-static struct pr_str pr_bucket_key(struct pr_batch *batch, const char *prefix, const char day[11], char hex) {
-    char *k = pr_arena_alloc(&batch->arena, 6 + 10 + 2 + 1);
-    memcpy(k, prefix, 6);
-    memcpy(k + 6, day, 10);
-    k[16] = ':';
-    k[17] = hex;
-    k[18] = '\0';
-    return (struct pr_str){k, 18};
-}
-
 static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) {
     struct pr_aggregate_ctx *ctx = op->ctx;
     const struct pr_rules *rules = batch->rules;
@@ -407,14 +312,9 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
     }
     pr_groups_reset(&ctx->day_groups, batch->count);
     pr_groups_reset(&ctx->address_groups, batch->count);
-    pr_groups_reset(&ctx->day_buckets, batch->count);
-    pr_groups_reset(&ctx->address_buckets, batch->count);
-    size_t slots = batch->count ? batch->count : 1;
-    /* Per record: the day, and for the address cluster the address digest
-     * (32 hex) and the "<address>|<name>" field. */
-    char (*days)[11] = pr_arena_alloc(&batch->arena, slots * 11);
-    char (*addresses)[33] = pr_arena_alloc(&batch->arena, slots * 33);
-    struct pr_str *names = pr_arena_alloc(&batch->arena, slots * sizeof(struct pr_str));
+    /* Per record: the day, its consignee-day key, its address-day key. */
+    char (*days)[11] = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * 11);
+    struct pr_str *names = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * sizeof(struct pr_str));
     size_t live = 0, with_address = 0;
     for (size_t i = 0; i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
@@ -422,36 +322,21 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         if (pr_record_dead(rec)) continue;
         live++;
         pr_day_text(rec->decl.arrival_time, rules->day_offset_minutes, days[i]);
-        pr_groups_add(&ctx->day_groups, pr_key3(batch, "", rec->consignee_key, 64, days[i], 10), (uint32_t)i);
+        pr_groups_add(&ctx->day_groups, pr_key3(batch, "pr:cd:", rec->consignee_key, 64, days[i], 10), (uint32_t)i);
         pr_record_norms(batch, rec);
         struct pr_str delivery = rec->norms.delivery_address;
         if (delivery.len > 0) {
-            char digest[65], name_digest[65];
+            char digest[65];
             pr_sha256_hex_with(&ctx->sha, delivery.ptr, delivery.len, digest);
-            memcpy(addresses[i], digest, 32);
-            addresses[i][32] = '\0';
-            pr_groups_add(&ctx->address_groups, pr_key3(batch, "", addresses[i], 32, days[i], 10), (uint32_t)i);
-            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len,
-                               name_digest);
-            names[i] = pr_key3(batch, "", addresses[i], 32, name_digest, 24);
-            ((char *)names[i].ptr)[32] = '|';
+            pr_groups_add(&ctx->address_groups, pr_key3(batch, "pr:ac:", digest, 64, days[i], 10), (uint32_t)i);
+            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, digest);
+            names[i] = pr_prefixed(batch, "n:", (struct pr_str){digest, 32});
             with_address++;
         }
     }
     if (live == 0) return PR_OP_DONE;
-    for (size_t g = 0; g < ctx->day_groups.count; g++) {
-        uint32_t r = ctx->day_groups.groups[g].first;
-        pr_groups_add(&ctx->day_buckets,
-                      pr_bucket_key(batch, "pr:cd:", days[r], batch->records[r].consignee_key[0]), (uint32_t)g);
-    }
-    for (size_t g = 0; g < ctx->address_groups.count; g++) {
-        uint32_t r = ctx->address_groups.groups[g].first;
-        pr_groups_add(&ctx->address_buckets, pr_bucket_key(batch, "pr:ac:", days[r], addresses[r][0]),
-                      (uint32_t)g);
-    }
 
-    size_t argc = 6 + 2 * (ctx->day_buckets.count + ctx->address_buckets.count) +
-                  2 * (ctx->day_groups.count + ctx->address_groups.count) + 5 * live + 2 * with_address;
+    size_t argc = 4 + 2 * (ctx->day_groups.count + ctx->address_groups.count) + 5 * live + 2 * with_address;
     if (argc > ctx->argv_cap) {
         ctx->argv_cap = argc;
         ctx->argv = pr_realloc(ctx->argv, argc * sizeof(*ctx->argv));
@@ -460,62 +345,49 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
     size_t n = 0;
     pr_agg_arg(ctx, &n, "0", 1); /* numkeys: one Redis, no cluster slots */
     pr_agg_arg(ctx, &n, ctx->ttl_ms, strlen(ctx->ttl_ms));
-    struct pr_str now = pr_decimal(batch, batch->now_ms);
-    pr_agg_arg(ctx, &n, now.ptr, now.len);
-    struct pr_str bucket_count = pr_decimal(batch, (int64_t)ctx->day_buckets.count);
-    pr_agg_arg(ctx, &n, bucket_count.ptr, bucket_count.len);
+    struct pr_str group_count = pr_decimal(batch, (int64_t)ctx->day_groups.count);
+    pr_agg_arg(ctx, &n, group_count.ptr, group_count.len);
     uint32_t slot = 0;
-    for (size_t b = 0; b < ctx->day_buckets.count; b++) {
-        const struct pr_agg_group *bucket = &ctx->day_buckets.groups[b];
-        struct pr_str count = pr_decimal(batch, bucket->count);
-        pr_agg_arg(ctx, &n, bucket->key.ptr, bucket->key.len);
+    for (size_t g = 0; g < ctx->day_groups.count; g++) {
+        const struct pr_agg_group *grp = &ctx->day_groups.groups[g];
+        struct pr_str count = pr_decimal(batch, grp->count);
+        pr_agg_arg(ctx, &n, grp->key.ptr, grp->key.len);
         pr_agg_arg(ctx, &n, count.ptr, count.len);
-        for (uint32_t g = bucket->first; g != UINT32_MAX; g = ctx->day_buckets.next[g]) {
-            const struct pr_agg_group *grp = &ctx->day_groups.groups[g];
-            count = pr_decimal(batch, grp->count);
-            pr_agg_arg(ctx, &n, batch->records[grp->first].consignee_key, 64);
-            pr_agg_arg(ctx, &n, count.ptr, count.len);
-            for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->day_groups.next[r]) {
-                struct pr_record *rec = &batch->records[r];
-                const struct pr_declaration *d = &rec->decl;
-                const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
-                bool applies = !row->repealed && !rec->suspended;
-                bool within = d->value_usd_cents <= row->threshold_cents;
-                /* flags: [0] a candidate for AGGREGATE (threshold applies, this one
-                 * within), [1] individually over the threshold */
-                static const char *const flag_text[4] = {"00", "01", "10", "11"};
-                int flags = ((applies && within) ? 2 : 0) | ((!within && !row->repealed) ? 1 : 0);
-                struct pr_str value = pr_decimal(batch, d->value_usd_cents);
-                struct pr_str thr = pr_decimal(batch, row->threshold_cents);
-                struct pr_str id = pr_prefixed(batch, "d:", d->declaration_id);
-                pr_agg_arg(ctx, &n, id.ptr, id.len);
-                pr_agg_arg(ctx, &n, value.ptr, value.len);
-                pr_agg_arg(ctx, &n, flag_text[flags], 2);
-                pr_agg_arg(ctx, &n, d->house_bill.ptr, d->house_bill.len);
-                pr_agg_arg(ctx, &n, thr.ptr, thr.len);
-                ctx->day_slot[r] = slot++;
-            }
+        for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->day_groups.next[r]) {
+            struct pr_record *rec = &batch->records[r];
+            const struct pr_declaration *d = &rec->decl;
+            const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
+            bool applies = !row->repealed && !rec->suspended;
+            bool within = d->value_usd_cents <= row->threshold_cents;
+            /* flags: [0] a candidate for AGGREGATE (threshold applies, this one
+             * within), [1] individually over the threshold */
+            static const char *const flag_text[4] = {"00", "01", "10", "11"};
+            int flags = ((applies && within) ? 2 : 0) | ((!within && !row->repealed) ? 1 : 0);
+            struct pr_str value = pr_decimal(batch, d->value_usd_cents);
+            struct pr_str thr = pr_decimal(batch, row->threshold_cents);
+            struct pr_str id = pr_prefixed(batch, "d:", d->declaration_id);
+            pr_agg_arg(ctx, &n, id.ptr, id.len);
+            pr_agg_arg(ctx, &n, value.ptr, value.len);
+            pr_agg_arg(ctx, &n, flag_text[flags], 2);
+            pr_agg_arg(ctx, &n, d->house_bill.ptr, d->house_bill.len);
+            pr_agg_arg(ctx, &n, thr.ptr, thr.len);
+            ctx->day_slot[r] = slot;
+            slot += 4;
         }
     }
-    bucket_count = pr_decimal(batch, (int64_t)ctx->address_buckets.count);
-    pr_agg_arg(ctx, &n, bucket_count.ptr, bucket_count.len);
-    for (size_t b = 0; b < ctx->address_buckets.count; b++) {
-        const struct pr_agg_group *bucket = &ctx->address_buckets.groups[b];
-        struct pr_str count = pr_decimal(batch, bucket->count);
-        pr_agg_arg(ctx, &n, bucket->key.ptr, bucket->key.len);
+    group_count = pr_decimal(batch, (int64_t)ctx->address_groups.count);
+    pr_agg_arg(ctx, &n, group_count.ptr, group_count.len);
+    for (size_t g = 0; g < ctx->address_groups.count; g++) {
+        const struct pr_agg_group *grp = &ctx->address_groups.groups[g];
+        struct pr_str count = pr_decimal(batch, grp->count);
+        pr_agg_arg(ctx, &n, grp->key.ptr, grp->key.len);
         pr_agg_arg(ctx, &n, count.ptr, count.len);
-        for (uint32_t g = bucket->first; g != UINT32_MAX; g = ctx->address_buckets.next[g]) {
-            const struct pr_agg_group *grp = &ctx->address_groups.groups[g];
-            count = pr_decimal(batch, grp->count);
-            pr_agg_arg(ctx, &n, addresses[grp->first], 32);
-            pr_agg_arg(ctx, &n, count.ptr, count.len);
-            for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->address_groups.next[r]) {
-                const struct pr_record *rec = &batch->records[r];
-                struct pr_str id = pr_prefixed(batch, "d:", rec->decl.declaration_id);
-                pr_agg_arg(ctx, &n, id.ptr, id.len);
-                pr_agg_arg(ctx, &n, names[r].ptr, names[r].len);
-                ctx->address_slot[r] = slot++;
-            }
+        for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->address_groups.next[r]) {
+            const struct pr_record *rec = &batch->records[r];
+            struct pr_str id = pr_prefixed(batch, "d:", rec->decl.declaration_id);
+            pr_agg_arg(ctx, &n, id.ptr, id.len);
+            pr_agg_arg(ctx, &n, names[r].ptr, names[r].len);
+            ctx->address_slot[r] = slot++;
         }
     }
 
@@ -532,18 +404,10 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         struct pr_record *rec = &batch->records[i];
         if (pr_record_dead(rec)) continue;
         const struct pr_declaration *d = &rec->decl;
-        /* "total|overs|crossing|bills" */
-        const redisReply *r = reply->element[ctx->day_slot[i]];
-        if (r->type != REDIS_REPLY_STRING) {
-            pr_error("aggregate: unexpected element in the consignee-day reply");
-            freeReplyObject(reply);
-            return pr_aggregate_degraded(ctx, batch);
-        }
-        char *p = r->str;
-        int64_t total = strtoll(p, &p, 10);
-        long long overs = *p == '|' ? strtoll(p + 1, &p, 10) : 0;
-        bool crossing = *p == '|' && p[1] == '1';
-        const char *bills = crossing ? p + 3 : NULL;
+        redisReply **r = reply->element + ctx->day_slot[i];
+        int64_t total = r[0]->type == REDIS_REPLY_STRING ? atoll(r[0]->str) : r[0]->integer;
+        long long overs = r[1]->integer;
+        bool crossing = r[2]->integer == 1;
         long long names_at_address =
             ctx->address_slot[i] != UINT32_MAX ? reply->element[ctx->address_slot[i]]->integer : 0;
         rec->day_total_cents = total;
@@ -560,11 +424,10 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
                 pr_record_firef(batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
                                 "every declaration of consignee-day %s within %lld cents, total %lld cents",
                                 days[i], (long long)row->threshold_cents, (long long)total);
-            if (crossing && bills <= r->str + r->len) {
+            if (crossing && r[3]->type == REDIS_REPLY_STRING) {
                 rec->aggregate_crossing = true;
-                size_t len = (size_t)(r->str + r->len - bills);
-                rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, bills, len);
-                rec->day_house_bills.len = (uint32_t)len;
+                rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, r[3]->str, r[3]->len);
+                rec->day_house_bills.len = (uint32_t)r[3]->len;
                 rec->aggregate_alert_id = pr_key3(batch, "AGG:", rec->consignee_key, 64, days[i], 10);
             }
         }
