@@ -65,6 +65,8 @@ static const struct pr_config_key pr_config_keys[] = {
      "most messages processed as one batch"},
     {"batch.timeout_ms", PR_CFG_INT, PR_OFF(batch_timeout_ms), "50", 1, 60000, NULL,
      "longest wait to fill a batch"},
+    {"batch.linger_ms", PR_CFG_INT, PR_OFF(batch_linger_ms), "10", 0, 60000, NULL,
+     "after this wait a batch is processed as soon as no message is queued"},
     {"batch.max_inflight", PR_CFG_INT, PR_OFF(max_inflight_batches), "4", 1, 64, NULL,
      "batches produced but not yet acknowledged before fetching pauses"},
     {"input.max_message_bytes", PR_CFG_INT, PR_OFF(max_message_bytes), "262144", 64, 67108864,

@@ -33,6 +33,7 @@ struct pr_config {
     int transaction_timeout_ms;
     int batch_size;
     int batch_timeout_ms;
+    int batch_linger_ms;
     int max_inflight_batches;
     int max_message_bytes;
     int dlq_keep_bytes;
