@@ -27,6 +27,12 @@ static bool pr_reader_fail(struct pr_reader *r, enum pr_dlq_code code, const cha
 
 /* Avro long: zig-zag varint of at most 10 bytes. */
 static bool pr_read_long(struct pr_reader *r, int64_t *out) {
+    /* One byte (values -64..63: most lengths, counts and indexes). */
+    if (r->pos < r->end && !(*r->pos & 0x80)) {
+        uint64_t b = *r->pos++;
+        *out = (int64_t)((b >> 1) ^ (~(b & 1) + 1));
+        return true;
+    }
     uint64_t value = 0;
     int shift = 0;
     for (;;) {

@@ -7,35 +7,43 @@
 /* What pr_norm_text does with each byte value: 0 drop (period,
  * apostrophe), 1 separator (becomes a space), else the byte to write
  * (upper-cased ASCII letters, digits, bytes >= 0x80 as they are). */
+#define PR_NC_SEP16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+#define PR_NC_SELF8(b) (b), (b) + 1, (b) + 2, (b) + 3, (b) + 4, (b) + 5, (b) + 6, (b) + 7
+#define PR_NC_SELF32(b) PR_NC_SELF8(b), PR_NC_SELF8((b) + 8), PR_NC_SELF8((b) + 16), PR_NC_SELF8((b) + 24)
 static const uint8_t pr_norm_class[256] = {
-    ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4',
-    ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9',
-    ['A'] = 'A', ['B'] = 'B', ['C'] = 'C', ['D'] = 'D', ['E'] = 'E', ['F'] = 'F', ['G'] = 'G',
-    ['H'] = 'H', ['I'] = 'I', ['J'] = 'J', ['K'] = 'K', ['L'] = 'L', ['M'] = 'M', ['N'] = 'N',
-    ['O'] = 'O', ['P'] = 'P', ['Q'] = 'Q', ['R'] = 'R', ['S'] = 'S', ['T'] = 'T', ['U'] = 'U',
-    ['V'] = 'V', ['W'] = 'W', ['X'] = 'X', ['Y'] = 'Y', ['Z'] = 'Z',
-    ['a'] = 'A', ['b'] = 'B', ['c'] = 'C', ['d'] = 'D', ['e'] = 'E', ['f'] = 'F', ['g'] = 'G',
-    ['h'] = 'H', ['i'] = 'I', ['j'] = 'J', ['k'] = 'K', ['l'] = 'L', ['m'] = 'M', ['n'] = 'N',
-    ['o'] = 'O', ['p'] = 'P', ['q'] = 'Q', ['r'] = 'R', ['s'] = 'S', ['t'] = 'T', ['u'] = 'U',
-    ['v'] = 'V', ['w'] = 'W', ['x'] = 'X', ['y'] = 'Y', ['z'] = 'Z',
+    /* 0x00-0x1f */ PR_NC_SEP16, PR_NC_SEP16,
+    /* ' ' ! " # $ % & */ 1, 1, 1, 1, 1, 1, 1,
+    /* ' */ 0,
+    /* ( ) * + , - */ 1, 1, 1, 1, 1, 1,
+    /* . */ 0,
+    /* / */ 1,
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
+    /* : ; < = > ? @ */ 1, 1, 1, 1, 1, 1, 1,
+    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M',
+    'N', 'O', 'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z',
+    /* [ \ ] ^ _ ` */ 1, 1, 1, 1, 1, 1,
+    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M',
+    'N', 'O', 'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z',
+    /* { | } ~ DEL */ 1, 1, 1, 1, 1,
+    /* 0x80-0xff: UTF-8 bytes are kept as they are */
+    PR_NC_SELF32(0x80), PR_NC_SELF32(0xa0), PR_NC_SELF32(0xc0), PR_NC_SELF32(0xe0),
 };
+_Static_assert(sizeof(pr_norm_class) == 256, "one entry per byte value");
 
 size_t pr_norm_text(const char *in, size_t len, char *out) {
     size_t n = 0;
     bool pending_space = false;
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        uint8_t k = c >= 0x80 ? c : pr_norm_class[c];
-        if (k == 0) {
-            if (c == '.' || c == '\'') continue; /* deleted */
-            pending_space = n > 0;                /* any other byte separates */
-            continue;
+        uint8_t k = pr_norm_class[(unsigned char)in[i]];
+        if (k > 1) {
+            if (pending_space) {
+                out[n++] = ' ';
+                pending_space = false;
+            }
+            out[n++] = (char)k;
+        } else if (k == 1) {
+            pending_space = n > 0; /* a separator; period and apostrophe (0) are deleted */
         }
-        if (pending_space) {
-            out[n++] = ' ';
-            pending_space = false;
-        }
-        out[n++] = (char)k;
     }
     out[n] = '\0';
     return n;

@@ -75,12 +75,17 @@ void pr_rules_free(struct pr_rules *rules) {
 const char *pr_rules_version(const struct pr_rules *rules) { return rules ? rules->version : ""; }
 
 bool pr_rules_is_stop_word(const struct pr_rules *rules, const char *token, size_t len) {
+    if (len == 0) return false;
     size_t lo = 0, hi = rules->stop_word_count;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         const char *w = rules->stop_words[mid];
-        int c = strncmp(w, token, len);
-        if (c == 0) c = w[len] == '\0' ? 0 : 1;
+        /* Most probes differ in the first letter: decide those without a call. */
+        int c = (unsigned char)w[0] - (unsigned char)token[0];
+        if (c == 0) {
+            c = strncmp(w, token, len);
+            if (c == 0) c = w[len] == '\0' ? 0 : 1;
+        }
         if (c == 0) return true;
         if (c < 0)
             lo = mid + 1;
