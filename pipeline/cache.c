@@ -37,7 +37,7 @@ void pr_cache_init(struct pr_cache *cache, size_t max_entries, size_t max_bytes,
     memset(cache, 0, sizeof(*cache));
     if (max_entries < 16) max_entries = 16;
     size_t capacity = 16;
-    while (capacity * 7 / 10 < max_entries) capacity *= 2;
+    while (capacity * 35 / 100 < max_entries) capacity *= 2; /* see cache.h */
     cache->capacity = capacity;
     cache->slots = pr_calloc(capacity, sizeof(*cache->slots));
     cache->max_entries = max_entries;
@@ -62,11 +62,12 @@ void pr_cache_destroy(struct pr_cache *cache) {
     cache->slots = NULL;
 }
 
-static size_t pr_cache_find(const struct pr_cache *cache, const char *key, size_t key_len,
-                            uint64_t hash, bool *found) {
+static size_t pr_cache_find(struct pr_cache *cache, const char *key, size_t key_len, uint64_t hash,
+                            bool *found) {
     size_t mask = cache->capacity - 1;
     size_t i = hash & mask;
     for (;;) {
+        cache->stats.probes++;
         struct pr_cache_entry *e = cache->slots[i];
         if (!e) {
             *found = false;
@@ -91,6 +92,7 @@ static void pr_cache_remove_at(struct pr_cache *cache, size_t i) {
     size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
+        cache->stats.probes++;
         struct pr_cache_entry *next = cache->slots[j];
         if (!next) return;
         size_t ideal = next->hash & mask;
@@ -141,8 +143,11 @@ static void pr_cache_evict_one(struct pr_cache *cache) {
         }
         pr_cache_remove_at(cache, i);
         cache->stats.evictions++;
-        /* Backward shift may have moved an entry into slot i: look again. */
-        cache->hand = i;
+        /* The hand moves on even if the backward shift has pulled an entry
+         * into slot i: that entry is looked at on the next sweep. Staying
+         * at i would evict a whole probe run through one slot, shifting the
+         * rest of the run each time (quadratic: at 1,000,000 entries the
+         * cache slowed from 0.5 us per insert to milliseconds). */
         return;
     }
 }

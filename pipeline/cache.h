@@ -6,7 +6,10 @@
  * no list), which is cached too. Bounded both in entries and in bytes; an
  * insert past either bound evicts entries the clock hand finds unreferenced
  * since its last pass. Open addressing with linear probing and
- * backward-shift deletion (no tombstones).
+ * backward-shift deletion (no tombstones). The hand sweeps the table in slot
+ * order, so the slots just ahead of it are the fullest; the table is kept at
+ * most about a third full so that those runs stay short (test_cache counts
+ * the slots examined per operation).
  *
  * @locality one thread (the engine thread); not synchronised.
  */
@@ -19,11 +22,12 @@ struct pr_cache_entry;
 
 struct pr_cache_stats {
     uint64_t hits, misses, expired, evictions, inserts;
+    uint64_t probes; /* slots examined by lookups and by deletions: stays a few per operation */
 };
 
 struct pr_cache {
     struct pr_cache_entry **slots;
-    size_t capacity; /* power of two, > max_entries / 0.7 */
+    size_t capacity; /* power of two, >= max_entries / 0.35 (8 bytes a slot) */
     size_t count;
     size_t max_entries;
     size_t max_bytes;
