@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int pr_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                        const char *origin, int line) {
@@ -97,6 +98,43 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
     return conf;
 }
 
+/* Waits until the broker's metadata shows every topic with all its
+ * partitions led, three times in a row 200 ms apart. A topic that has just
+ * been created can be reported missing by a metadata response or two; an
+ * idempotent producer that sees its partitions vanish and come back starts
+ * their sequence numbers again, and the broker then takes the next messages
+ * for duplicates: acknowledged, never written (seen here: 3 declarations of
+ * a freshly created topic lost by `parcelrisk gen`, librdkafka 2.0.2). So
+ * topic creation ends only when the topics are stably visible. */
+static int pr_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, int count, int timeout_ms) {
+    int64_t deadline = pr_monotonic_us() + (int64_t)timeout_ms * 1000;
+    int stable = 0;
+    while (stable < 3) {
+        bool ready = true;
+        for (int i = 0; i < count && ready; i++) {
+            rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, names[i], NULL);
+            const struct rd_kafka_metadata *md = NULL;
+            rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+            if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0)
+                ready = false;
+            for (int p = 0; ready && p < md->topics[0].partition_cnt; p++)
+                if (md->topics[0].partitions[p].err || md->topics[0].partitions[p].leader < 0) ready = false;
+            if (md) rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_destroy(rkt);
+        }
+        stable = ready ? stable + 1 : 0;
+        if (stable < 3) {
+            if (pr_monotonic_us() > deadline) {
+                pr_error("creating topics: not all partitions have a leader after %d ms", timeout_ms);
+                return PR_ERR;
+            }
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return PR_OK;
+}
+
 int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
     rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
     if (!conf) return PR_ERR;
@@ -143,6 +181,7 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
             }
         }
     }
+    if (rc == PR_OK) rc = pr_kafka_wait_topics(rk, names, 4, timeout_ms);
     if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_AdminOptions_destroy(options);
     rd_kafka_queue_destroy(queue);
