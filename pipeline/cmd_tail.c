@@ -83,12 +83,10 @@ int pr_cmd_tail(int argc, char **argv) {
         return 1;
     }
     rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic_name, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 30000);
-    if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        pr_error("tail: cannot read metadata of topic %s: %s", topic_name,
-                 rd_kafka_err2str(e ? e : md->topics[0].err));
+    const struct rd_kafka_metadata *md;
+    rd_kafka_resp_err_t e = pr_kafka_topic_metadata(rk, topic_name, 30000, &md);
+    if (e) {
+        pr_error("tail: cannot read metadata of topic %s: %s", topic_name, rd_kafka_err2str(e));
         return 1;
     }
     int partitions = md->topics[0].partition_cnt;
@@ -161,7 +159,6 @@ int pr_cmd_tail(int argc, char **argv) {
     free(eof);
     pr_buf_free(&json);
     rd_kafka_consumer_close(rk);
-    rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     avro_value_decref(&value);
     avro_value_iface_decref(iface);

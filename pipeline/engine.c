@@ -62,10 +62,6 @@ struct pr_slot {
     size_t message_count;
     size_t outstanding; /* produced, not yet acknowledged */
     bool failed;
-    /* Outputs are still being produced: the slot may not commit even if
-     * every output produced so far is acknowledged (a full producer queue
-     * serves delivery reports in the middle of emitting it). */
-    bool emitting;
     /* Next offset to commit per partition of the input topic. */
     size_t offset_count;
     int32_t *partitions;
@@ -162,7 +158,7 @@ static void pr_engine_complete(struct pr_engine *engine, bool sync) {
     if (engine->eos) return; /* slots are released when their transaction commits */
     while (engine->inflight > 0) {
         struct pr_slot *slot = &engine->slots[engine->head];
-        if (slot->outstanding > 0 || slot->emitting) break;
+        if (slot->outstanding > 0) break;
         if (slot->failed) {
             if (!engine->fatal)
                 pr_error("a batch could not be delivered; stopping without committing it "
@@ -615,14 +611,8 @@ static void pr_engine_release_messages(struct pr_slot *slot) {
  * or -1 if it could not be read. */
 static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
     const char *topic = engine->cfg->topic_declarations;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(engine->consumer, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(engine->consumer, 0, rkt, &md, 5000);
-    rd_kafka_topic_destroy(rkt);
-    if (err || md->topic_cnt != 1 || md->topics[0].err) {
-        if (md) rd_kafka_metadata_destroy(md);
-        return -1;
-    }
+    const struct rd_kafka_metadata *md;
+    if (pr_kafka_topic_metadata(engine->consumer, topic, 5000, &md)) return -1;
     rd_kafka_topic_partition_list_t *mine = NULL;
     if (rd_kafka_assignment(engine->consumer, &mine)) {
         rd_kafka_metadata_destroy(md);
@@ -734,12 +724,14 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
                 }
                 engine->txn_records += slot->message_count;
             }
-            engine->inflight++;
             engine->totals.consumed += slot->message_count;
             engine->totals.batches++;
-            slot->emitting = true;
             pr_engine_emit(engine, slot);
-            slot->emitting = false;
+            /* In flight only once every output is produced: a full producer
+             * queue serves delivery reports in the middle of emitting, and
+             * a slot counted in flight then could commit with outputs still
+             * to come. */
+            engine->inflight++;
             /* Outputs and dead-letter payloads are in the arena now. */
             pr_engine_release_messages(slot);
             rd_kafka_poll(engine->producer, 0);

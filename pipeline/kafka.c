@@ -98,6 +98,21 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
     return conf;
 }
 
+rd_kafka_resp_err_t pr_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                            const struct rd_kafka_metadata **md) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (!err && ((*md)->topic_cnt != 1 || (*md)->topics[0].err))
+        err = (*md)->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC : (*md)->topics[0].err;
+    if (err && *md) {
+        rd_kafka_metadata_destroy(*md);
+        *md = NULL;
+    }
+    return err;
+}
+
 /* Waits until the broker's metadata shows every topic with all its
  * partitions led, three times in a row 200 ms apart. A topic that has just
  * been created can be reported missing by a metadata response or two; an
@@ -112,15 +127,14 @@ static int pr_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, int co
     while (stable < 3) {
         bool ready = true;
         for (int i = 0; i < count && ready; i++) {
-            rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, names[i], NULL);
-            const struct rd_kafka_metadata *md = NULL;
-            rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
-            if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0)
+            const struct rd_kafka_metadata *md;
+            if (pr_kafka_topic_metadata(rk, names[i], 5000, &md) || md->topics[0].partition_cnt == 0) {
                 ready = false;
-            for (int p = 0; ready && p < md->topics[0].partition_cnt; p++)
-                if (md->topics[0].partitions[p].err || md->topics[0].partitions[p].leader < 0) ready = false;
+            } else {
+                for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                    if (md->topics[0].partitions[p].err || md->topics[0].partitions[p].leader < 0) ready = false;
+            }
             if (md) rd_kafka_metadata_destroy(md);
-            rd_kafka_topic_destroy(rkt);
         }
         stable = ready ? stable + 1 : 0;
         if (stable < 3) {

@@ -21,6 +21,12 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
  * topics that exist already are left as they are. */
 int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms);
 
+/* The metadata of one topic, as the broker reports it now. Returns 0 and
+ * sets *md (free it with rd_kafka_metadata_destroy) or the error of the
+ * request or of the topic, with *md NULL. */
+rd_kafka_resp_err_t pr_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                            const struct rd_kafka_metadata **md);
+
 /* Logs client errors once per distinct message per 10 s (no log storms
  * while the broker is down). */
 void pr_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);

@@ -33,7 +33,6 @@ def scenario(mode):
     gen = threading.Thread(target=lambda: result.update(
         ids=p.gen(COUNT, bad=25, seed=31, extra=("--rate", "2500"))))
     gen.start()
-    kills = []
     proc = p.start()
     working = 0
     for k in range(3):
@@ -43,7 +42,6 @@ def scenario(mode):
         time.sleep(rng.uniform(0.5, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills.append(round(time.time(), 1))
         proc = p.start()
     gen.join()
     stop(proc)  # clean stop of the last one, then finish the rest
