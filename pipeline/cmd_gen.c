@@ -2,6 +2,7 @@
  * cmd_gen.c - `parcelrisk gen`: a courier-hub load generator.
  */
 #include <librdkafka/rdkafka.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,75 +28,127 @@ static void pr_gen_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op
     }
 }
 
-static void pr_gen_usage(void) {
-    fprintf(stderr,
-            "usage: parcelrisk gen [--config FILE] [--brokers LIST] [--topic NAME]\n"
+static void pr_gen_usage(FILE *out) {
+    fprintf(out,
+            "usage: parcelrisk gen [--config FILE] [--set KEY=VALUE]... [--brokers LIST] [--topic NAME]\n"
             "                      [--count N] [--rate PER_SECOND] [--bad N] [--seed S]\n"
             "                      [--start YYYY-MM-DD] [--days D] [--consignees N] [--ids FILE] [--quiet]\n"
-            "  --count N    declarations to produce (default 10000)\n"
-            "  --rate R     steady rate per second (default: as fast as possible)\n"
-            "  --bad N      of the N messages, how many are deliberately malformed, spread\n"
-            "               evenly and cycling through: garbage, truncated, huge_length,\n"
-            "               trailing, invalid_utf8, empty, too_large, wrong_schema\n"
-            "  --seed S     same seed, same declarations (event_time is the wall clock)\n"
-            "  --start D    first arrival day (default: today, UTC); --days spreads arrivals\n"
-            "  --consignees N  size of the consignee population (default 200000; skewed draws)\n"
+            "Numbers are plain decimal, without units.\n"
+            "  --count N    declarations to produce, 0 or more (default 10000)\n"
+            "  --rate R     steady rate per second, e.g. 2500 or 0.5 (default: as fast as possible)\n"
+            "  --bad N      of the --count messages, how many (at most --count) are deliberately\n"
+            "               malformed, spread evenly and cycling through: garbage, truncated,\n"
+            "               huge_length, trailing, invalid_utf8, empty, too_large, wrong_schema\n"
+            "  --seed S     0 or more; same seed, same declarations (event_time is the wall clock,\n"
+            "               or 6 h before arrival for arrivals more than 20 days away)\n"
+            "  --start D    first arrival day, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (default: now, UTC)\n"
+            "  --days D     spread arrivals over D days, 1-36500 (default 1)\n"
+            "  --consignees N  size of the consignee population, 1-4294967295 (default 200000;\n"
+            "               skewed draws)\n"
+            "  --topic NAME the topic to write (default: topics.declarations)\n"
             "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"
-            "               'bad <key> <kind>'\n");
+            "               'bad <key> <kind>'\n"
+            "  --quiet      no progress lines\n"
+            PR_CLI_SHARED_HELP);
 }
 
+enum {
+    PR_GEN_COUNT = PR_CLI_OWN,
+    PR_GEN_BAD,
+    PR_GEN_SEED,
+    PR_GEN_RATE,
+    PR_GEN_DAYS,
+    PR_GEN_CONSIGNEES,
+    PR_GEN_IDS,
+    PR_GEN_TOPIC,
+    PR_GEN_START,
+    PR_GEN_QUIET,
+};
+
 int pr_cmd_gen(int argc, char **argv) {
-    struct pr_config *cfg = pr_cli_config(&argc, argv);
-    if (!cfg) return 2;
+    static const struct option options[] = {
+        PR_CLI_SHARED_OPTIONS,
+        {"count", required_argument, NULL, PR_GEN_COUNT},
+        {"bad", required_argument, NULL, PR_GEN_BAD},
+        {"seed", required_argument, NULL, PR_GEN_SEED},
+        {"rate", required_argument, NULL, PR_GEN_RATE},
+        {"days", required_argument, NULL, PR_GEN_DAYS},
+        {"consignees", required_argument, NULL, PR_GEN_CONSIGNEES},
+        {"ids", required_argument, NULL, PR_GEN_IDS},
+        {"topic", required_argument, NULL, PR_GEN_TOPIC},
+        {"start", required_argument, NULL, PR_GEN_START},
+        {"quiet", no_argument, NULL, PR_GEN_QUIET},
+        PR_CLI_OPTIONS_END,
+    };
+    struct pr_cli cli;
+    pr_cli_init(&cli, "gen", pr_gen_usage, argc);
     uint64_t count = 10000, bad = 0, seed = 1;
-    double rate = 0;
     int days = 1;
-    unsigned long consignees = 0;
+    uint32_t consignees = 0;
+    double rate = 0;
     bool quiet = false;
-    const char *ids_path = NULL, *topic_name = cfg->topic_declarations;
+    const char *ids_path = NULL, *topic_option = NULL;
     int64_t start_ms = pr_now_ms();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--quiet") == 0) {
+    long long number = 0;
+    int opt;
+    while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
+        int rc = PR_OK;
+        switch (opt) {
+        case PR_CLI_EXIT:
+            return pr_cli_done(&cli);
+        case PR_GEN_COUNT:
+            rc = pr_cli_integer(&cli, "--count", optarg, 0, LLONG_MAX, "", &number);
+            count = (uint64_t)number;
+            break;
+        case PR_GEN_BAD:
+            rc = pr_cli_integer(&cli, "--bad", optarg, 0, LLONG_MAX, "", &number);
+            bad = (uint64_t)number;
+            break;
+        case PR_GEN_SEED:
+            rc = pr_cli_integer(&cli, "--seed", optarg, 0, LLONG_MAX, "", &number);
+            seed = (uint64_t)number;
+            break;
+        case PR_GEN_RATE:
+            rc = pr_cli_number(&cli, "--rate", optarg, 0, 1e9, "per second", &rate);
+            break;
+        case PR_GEN_DAYS:
+            rc = pr_cli_integer(&cli, "--days", optarg, 1, 36500, "of days", &number);
+            days = (int)number;
+            break;
+        case PR_GEN_CONSIGNEES:
+            rc = pr_cli_integer(&cli, "--consignees", optarg, 1, UINT32_MAX, "", &number);
+            consignees = (uint32_t)number;
+            break;
+        case PR_GEN_IDS:
+            ids_path = optarg;
+            break;
+        case PR_GEN_TOPIC:
+            if (!pr_topic_name_legal(optarg))
+                return pr_cli_usage_error(&cli, "--topic: '%s' is not a Kafka topic name", optarg);
+            topic_option = optarg;
+            break;
+        case PR_GEN_START:
+            if (pr_parse_utc(optarg, &start_ms) != PR_OK)
+                return pr_cli_usage_error(
+                    &cli, "--start: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got '%s'", optarg);
+            break;
+        case PR_GEN_QUIET:
             quiet = true;
-            continue;
+            break;
+        default:
+            return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
         }
-        if (!v) {
-            pr_gen_usage();
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "--count") == 0)
-            count = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--bad") == 0)
-            bad = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--seed") == 0)
-            seed = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--rate") == 0)
-            rate = atof(v);
-        else if (strcmp(a, "--days") == 0)
-            days = atoi(v);
-        else if (strcmp(a, "--consignees") == 0)
-            consignees = strtoul(v, NULL, 10);
-        else if (strcmp(a, "--ids") == 0)
-            ids_path = v;
-        else if (strcmp(a, "--topic") == 0)
-            topic_name = v;
-        else if (strcmp(a, "--start") == 0) {
-            if (pr_parse_utc(v, &start_ms) != PR_OK) {
-                fprintf(stderr, "parcelrisk gen: --start: expected YYYY-MM-DD, got '%s'\n", v);
-                return 2;
-            }
-        } else {
-            pr_gen_usage();
-            return 2;
-        }
+        if (rc != PR_OK) return pr_cli_done(&cli);
     }
-    if (bad > count) bad = count;
+    if (bad > count)
+        return pr_cli_usage_error(&cli, "--bad %llu is more than --count %llu",
+                                  (unsigned long long)bad, (unsigned long long)count);
+    struct pr_config *cfg = pr_cli_config(&cli);
+    if (!cfg) return pr_cli_done(&cli);
+    const char *topic_name = topic_option ? topic_option : cfg->topic_declarations;
 
     rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
-    if (!conf) return 2;
+    if (!conf) return pr_cli_finish(&cli, 2);
     struct pr_gen_delivery delivery = {0, 0};
     rd_kafka_conf_set_opaque(conf, &delivery);
     rd_kafka_conf_set_dr_msg_cb(conf, pr_gen_dr_cb);
@@ -103,18 +156,18 @@ int pr_cmd_gen(int argc, char **argv) {
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
         pr_error("gen: %s", err);
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
     rd_kafka_topic_t *topic = rd_kafka_topic_new(rk, topic_name, NULL);
     FILE *ids = ids_path ? fopen(ids_path, "w") : NULL;
     if (ids_path && !ids) {
         pr_error("gen: cannot write %s", ids_path);
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
 
     struct pr_gen gen;
     pr_gen_init(&gen, seed, start_ms, days);
-    if (consignees > 0) gen.consignee_pool = (uint32_t)consignees;
+    if (consignees > 0) gen.consignee_pool = consignees;
     struct pr_buf valid, badbuf;
     pr_buf_init(&valid);
     pr_buf_init(&badbuf);
@@ -124,7 +177,14 @@ int pr_cmd_gen(int argc, char **argv) {
     for (uint64_t i = 0; i < count; i++) {
         struct pr_declaration d;
         pr_gen_next(&gen, &d);
-        d.event_time = pr_now_ms();
+        /* The hub files now: the latency of a live feed is measured from
+         * event_time. An arrival generated far from now (--start in the
+         * past, a replay of history) is filed six hours before it, as its
+         * hub would have, so that it stays plausible (DATE_IMPLAUSIBLE:
+         * more than 30 days apart). */
+        int64_t now_ms = pr_now_ms();
+        int64_t apart = d.arrival_time > now_ms ? d.arrival_time - now_ms : now_ms - d.arrival_time;
+        d.event_time = apart > 20 * 86400000LL ? d.arrival_time - 6 * 3600000LL : now_ms;
         pr_buf_reset(&valid);
         pr_declaration_encode(&d, &valid);
         const struct pr_buf *value = &valid;
@@ -145,15 +205,16 @@ int pr_cmd_gen(int argc, char **argv) {
             if (ids) fprintf(ids, "ok %.*s\n", (int)key_len, key);
         }
         for (;;) {
-            /* The message timestamp is the hub's event_time, as a hub would set it. */
+            /* The message timestamp is the producer's clock (Kafka's
+             * default): a replay of 2025 is not deleted by retention. */
             rd_kafka_resp_err_t perr = rd_kafka_producev(
                 rk, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_VALUE(value->len ? value->data : NULL, value->len),
-                RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(d.event_time), RD_KAFKA_V_END);
+                RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_END);
             if (perr == RD_KAFKA_RESP_ERR_NO_ERROR) break;
             if (perr != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 pr_error("gen: produce failed: %s", rd_kafka_err2str(perr));
-                return 1;
+                return pr_cli_finish(&cli, 1);
             }
             rd_kafka_poll(rk, 10);
         }
@@ -184,6 +245,5 @@ int pr_cmd_gen(int argc, char **argv) {
     pr_buf_free(&badbuf);
     rd_kafka_topic_destroy(topic);
     rd_kafka_destroy(rk);
-    pr_config_free(cfg);
-    return delivery.failed ? 1 : 0;
+    return pr_cli_finish(&cli, delivery.failed ? 1 : 0);
 }

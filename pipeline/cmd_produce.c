@@ -82,33 +82,60 @@ static struct pr_line *pr_json_declaration(json_t *root, struct pr_declaration *
     return out;
 }
 
+static void pr_produce_usage(FILE *out) {
+    fprintf(out, "usage: parcelrisk produce [--config FILE] [--set KEY=VALUE]... [--brokers LIST]\n"
+                 "                          [--topic NAME] [--input FILE.jsonl|-]\n"
+                 "Produces declarations written as JSON lines (field names of the Declaration\n"
+                 "schema), as Avro, key declaration_id.\n"
+                 "  --input FILE  the JSON lines, '-' for standard input (default)\n"
+                 "  --topic NAME  the topic to write (default: topics.declarations)\n"
+                 PR_CLI_SHARED_HELP);
+}
+
+enum { PR_PRODUCE_INPUT = PR_CLI_OWN, PR_PRODUCE_TOPIC };
+
 int pr_cmd_produce(int argc, char **argv) {
-    struct pr_config *cfg = pr_cli_config(&argc, argv);
-    if (!cfg) return 2;
-    const char *input = "-", *topic_name = cfg->topic_declarations;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
-            input = argv[++i];
-        else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc)
-            topic_name = argv[++i];
-        else {
-            fprintf(stderr, "usage: parcelrisk produce [--config FILE] [--brokers LIST] "
-                            "[--topic NAME] [--input FILE.jsonl|-]\n");
-            return 2;
+    static const struct option options[] = {
+        PR_CLI_SHARED_OPTIONS,
+        {"input", required_argument, NULL, PR_PRODUCE_INPUT},
+        {"topic", required_argument, NULL, PR_PRODUCE_TOPIC},
+        PR_CLI_OPTIONS_END,
+    };
+    struct pr_cli cli;
+    pr_cli_init(&cli, "produce", pr_produce_usage, argc);
+    const char *input = "-", *topic_option = NULL;
+    int opt;
+    while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
+        switch (opt) {
+        case PR_CLI_EXIT:
+            return pr_cli_done(&cli);
+        case PR_PRODUCE_INPUT:
+            input = optarg;
+            break;
+        case PR_PRODUCE_TOPIC:
+            if (!pr_topic_name_legal(optarg))
+                return pr_cli_usage_error(&cli, "--topic: '%s' is not a Kafka topic name", optarg);
+            topic_option = optarg;
+            break;
+        default:
+            return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
         }
     }
+    struct pr_config *cfg = pr_cli_config(&cli);
+    if (!cfg) return pr_cli_done(&cli);
+    const char *topic_name = topic_option ? topic_option : cfg->topic_declarations;
     FILE *fp = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
     if (!fp) {
         pr_error("produce: cannot open %s", input);
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
     rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
-    if (!conf) return 2;
+    if (!conf) return pr_cli_finish(&cli, 2);
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
         pr_error("produce: %s", err);
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
     rd_kafka_topic_t *topic = rd_kafka_topic_new(rk, topic_name, NULL);
     struct pr_buf buf;
@@ -121,7 +148,7 @@ int pr_cmd_produce(int argc, char **argv) {
         lineno++;
         if (len <= 1) continue;
         json_error_t jerr;
-        json_t *root = json_loadb(line, (size_t)len, 0, &jerr);
+        json_t *root = json_loadb(line, (size_t)len, JSON_ALLOW_NUL, &jerr);
         if (!json_is_object(root)) {
             pr_error("produce: %s:%d: not a JSON object: %s", input, lineno, jerr.text);
             json_decref(root);
@@ -149,6 +176,5 @@ int pr_cmd_produce(int argc, char **argv) {
     pr_buf_free(&buf);
     rd_kafka_topic_destroy(topic);
     rd_kafka_destroy(rk);
-    pr_config_free(cfg);
-    return rc;
+    return pr_cli_finish(&cli, rc);
 }

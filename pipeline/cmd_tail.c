@@ -4,6 +4,7 @@
  * reference implementation), one per line, with the Kafka coordinates added.
  */
 #include <avro.h>
+#include <limits.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,80 +15,104 @@
 #include "kafka.h"
 #include "schemas.h"
 
-static void pr_tail_usage(void) {
-    fprintf(stderr, "usage: parcelrisk tail decisions|alerts|dlq|raw [--config FILE] [--brokers LIST]\n"
-                    "                       [--follow] [--max N] [--topic NAME]\n"
-                    "Prints every record from the beginning; exits at the end unless --follow.\n"
-                    "raw (with --topic) prints key and value bytes as hex.\n");
+static void pr_tail_usage(FILE *out) {
+    fprintf(out, "usage: parcelrisk tail decisions|alerts|dlq|raw [--config FILE] [--set KEY=VALUE]...\n"
+                 "                       [--brokers LIST] [--follow] [--max N] [--topic NAME]\n"
+                 "Prints every record from the beginning; exits at the end unless --follow.\n"
+                 "  decisions, alerts, dlq  the topic of that name in the configuration, decoded\n"
+                 "  raw          (with --topic) prints key and value bytes as hex\n"
+                 "  --follow     keep waiting for new records\n"
+                 "  --max N      stop after N records, 0 or more (default: no limit)\n"
+                 "  --topic NAME read this topic instead of the configured one\n"
+                 PR_CLI_SHARED_HELP);
 }
 
+enum { PR_TAIL_FOLLOW = PR_CLI_OWN, PR_TAIL_MAX, PR_TAIL_TOPIC };
+
 int pr_cmd_tail(int argc, char **argv) {
-    struct pr_config *cfg = pr_cli_config(&argc, argv);
-    if (!cfg) return 2;
-    if (argc < 2) {
-        pr_tail_usage();
-        return 2;
-    }
-    const char *which = argv[1], *topic_name = NULL, *schema_json = pr_schema_decision;
-    if (strcmp(which, "decisions") == 0)
-        topic_name = cfg->topic_decisions;
-    else if (strcmp(which, "alerts") == 0)
-        topic_name = cfg->topic_alerts;
-    else if (strcmp(which, "dlq") == 0) {
-        topic_name = cfg->topic_dlq;
-        schema_json = pr_schema_deadletter;
-    } else if (strcmp(which, "raw") == 0) {
-        topic_name = NULL; /* --topic required: prints key and value bytes as hex */
-        schema_json = NULL;
-    } else {
-        pr_tail_usage();
-        return 2;
-    }
+    static const struct option options[] = {
+        PR_CLI_SHARED_OPTIONS,
+        {"follow", no_argument, NULL, PR_TAIL_FOLLOW},
+        {"max", required_argument, NULL, PR_TAIL_MAX},
+        {"topic", required_argument, NULL, PR_TAIL_TOPIC},
+        PR_CLI_OPTIONS_END,
+    };
+    struct pr_cli cli;
+    pr_cli_init(&cli, "tail", pr_tail_usage, argc);
+    const char *which = NULL, *topic_option = NULL;
     bool follow = false;
     long long max = -1;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--follow") == 0)
+    int opt;
+    while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
+        switch (opt) {
+        case PR_CLI_EXIT:
+            return pr_cli_done(&cli);
+        case PR_TAIL_FOLLOW:
             follow = true;
-        else if (strcmp(argv[i], "--max") == 0 && i + 1 < argc)
-            max = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc)
-            topic_name = argv[++i];
-        else {
-            pr_tail_usage();
-            return 2;
+            break;
+        case PR_TAIL_MAX:
+            if (pr_cli_integer(&cli, "--max", optarg, 0, LLONG_MAX, "of records", &max) != PR_OK)
+                return pr_cli_done(&cli);
+            break;
+        case PR_TAIL_TOPIC:
+            if (!pr_topic_name_legal(optarg))
+                return pr_cli_usage_error(&cli, "--topic: '%s' is not a Kafka topic name", optarg);
+            topic_option = optarg;
+            break;
+        default:
+            if (which) return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
+            which = optarg;
         }
     }
-
+    if (!which)
+        return pr_cli_usage_error(&cli, "expected what to print: decisions, alerts, dlq or raw");
+    const char *schema_json = pr_schema_decision;
+    if (strcmp(which, "dlq") == 0) {
+        schema_json = pr_schema_deadletter;
+    } else if (strcmp(which, "raw") == 0) {
+        if (!topic_option) return pr_cli_usage_error(&cli, "tail raw needs --topic NAME");
+        schema_json = NULL; /* prints key and value bytes as hex */
+    } else if (strcmp(which, "decisions") != 0 && strcmp(which, "alerts") != 0) {
+        return pr_cli_usage_error(&cli, "unknown record kind '%s' (expected: decisions, alerts, "
+                                        "dlq or raw)", which);
+    }
+    struct pr_config *cfg = pr_cli_config(&cli);
+    if (!cfg) return pr_cli_done(&cli);
+    const char *topic_name = topic_option;
     if (!topic_name) {
-        pr_tail_usage();
-        return 2;
+        if (strcmp(which, "decisions") == 0)
+            topic_name = cfg->topic_decisions;
+        else if (strcmp(which, "alerts") == 0)
+            topic_name = cfg->topic_alerts;
+        else
+            topic_name = cfg->topic_dlq;
     }
     avro_schema_t schema;
     if (!schema_json) schema_json = pr_schema_deadletter; /* unused for raw */
     if (avro_schema_from_json_length(schema_json, strlen(schema_json), &schema)) {
         pr_error("tail: bad embedded schema: %s", avro_strerror());
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
     avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
     avro_value_t value;
     avro_generic_value_new(iface, &value);
 
     rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_CONSUMER);
-    if (!conf) return 2;
+    if (!conf) return pr_cli_finish(&cli, 2);
     char err[512];
     rd_kafka_conf_set(conf, "group.id", "parcelrisk-tail", err, sizeof(err));
     rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {
         pr_error("tail: %s", err);
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
     rd_kafka_poll_set_consumer(rk);
     const struct rd_kafka_metadata *md;
     rd_kafka_resp_err_t e = pr_kafka_topic_metadata(rk, topic_name, 30000, &md);
     if (e) {
         pr_error("tail: cannot read metadata of topic %s: %s", topic_name, rd_kafka_err2str(e));
-        return 1;
+        return pr_cli_finish(&cli, 1);
     }
     int partitions = md->topics[0].partition_cnt;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
@@ -163,6 +188,5 @@ int pr_cmd_tail(int argc, char **argv) {
     avro_value_decref(&value);
     avro_value_iface_decref(iface);
     avro_schema_decref(schema);
-    pr_config_free(cfg);
-    return rc;
+    return pr_cli_finish(&cli, rc);
 }

@@ -1,13 +1,24 @@
 #include "config.h"
 
 #include <errno.h>
+#include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
+#include "operator.h"
+
 enum pr_config_type { PR_CFG_STR, PR_CFG_INT, PR_CFG_LIST, PR_CFG_ENUM };
+
+/* Checks on a PR_CFG_STR value beyond its type. */
+enum pr_config_check {
+    PR_CHECK_NONE = 0,
+    PR_CHECK_REQUIRED, /* must not be empty or blank: no usable default */
+    PR_CHECK_TOPIC,    /* required, and a legal Kafka topic name */
+    PR_CHECK_HOSTPORT, /* required, host:port with a port 1-65535 */
+};
 
 struct pr_config_key {
     const char *name;
@@ -17,27 +28,28 @@ struct pr_config_key {
     long min, max;      /* PR_CFG_INT */
     const char *values; /* PR_CFG_ENUM: "|"-separated */
     const char *description;
+    enum pr_config_check check;
 };
 
 #define PR_OFF(field) offsetof(struct pr_config, field)
 
 static const struct pr_config_key pr_config_keys[] = {
     {"group", PR_CFG_STR, PR_OFF(group_id), "parcelrisk", 0, 0, NULL,
-     "Kafka consumer group id shared by every instance"},
+     "Kafka consumer group id shared by every instance", PR_CHECK_REQUIRED},
     {"topics.declarations", PR_CFG_STR, PR_OFF(topic_declarations), "declarations", 0, 0, NULL,
-     "input topic"},
+     "input topic", PR_CHECK_TOPIC},
     {"topics.decisions", PR_CFG_STR, PR_OFF(topic_decisions), "decisions", 0, 0, NULL,
-     "one Decision per declaration, key declaration_id"},
+     "one Decision per declaration, key declaration_id", PR_CHECK_TOPIC},
     {"topics.alerts", PR_CFG_STR, PR_OFF(topic_alerts), "alerts", 0, 0, NULL,
-     "YELLOW and RED decisions, key house_bill"},
+     "YELLOW and RED decisions, key house_bill", PR_CHECK_TOPIC},
     {"topics.dlq", PR_CFG_STR, PR_OFF(topic_dlq), "declarations.dlq", 0, 0, NULL,
-     "DeadLetter records, original key"},
+     "DeadLetter records, original key", PR_CHECK_TOPIC},
     {"topics.declarations_partitions", PR_CFG_INT, PR_OFF(declarations_partitions), "8", 1, 1024,
      NULL, "partitions when `parcelrisk topics create` makes the input topic"},
     {"topics.output_partitions", PR_CFG_INT, PR_OFF(output_partitions), "8", 1, 1024, NULL,
      "partitions when `parcelrisk topics create` makes the output topics"},
     {"redis.address", PR_CFG_STR, PR_OFF(redis_address), "127.0.0.1:6379", 0, 0, NULL,
-     "host:port of the reference-data and state Redis"},
+     "host:port of the reference-data and state Redis", PR_CHECK_HOSTPORT},
     {"redis.on_unavailable", PR_CFG_ENUM, PR_OFF(on_redis_unavailable), "pause", 0, 0,
      "pause|degrade", "pause: stop fetching until Redis is back; degrade: decide from cache"},
     {"redis.timeout_ms", PR_CFG_INT, PR_OFF(redis_timeout_ms), "2000", 10, 600000, NULL,
@@ -105,6 +117,20 @@ static void pr_config_err(const char *origin, int line, const char *fmt, ...) {
     va_end(ap);
 }
 
+int pr_parse_integer(const char *text, long long min, long long max, long long *out) {
+    /* strtoll alone accepts leading spaces, a '+', and stops quietly at the
+     * first non-digit ("3s" -> 3); the caller's range is checked after the
+     * whole text is known to be one number. */
+    const char *digits = text[0] == '-' ? text + 1 : text;
+    if (*digits < '0' || *digits > '9') return PR_ERR;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno == ERANGE || *end || v < min || v > max) return PR_ERR;
+    *out = v;
+    return PR_OK;
+}
+
 static bool pr_enum_allows(const char *values, const char *value) {
     size_t len = strlen(value);
     const char *p = values;
@@ -118,25 +144,144 @@ static bool pr_enum_allows(const char *values, const char *value) {
     return false;
 }
 
+static bool pr_blank(const char *s) {
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
+    return *s == '\0';
+}
+
+bool pr_topic_name_legal(const char *name) {
+    size_t len = strlen(name);
+    if (len == 0 || len > 249 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool pr_hostport_legal(const char *address) {
+    const char *colon = strrchr(address, ':');
+    long long port;
+    return colon && colon != address && !pr_blank(colon + 1) &&
+           pr_parse_integer(colon + 1, 1, 65535, &port) == PR_OK;
+}
+
+/* Checks a PR_CFG_STR value as its key requires; prints the error. */
+static int pr_check_string(const struct pr_config_key *k, const char *value, const char *origin,
+                           int line) {
+    if (k->check == PR_CHECK_NONE) return PR_OK;
+    if (pr_blank(value)) {
+        pr_config_err(origin, line, "key '%s' must not be empty (%s)", k->name, k->description);
+        return PR_ERR;
+    }
+    if (k->check == PR_CHECK_TOPIC && !pr_topic_name_legal(value)) {
+        pr_config_err(origin, line,
+                      "key '%s': '%s' is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)",
+                      k->name, value);
+        return PR_ERR;
+    }
+    if (k->check == PR_CHECK_HOSTPORT && !pr_hostport_legal(value)) {
+        pr_config_err(origin, line, "key '%s': expected host:port with a port from 1 to 65535, "
+                      "got '%s'", k->name, value);
+        return PR_ERR;
+    }
+    return PR_OK;
+}
+
+/* A kafka.* property: the brokers may not be emptied (there is no usable
+ * default once a value is given), and librdkafka judges the name and value
+ * here, on a scratch configuration, so that its refusal names the true origin
+ * at once instead of surfacing when a client is made. */
+static int pr_check_kafka(const char *key, const char *value, const char *origin, int line) {
+    const char *property = key + 6;
+    if (strncmp(property, "consumer.", 9) == 0 || strncmp(property, "producer.", 9) == 0)
+        property += 9;
+    if (!*property) {
+        pr_config_err(origin, line, "key '%s': no librdkafka property named", key);
+        return PR_ERR;
+    }
+    if ((strcmp(property, "bootstrap.servers") == 0 ||
+         strcmp(property, "metadata.broker.list") == 0) &&
+        pr_blank(value)) {
+        pr_config_err(origin, line, "key '%s' must not be empty (the Kafka brokers, host:port,...)",
+                      key);
+        return PR_ERR;
+    }
+    char err[512];
+    rd_kafka_conf_t *scratch = rd_kafka_conf_new();
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(scratch, property, value, err, sizeof(err));
+    rd_kafka_conf_destroy(scratch);
+    if (res != RD_KAFKA_CONF_OK) {
+        pr_config_err(origin, line, "key '%s': %s", key, err);
+        return PR_ERR;
+    }
+    return PR_OK;
+}
+
 static void pr_list_free(char **list, size_t len) {
     for (size_t i = 0; i < len; i++) free(list[i]);
     free(list);
 }
 
+/* Splits a comma- or space-separated operator list; every name must be a
+ * registered operator. */
+static int pr_set_chain(struct pr_config *cfg, const char *key, const char *value,
+                        const char *origin, int line) {
+    char **chain = NULL;
+    size_t chain_len = 0;
+    const char *p = value;
+    while (*p) {
+        while (*p == ',' || *p == ' ') p++;
+        if (!*p) break;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        chain = pr_realloc(chain, (chain_len + 1) * sizeof(char *));
+        chain[chain_len++] = pr_strndup(p, (size_t)(e - p));
+        p = e;
+    }
+    if (chain_len == 0) {
+        pr_config_err(origin, line, "key '%s': the operator chain is empty", key);
+        return PR_ERR;
+    }
+    for (size_t i = 0; i < chain_len; i++) {
+        if (!pr_operator_lookup(chain[i])) {
+            pr_config_err(origin, line, "key '%s': unknown operator '%s'", key, chain[i]);
+            pr_list_free(chain, chain_len);
+            return PR_ERR;
+        }
+    }
+    pr_list_free(cfg->chain, cfg->chain_len);
+    cfg->chain = chain;
+    cfg->chain_len = chain_len;
+    return PR_OK;
+}
+
+static void pr_origin_record(struct pr_config_origin *o, const char *origin, int line) {
+    free(o->origin);
+    o->origin = pr_strdup(origin);
+    o->line = line;
+}
+
 int pr_config_set(struct pr_config *cfg, const char *key, const char *value, const char *origin,
                   int line) {
     if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
+        if (pr_check_kafka(key, value, origin, line) != PR_OK) return PR_ERR;
         for (size_t i = 0; i < cfg->kafka_count; i++) {
-            if (strcmp(cfg->kafka[i].key, key + 6) == 0) {
-                free(cfg->kafka[i].value);
-                cfg->kafka[i].value = pr_strdup(value);
-                cfg->kafka[i].line = line;
+            struct pr_kv *kv = &cfg->kafka[i];
+            if (strcmp(kv->key, key + 6) == 0) {
+                free(kv->value);
+                kv->value = pr_strdup(value);
+                free(kv->origin);
+                kv->origin = pr_strdup(origin);
+                kv->line = line;
                 return PR_OK;
             }
         }
         cfg->kafka = pr_realloc(cfg->kafka, (cfg->kafka_count + 1) * sizeof(*cfg->kafka));
         cfg->kafka[cfg->kafka_count++] =
-            (struct pr_kv){pr_strdup(key + 6), pr_strdup(value), line};
+            (struct pr_kv){pr_strdup(key + 6), pr_strdup(value), pr_strdup(origin), line};
         return PR_OK;
     }
     const struct pr_config_key *k = pr_config_find(key);
@@ -153,53 +298,85 @@ int pr_config_set(struct pr_config *cfg, const char *key, const char *value, con
         }
         /* fall through */
     case PR_CFG_STR: {
+        if (pr_check_string(k, value, origin, line) != PR_OK) return PR_ERR;
         char **slot = (char **)(base + k->offset);
         free(*slot);
         *slot = pr_strdup(value);
-        return PR_OK;
+        break;
     }
     case PR_CFG_INT: {
-        char *end;
-        errno = 0;
-        long v = strtol(value, &end, 10);
-        if (errno || end == value || *end || v < k->min || v > k->max) {
+        long long v;
+        if (pr_parse_integer(value, k->min, k->max, &v) != PR_OK) {
             pr_config_err(origin, line, "key '%s': expected an integer from %ld to %ld, got '%s'",
                           key, k->min, k->max, value);
             return PR_ERR;
         }
         *(int *)(base + k->offset) = (int)v;
-        return PR_OK;
+        break;
     }
-    case PR_CFG_LIST: {
+    case PR_CFG_LIST:
         /* Only `chain` is a list; it is stored with its length. */
-        pr_list_free(cfg->chain, cfg->chain_len);
-        cfg->chain = NULL;
-        cfg->chain_len = 0;
-        const char *p = value;
-        while (*p) {
-            while (*p == ',' || *p == ' ') p++;
-            if (!*p) break;
-            const char *e = p;
-            while (*e && *e != ',' && *e != ' ') e++;
-            cfg->chain = pr_realloc(cfg->chain, (cfg->chain_len + 1) * sizeof(char *));
-            cfg->chain[cfg->chain_len++] = pr_strndup(p, (size_t)(e - p));
-            p = e;
-        }
-        if (cfg->chain_len == 0) {
-            pr_config_err(origin, line, "key '%s': the operator chain is empty", key);
-            return PR_ERR;
-        }
-        return PR_OK;
+        if (pr_set_chain(cfg, key, value, origin, line) != PR_OK) return PR_ERR;
+        break;
     }
+    pr_origin_record(&cfg->origins[k - pr_config_keys], origin, line);
+    return PR_OK;
+}
+
+static const char *pr_origin_format(const char *origin, int line, char *buf, size_t size) {
+    if (line > 0)
+        snprintf(buf, size, "%s:%d", origin, line);
+    else
+        snprintf(buf, size, "%s", origin);
+    return buf;
+}
+
+const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf,
+                             size_t size) {
+    const struct pr_config_key *k = pr_config_find(key);
+    if (k) {
+        const struct pr_config_origin *o = &cfg->origins[k - pr_config_keys];
+        return pr_origin_format(o->origin, o->line, buf, size);
     }
-    return PR_ERR;
+    if (strncmp(key, "kafka.", 6) == 0)
+        for (size_t i = 0; i < cfg->kafka_count; i++)
+            if (strcmp(cfg->kafka[i].key, key + 6) == 0)
+                return pr_origin_format(cfg->kafka[i].origin, cfg->kafka[i].line, buf, size);
+    return pr_origin_format("(defaults)", 0, buf, size);
+}
+
+int pr_config_validate(const struct pr_config *cfg) {
+    /* A topic serving two roles loops or mixes records: decisions written to
+     * the input topic would be consumed again as declarations (and dead-
+     * lettered), alerts mixed into decisions would double-count them. */
+    static const char *const topic_keys[] = {"topics.declarations", "topics.decisions",
+                                             "topics.alerts", "topics.dlq"};
+    const char *const topics[] = {cfg->topic_declarations, cfg->topic_decisions,
+                                  cfg->topic_alerts, cfg->topic_dlq};
+    int rc = PR_OK;
+    for (size_t i = 0; i < PR_ARRAY_LEN(topic_keys); i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(topics[i], topics[j]) != 0) continue;
+            const struct pr_config_origin *o = &cfg->origins[pr_config_find(topic_keys[i]) -
+                                                             pr_config_keys];
+            char other[512];
+            pr_config_origin(cfg, topic_keys[j], other, sizeof(other));
+            pr_config_err(o->origin, o->line,
+                          "key '%s': topic '%s' is also the value of '%s' from %s; the four "
+                          "topics must be distinct",
+                          topic_keys[i], topics[i], topic_keys[j], other);
+            rc = PR_ERR;
+        }
+    }
+    return rc;
 }
 
 struct pr_config *pr_config_default(void) {
     struct pr_config *cfg = pr_calloc(1, sizeof(*cfg));
+    cfg->origins = pr_calloc(PR_ARRAY_LEN(pr_config_keys), sizeof(*cfg->origins));
     for (size_t i = 0; i < PR_ARRAY_LEN(pr_config_keys); i++)
         if (pr_config_set(cfg, pr_config_keys[i].name, pr_config_keys[i].default_value,
-                          "defaults", 0) != PR_OK)
+                          "(defaults)", 0) != PR_OK)
             abort();
     cfg->path = pr_strdup("(defaults)");
     return cfg;
@@ -210,11 +387,14 @@ void pr_config_free(struct pr_config *cfg) {
     for (size_t i = 0; i < PR_ARRAY_LEN(pr_config_keys); i++) {
         const struct pr_config_key *k = &pr_config_keys[i];
         if (k->type == PR_CFG_STR || k->type == PR_CFG_ENUM) free(*(char **)((char *)cfg + k->offset));
+        free(cfg->origins[i].origin);
     }
+    free(cfg->origins);
     pr_list_free(cfg->chain, cfg->chain_len);
     for (size_t i = 0; i < cfg->kafka_count; i++) {
         free(cfg->kafka[i].key);
         free(cfg->kafka[i].value);
+        free(cfg->kafka[i].origin);
     }
     free(cfg->kafka);
     free(cfg->path);
@@ -235,11 +415,38 @@ struct pr_yaml_walk {
 
 static int pr_yaml_mapping(struct pr_yaml_walk *w, const char *prefix);
 
+/* The line of this file that already set key, or 0. A key given twice in one
+ * file (also as `batch: {size: 1}` and `batch.size: 2`) is refused: YAML
+ * keys are unique, and the later value silently winning hides a mistake. */
+static int pr_yaml_line_of(const struct pr_yaml_walk *w, const char *key) {
+    const struct pr_config *cfg = w->cfg;
+    const struct pr_config_key *k = pr_config_find(key);
+    const struct pr_config_origin *o = k ? &cfg->origins[k - pr_config_keys] : NULL;
+    if (o) return o->line > 0 && strcmp(o->origin, w->path) == 0 ? o->line : 0;
+    if (strncmp(key, "kafka.", 6) == 0)
+        for (size_t i = 0; i < cfg->kafka_count; i++)
+            if (strcmp(cfg->kafka[i].key, key + 6) == 0 && cfg->kafka[i].line > 0 &&
+                strcmp(cfg->kafka[i].origin, w->path) == 0)
+                return cfg->kafka[i].line;
+    return 0;
+}
+
+static void pr_yaml_set(struct pr_yaml_walk *w, const char *key, const char *value, int line) {
+    w->cfg->file_keys++;
+    int earlier = pr_yaml_line_of(w, key);
+    if (earlier) {
+        pr_config_err(w->path, line, "key '%s' is set twice in this file (first on line %d)", key,
+                      earlier);
+        w->errors++;
+    } else if (pr_config_set(w->cfg, key, value, w->path, line) != PR_OK) {
+        w->errors++;
+    }
+}
+
 static int pr_yaml_value(struct pr_yaml_walk *w, const char *key, yaml_event_t *ev) {
     int line = (int)ev->start_mark.line + 1;
     if (ev->type == YAML_SCALAR_EVENT) {
-        if (pr_config_set(w->cfg, key, (const char *)ev->data.scalar.value, w->path, line) != PR_OK)
-            w->errors++;
+        pr_yaml_set(w, key, (const char *)ev->data.scalar.value, line);
         return PR_OK;
     }
     if (ev->type == YAML_MAPPING_START_EVENT) return pr_yaml_mapping(w, key);
@@ -265,8 +472,7 @@ static int pr_yaml_value(struct pr_yaml_walk *w, const char *key, yaml_event_t *
             yaml_event_delete(&item);
         }
         pr_buf_append(&joined, "", 1);
-        if (pr_config_set(w->cfg, key, (const char *)joined.data, w->path, line) != PR_OK)
-            w->errors++;
+        pr_yaml_set(w, key, (const char *)joined.data, line);
         pr_buf_free(&joined);
         return PR_OK;
     }
@@ -299,7 +505,7 @@ static int pr_yaml_mapping(struct pr_yaml_walk *w, const char *prefix) {
     }
 }
 
-struct pr_config *pr_config_load(const char *path) {
+struct pr_config *pr_config_load_opts(const char *path, bool allow_defaults) {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         pr_config_err(path, 0, "cannot open: %s", strerror(errno));
@@ -323,6 +529,9 @@ struct pr_config *pr_config_load(const char *path) {
         if (type == YAML_DOCUMENT_START_EVENT) in_doc = true;
         if (type == YAML_MAPPING_START_EVENT && in_doc) {
             rc = pr_yaml_mapping(&w, "");
+        } else if (type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0 &&
+                   ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+            /* An empty document (a lone `---`): it sets nothing. */
         } else if (type == YAML_SCALAR_EVENT || type == YAML_SEQUENCE_START_EVENT) {
             pr_config_err(path, (int)ev.start_mark.line + 1, "the top level must be a mapping");
             rc = PR_ERR;
@@ -337,11 +546,23 @@ struct pr_config *pr_config_load(const char *path) {
     }
     yaml_parser_delete(&w.parser);
     fclose(fp);
+    if (rc == PR_OK && !w.errors && cfg->file_keys == 0 && !allow_defaults) {
+        pr_config_err(path, 0,
+                      "the file sets nothing (empty or only comments): every key would take its "
+                      "default (Kafka on 127.0.0.1:9092, Redis on %s); set the keys, or give "
+                      "--allow-defaults to run on the defaults on purpose",
+                      cfg->redis_address);
+        rc = PR_ERR;
+    }
     if (rc != PR_OK || w.errors) {
         pr_config_free(cfg);
         return NULL;
     }
     return cfg;
+}
+
+struct pr_config *pr_config_load(const char *path) {
+    return pr_config_load_opts(path, false);
 }
 
 void pr_config_print_keys(void) {

@@ -14,9 +14,20 @@
 
 #include "common.h"
 
+/* One kafka.* passthrough property. origin and line say where its value came
+ * from, for messages: origin is the file path (line > 0), "--set" or
+ * "--brokers" (line 0). */
 struct pr_kv {
     char *key;
     char *value;
+    char *origin;
+    int line;
+};
+
+/* Where a key of the table got its value: a file path and line, "--set",
+ * "--brokers", ... (line 0), or "(defaults)". */
+struct pr_config_origin {
+    char *origin;
     int line;
 };
 
@@ -52,18 +63,49 @@ struct pr_config {
     char **chain;
     size_t kafka_count;
     struct pr_kv *kafka; /* kafka.* passthrough, prefix stripped */
+    struct pr_config_origin *origins; /* one per key of the table (config.c) */
+    size_t file_keys;                 /* keys the file set: 0 for an empty file */
 };
 
-/* Loads and validates path. On error prints "path:line: message" naming the
- * key to stderr and returns NULL; callers exit with status 2. */
+/* Every configuration error is printed to stderr as
+ *   parcelrisk: config error: ORIGIN[:LINE]: key 'KEY': why
+ * where ORIGIN is the file (and line) that set the value, "--set" or
+ * "--brokers" for the command line, or "(defaults)"; callers exit with
+ * status 2 on any of them. */
+
+/* Loads and checks path. A file that sets no key at all (empty, only
+ * comments, an empty document) is refused unless allow_defaults: it would
+ * run on every default (a broker and a Redis on 127.0.0.1) without a word.
+ * Returns NULL after printing the error(s). Cross-key checks are left to
+ * pr_config_validate, once the command-line overrides are applied. */
+struct pr_config *pr_config_load_opts(const char *path, bool allow_defaults);
+/* pr_config_load_opts(path, false). */
 struct pr_config *pr_config_load(const char *path);
 /* A config with every default, for subcommands run without a file. */
 struct pr_config *pr_config_default(void);
 void pr_config_free(struct pr_config *cfg);
-/* Applies one "key=value" override (from the command line), same rules as the
- * file. Returns PR_ERR with a message on stderr. */
+/* Applies one "key=value" (from the file or the command line): checks it as
+ * its key requires (integer range, enum, non-empty required names, Kafka topic
+ * names, host:port, operator names, librdkafka properties) and records origin
+ * and line as where the value came from. Returns PR_ERR with a message on
+ * stderr. */
 int pr_config_set(struct pr_config *cfg, const char *key, const char *value, const char *origin,
                   int line);
+/* Checks that concern several keys (the four topics are distinct) on the
+ * final configuration. Returns PR_ERR with a message naming each key's origin. */
+int pr_config_validate(const struct pr_config *cfg);
+/* Formats where key got its value ("prod.yaml:7", "--set", "(defaults)")
+ * into buf; returns buf. */
+const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf,
+                             size_t size);
+
+/* Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..". */
+bool pr_topic_name_legal(const char *name);
+
+/* The strict whole-number parser of the configuration and the command line:
+ * optional '-', then decimal digits only (no spaces, '+', units or
+ * fractions), within [min, max]. Returns PR_OK, or PR_ERR leaving *out alone. */
+int pr_parse_integer(const char *text, long long min, long long max, long long *out);
 /* Prints the table of keys with defaults and descriptions. */
 void pr_config_print_keys(void);
 

@@ -1,6 +1,8 @@
 /* Unit tests: configuration parsing, validation and errors (pipeline/config.c). */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,21 +133,293 @@ static void test_yaml_syntax_error(void **state) {
     assert_non_null(strstr(err, "YAML syntax"));
 }
 
+/* stderr into buf while a block runs: capture_begin ... capture_end. */
+static FILE *capture_saved;
+static void capture_begin(char *buf, size_t size) {
+    memset(buf, 0, size);
+    fflush(stderr);
+    capture_saved = stderr;
+    stderr = fmemopen(buf, size, "w");
+    assert_non_null(stderr);
+}
+static void capture_end(void) {
+    fclose(stderr);
+    stderr = capture_saved;
+}
+
+static struct pr_config *load_opts_capture(const char *text, bool allow_defaults, char *errbuf,
+                                           size_t size, char *path_out) {
+    char *path = write_temp(text);
+    strcpy(path_out, path);
+    capture_begin(errbuf, size);
+    struct pr_config *cfg = pr_config_load_opts(path, allow_defaults);
+    capture_end();
+    unlink(path);
+    return cfg;
+}
+
 static void test_kafka_passthrough_refused_property(void **state) {
     (void)state;
-    char err[1024] = "";
-    struct pr_config *cfg = load_capture("kafka:\n  no.such.property: 1\n", err, sizeof(err));
-    assert_non_null(cfg); /* the file parses; librdkafka judges the property */
-    fflush(stderr);
-    FILE *saved = stderr;
-    FILE *mem = fmemopen(err, sizeof(err), "w");
-    stderr = mem;
-    rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_CONSUMER);
-    fclose(mem);
-    stderr = saved;
-    assert_null(conf);
-    assert_non_null(strstr(err, "kafka.no.such.property"));
-    assert_non_null(strstr(err, ":2:"));
+    /* librdkafka judges the property as the file is read, so the refusal
+     * names the file and line (and the load fails: exit 2). */
+    char err[1024] = "", path[64], want[512];
+    struct pr_config *cfg =
+        load_opts_capture("group: g\nkafka:\n  no.such.property: 1\n", false, err, sizeof(err),
+                          path);
+    assert_null(cfg);
+    snprintf(want, sizeof(want),
+             "parcelrisk: config error: %s:3: key 'kafka.no.such.property': No such configuration "
+             "property: \"no.such.property\"\n",
+             path);
+    assert_string_equal(err, want);
+    /* A bad value of a real property, from --set: the origin is --set. */
+    cfg = pr_config_default();
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "kafka.consumer.fetch.min.bytes", "lots", "--set", 0),
+                     PR_ERR);
+    capture_end();
+    assert_non_null(strstr(err, "parcelrisk: config error: --set: key "
+                                "'kafka.consumer.fetch.min.bytes': "));
+    assert_null(strstr(err, "(defaults)"));
+    assert_int_equal(cfg->kafka_count, 0);
+    /* Accepted ones keep their own origin, which pr_kafka_conf_new reports. */
+    assert_int_equal(pr_config_set(cfg, "kafka.linger.ms", "7", "--set", 0), PR_OK);
+    assert_int_equal(cfg->kafka_count, 1);
+    assert_string_equal(cfg->kafka[0].origin, "--set");
+    assert_int_equal(cfg->kafka[0].line, 0);
+    pr_config_free(cfg);
+}
+
+static void test_required_keys_refused_empty(void **state) {
+    (void)state;
+    static const char *const keys[] = {"group", "topics.declarations", "topics.decisions",
+                                       "topics.alerts", "topics.dlq", "redis.address"};
+    struct pr_config *cfg = pr_config_default();
+    char err[512], want[512];
+    for (size_t i = 0; i < PR_ARRAY_LEN(keys); i++) {
+        for (int blank = 0; blank < 2; blank++) {
+            capture_begin(err, sizeof(err));
+            assert_int_equal(pr_config_set(cfg, keys[i], blank ? "  " : "", "--set", 0), PR_ERR);
+            capture_end();
+            snprintf(want, sizeof(want),
+                     "parcelrisk: config error: --set: key '%s' must not be empty", keys[i]);
+            assert_memory_equal(err, want, strlen(want));
+        }
+    }
+    /* The refused values did not replace the defaults. */
+    assert_string_equal(cfg->group_id, "parcelrisk");
+    assert_string_equal(cfg->topic_decisions, "decisions");
+    assert_string_equal(cfg->redis_address, "127.0.0.1:6379");
+    /* Brokers: no usable default once emptied, whichever side and origin. */
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "kafka.bootstrap.servers", "", "--brokers", 0), PR_ERR);
+    capture_end();
+    assert_string_equal(err, "parcelrisk: config error: --brokers: key 'kafka.bootstrap.servers' "
+                             "must not be empty (the Kafka brokers, host:port,...)\n");
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "kafka.producer.bootstrap.servers", " ", "--set", 0),
+                     PR_ERR);
+    capture_end();
+    assert_non_null(strstr(err, "--set: key 'kafka.producer.bootstrap.servers' must not be empty"));
+    assert_int_equal(cfg->kafka_count, 0);
+    /* Optional strings may be empty: they have a meaning (shipped defaults). */
+    assert_int_equal(pr_config_set(cfg, "rules.file", "", "--set", 0), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "processing.instance_id", "", "--set", 0), PR_OK);
+    pr_config_free(cfg);
+}
+
+static void test_required_key_empty_in_file_names_line(void **state) {
+    (void)state;
+    char err[1024], path[64], want[512];
+    struct pr_config *cfg = load_opts_capture("group: g\ntopics:\n  decisions:\n  alerts: \"\"\n",
+                                              false, err, sizeof(err), path);
+    assert_null(cfg);
+    snprintf(want, sizeof(want),
+             "parcelrisk: config error: %s:3: key 'topics.decisions' must not be empty (one "
+             "Decision per declaration, key declaration_id)\n"
+             "parcelrisk: config error: %s:4: key 'topics.alerts' must not be empty (YELLOW and "
+             "RED decisions, key house_bill)\n",
+             path, path);
+    assert_string_equal(err, want);
+}
+
+static void test_empty_file_refused_unless_allowed(void **state) {
+    (void)state;
+    static const char *const empties[] = {"", "# only\n  # comments\n\n", "---\n", "{}\n",
+                                          "--- # a document with nothing\n..."};
+    char err[1024], path[64], want[512];
+    for (size_t i = 0; i < PR_ARRAY_LEN(empties); i++) {
+        struct pr_config *cfg = load_opts_capture(empties[i], false, err, sizeof(err), path);
+        assert_null(cfg);
+        snprintf(want, sizeof(want),
+                 "parcelrisk: config error: %s: the file sets nothing (empty or only comments): "
+                 "every key would take its default (Kafka on 127.0.0.1:9092, Redis on "
+                 "127.0.0.1:6379); set the keys, or give --allow-defaults to run on the defaults "
+                 "on purpose\n",
+                 path);
+        assert_string_equal(err, want);
+        cfg = load_opts_capture(empties[i], true, err, sizeof(err), path);
+        assert_non_null(cfg);
+        assert_string_equal(err, "");
+        assert_string_equal(cfg->group_id, "parcelrisk");
+        assert_int_equal(cfg->file_keys, 0);
+        pr_config_free(cfg);
+    }
+    /* pr_config_load is the strict form. */
+    char *tmp = write_temp("# nothing\n");
+    capture_begin(err, sizeof(err));
+    assert_null(pr_config_load(tmp));
+    capture_end();
+    unlink(tmp);
+    assert_non_null(strstr(err, "the file sets nothing"));
+    /* One key is enough. */
+    struct pr_config *cfg = load_opts_capture("batch:\n  size: 5\n", false, err, sizeof(err), path);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->file_keys, 1);
+    pr_config_free(cfg);
+}
+
+static void test_origins(void **state) {
+    (void)state;
+    char err[1024], path[64], where[256], want[256];
+    struct pr_config *cfg = load_opts_capture(
+        "group: g\nbatch:\n  size: 10\nkafka:\n  linger.ms: 3\n", false, err, sizeof(err), path);
+    assert_non_null(cfg);
+    snprintf(want, sizeof(want), "%s:3", path);
+    assert_string_equal(pr_config_origin(cfg, "batch.size", where, sizeof(where)), want);
+    snprintf(want, sizeof(want), "%s:5", path);
+    assert_string_equal(pr_config_origin(cfg, "kafka.linger.ms", where, sizeof(where)), want);
+    assert_string_equal(pr_config_origin(cfg, "topics.dlq", where, sizeof(where)), "(defaults)");
+    assert_int_equal(pr_config_set(cfg, "batch.size", "20", "--set", 0), PR_OK);
+    assert_string_equal(pr_config_origin(cfg, "batch.size", where, sizeof(where)), "--set");
+    assert_int_equal(pr_config_set(cfg, "kafka.linger.ms", "4", "--set", 0), PR_OK);
+    assert_string_equal(pr_config_origin(cfg, "kafka.linger.ms", where, sizeof(where)), "--set");
+    assert_string_equal(cfg->kafka[0].origin, "--set");
+    /* An error in a --set value names --set, never the file or the defaults. */
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "batch.size", "lots", "--set", 0), PR_ERR);
+    capture_end();
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'batch.size': expected an "
+                             "integer from 1 to 100000, got 'lots'\n");
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "chain", "decode,bogus,encode", "--set", 0), PR_ERR);
+    capture_end();
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'chain': unknown operator "
+                             "'bogus'\n");
+    assert_int_equal(cfg->chain_len, 10); /* unchanged */
+    pr_config_free(cfg);
+    /* Without a file, the defaults are the origin of untouched keys only. */
+    cfg = pr_config_default();
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "log.level", "loud", "--set", 0), PR_ERR);
+    capture_end();
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'log.level': 'loud' is not one "
+                             "of error|warn|info|debug\n");
+    pr_config_free(cfg);
+}
+
+static void test_topic_names_and_distinct(void **state) {
+    (void)state;
+    char err[1024], path[64], want[512];
+    struct pr_config *cfg = pr_config_default();
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "topics.alerts", "my alerts", "--set", 0), PR_ERR);
+    capture_end();
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'topics.alerts': 'my alerts' is "
+                             "not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)\n");
+    assert_int_equal(pr_config_validate(cfg), PR_OK);
+    pr_config_free(cfg);
+    assert_true(pr_topic_name_legal("in.decl-2_x"));
+    assert_false(pr_topic_name_legal(".."));
+    assert_false(pr_topic_name_legal("a/b"));
+    char long_name[251];
+    memset(long_name, 'a', 250);
+    long_name[250] = '\0';
+    assert_false(pr_topic_name_legal(long_name));
+    long_name[249] = '\0';
+    assert_true(pr_topic_name_legal(long_name));
+
+    /* The same topic in two roles, one from the file and one from --set. */
+    cfg = load_opts_capture("topics:\n  declarations: hub.in\n", false, err, sizeof(err), path);
+    assert_non_null(cfg);
+    assert_int_equal(pr_config_set(cfg, "topics.dlq", "hub.in", "--set", 0), PR_OK);
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_validate(cfg), PR_ERR);
+    capture_end();
+    snprintf(want, sizeof(want),
+             "parcelrisk: config error: --set: key 'topics.dlq': topic 'hub.in' is also the value "
+             "of 'topics.declarations' from %s:2; the four topics must be distinct\n",
+             path);
+    assert_string_equal(err, want);
+    pr_config_free(cfg);
+}
+
+static void test_redis_address(void **state) {
+    (void)state;
+    static const char *const bad[] = {"localhost", ":6379", "host:", "host:0", "host:65536",
+                                      "host:63 79", "host:6379x", "host:+6379"};
+    struct pr_config *cfg = pr_config_default();
+    char err[512], want[512];
+    for (size_t i = 0; i < PR_ARRAY_LEN(bad); i++) {
+        capture_begin(err, sizeof(err));
+        assert_int_equal(pr_config_set(cfg, "redis.address", bad[i], "--redis", 0), PR_ERR);
+        capture_end();
+        snprintf(want, sizeof(want),
+                 "parcelrisk: config error: --redis: key 'redis.address': expected host:port with "
+                 "a port from 1 to 65535, got '%s'\n",
+                 bad[i]);
+        assert_string_equal(err, want);
+    }
+    assert_int_equal(pr_config_set(cfg, "redis.address", "10.0.0.5:6380", "--redis", 0), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "redis.address", "[::1]:6379", "--redis", 0), PR_OK);
+    pr_config_free(cfg);
+}
+
+static void test_duplicate_key_in_file(void **state) {
+    (void)state;
+    char err[1024], path[64], want[512];
+    struct pr_config *cfg = load_opts_capture("batch:\n  size: 10\ngroup: g\nbatch.size: 20\n",
+                                              false, err, sizeof(err), path);
+    assert_null(cfg);
+    snprintf(want, sizeof(want),
+             "parcelrisk: config error: %s:4: key 'batch.size' is set twice in this file (first on "
+             "line 2)\n",
+             path);
+    assert_string_equal(err, want);
+    cfg = load_opts_capture("kafka:\n  linger.ms: 1\n  linger.ms: 2\n", false, err, sizeof(err),
+                            path);
+    assert_null(cfg);
+    assert_non_null(
+        strstr(err, ":3: key 'kafka.linger.ms' is set twice in this file (first on line 2)"));
+}
+
+static void test_parse_integer(void **state) {
+    (void)state;
+    long long v = 77;
+    static const char *const refused[] = {"", "-", "3s", " 5", "5 ", "+5", "0x10", "1.5", "1e3",
+                                          "9223372036854775808", "-5", "abc"};
+    for (size_t i = 0; i < PR_ARRAY_LEN(refused); i++) {
+        assert_int_equal(pr_parse_integer(refused[i], 0, LLONG_MAX, &v), PR_ERR);
+        assert_int_equal(v, 77);
+    }
+    assert_int_equal(pr_parse_integer("11", 0, 10, &v), PR_ERR);
+    assert_int_equal(pr_parse_integer("10", 0, 10, &v), PR_OK);
+    assert_int_equal(v, 10);
+    assert_int_equal(pr_parse_integer("-5", -10, 10, &v), PR_OK);
+    assert_int_equal(v, -5);
+    assert_int_equal(pr_parse_integer("9223372036854775807", 0, LLONG_MAX, &v), PR_OK);
+    assert_true(v == LLONG_MAX);
+    assert_int_equal(pr_parse_integer("007", 0, 10, &v), PR_OK);
+    assert_int_equal(v, 7);
+    /* The configuration uses it: a unit is refused, not cut off. */
+    struct pr_config *cfg = pr_config_default();
+    char err[512];
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "batch.timeout_ms", "50ms", "--set", 0), PR_ERR);
+    capture_end();
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'batch.timeout_ms': expected an "
+                             "integer from 1 to 60000, got '50ms'\n");
+    assert_int_equal(cfg->batch_timeout_ms, 50);
     pr_config_free(cfg);
 }
 
@@ -178,6 +452,14 @@ int main(void) {
         cmocka_unit_test(test_yaml_syntax_error),
         cmocka_unit_test(test_kafka_passthrough_refused_property),
         cmocka_unit_test(test_set_override),
+        cmocka_unit_test(test_required_keys_refused_empty),
+        cmocka_unit_test(test_required_key_empty_in_file_names_line),
+        cmocka_unit_test(test_empty_file_refused_unless_allowed),
+        cmocka_unit_test(test_origins),
+        cmocka_unit_test(test_topic_names_and_distinct),
+        cmocka_unit_test(test_redis_address),
+        cmocka_unit_test(test_duplicate_key_in_file),
+        cmocka_unit_test(test_parse_integer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
