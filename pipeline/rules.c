@@ -26,7 +26,8 @@ struct pr_rules *pr_rules_new_default(void) {
         [PR_R_WATCHED_COMMODITY] = 250,    [PR_R_UNDERVALUED] = 200,
         [PR_R_VAGUE_DESCRIPTION] = 150,    [PR_R_MISSING_DATA] = 200,
         [PR_R_FREIGHT_VALUE_MISMATCH] = 150, [PR_R_HIGH_RISK_ORIGIN] = 0,
-        [PR_R_ADDRESS_CLUSTER] = 300,      [PR_R_RANDOM_COMPLIANCE] = 0,
+        [PR_R_ADDRESS_CLUSTER] = 300,      [PR_R_DATE_IMPLAUSIBLE] = 300,
+        [PR_R_RANDOM_COMPLIANCE] = 0,
     };
     memcpy(r->points, points, sizeof(points));
     r->violator_points[1] = 200;
@@ -40,6 +41,7 @@ struct pr_rules *pr_rules_new_default(void) {
     r->freight_factor = 3.0;
     r->min_description_letters = 3;
     r->cluster_size = 5;
+    r->arrival_window_days = 30;
     r->sample_rate = 0.01;
     memcpy(r->sample_key, "parcelrisk-rc-01", 16);
     r->day_offset_minutes = 0;
@@ -111,6 +113,20 @@ bool pr_policy_row_suspends(const struct pr_policy_row *row, struct pr_str origi
     for (int i = 0; i < row->suspended_count; i++)
         if (pr_str_eq(origin, row->suspended[i], strlen(row->suspended[i]))) return true;
     return false;
+}
+
+bool pr_rules_arrival_implausible(const struct pr_rules *rules, const struct pr_declaration *d) {
+    /* |arrival - event| in uint64_t: the true distance of two int64 values is
+     * below 2^64, and unsigned subtraction of the larger minus the smaller
+     * gives it exactly (INT64_MAX - INT64_MIN included). */
+    uint64_t a = (uint64_t)d->arrival_time, e = (uint64_t)d->event_time;
+    uint64_t distance = d->arrival_time >= d->event_time ? a - e : e - a;
+    uint64_t window = (uint64_t)(rules->arrival_window_days > 0 ? rules->arrival_window_days : 0) * 86400000u;
+    return distance > window;
+}
+
+int64_t pr_rules_policy_instant(const struct pr_rules *rules, const struct pr_declaration *d) {
+    return pr_rules_arrival_implausible(rules, d) ? d->event_time : d->arrival_time;
 }
 
 /* SipHash-2-4 (Aumasson and Bernstein), from the reference description. */

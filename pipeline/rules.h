@@ -38,6 +38,7 @@ struct pr_rules {
     double freight_factor;
     int min_description_letters;
     int cluster_size;
+    int arrival_window_days; /* DATE_IMPLAUSIBLE beyond this distance of arrival_time from event_time */
     double sample_rate;
     uint8_t sample_key[16];
     int day_offset_minutes; /* arrival day = UTC day of arrival_time + offset */
@@ -62,6 +63,16 @@ bool pr_rules_is_stop_word(const struct pr_rules *rules, const char *token, size
 /* The policy row in force at instant ms (the last row with from_ms <= ms). */
 const struct pr_policy_row *pr_policy_at(const struct pr_policy *policy, int64_t ms);
 bool pr_policy_row_suspends(const struct pr_policy_row *row, struct pr_str origin);
+
+/* DATE_IMPLAUSIBLE (DOMAIN.md section 5): arrival_time is more than
+ * arrival_window_days before or after event_time. Exact for every pair of
+ * int64 values (the distance is taken without signed overflow). */
+bool pr_rules_arrival_implausible(const struct pr_rules *rules, const struct pr_declaration *d);
+/* The instant whose policy row decides de minimis: arrival_time, or
+ * event_time when the arrival is implausible (so a backdated arrival cannot
+ * claim an older regime). Every operator that reads the policy for a
+ * declaration takes the row at this instant. */
+int64_t pr_rules_policy_instant(const struct pr_rules *rules, const struct pr_declaration *d);
 
 /* SipHash-2-4 of data under a 128-bit key: the keyed hash of the random
  * compliance sample (deterministic, so a replay decides the same). */

@@ -48,6 +48,12 @@ static void base_declaration(struct pr_declaration *d) {
     d->line_count = 2;
 }
 
+/* Arrival at iso, filed by the hub an hour before: a plausible date. */
+static void arrive(struct pr_declaration *d, const char *iso) {
+    assert_int_equal(pr_parse_utc(iso, &d->arrival_time), PR_OK);
+    d->event_time = d->arrival_time - 3600000;
+}
+
 struct chain_fixture {
     struct pr_config *cfg;
     struct pr_chain chain;
@@ -236,9 +242,9 @@ static void test_value_threshold(void **state) {
     assert_non_null(strstr(detail(rec, PR_R_VALUE_OVER_THRESHOLD), "80000"));
     /* Before 2016-03-10T05:00:00Z the threshold was $200. */
     d.value_usd_cents = 30000;
-    pr_parse_utc("2016-03-10T04:59:59Z", &d.arrival_time);
+    arrive(&d, "2016-03-10T04:59:59Z");
     expect(decide(f, &d), BIT(PR_R_VALUE_OVER_THRESHOLD), 0, PR_DM_INELIGIBLE_VALUE, PR_LANE_BLUE);
-    pr_parse_utc("2016-03-10T05:00:00Z", &d.arrival_time);
+    arrive(&d, "2016-03-10T05:00:00Z");
     expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
 }
 
@@ -247,10 +253,10 @@ static void test_policy_boundaries(void **state) {
     struct pr_declaration d;
     base_declaration(&d);
     base_lines[1].origin_country = S("CN");
-    pr_parse_utc("2025-05-02T04:00:59Z", &d.arrival_time);
+    arrive(&d, "2025-05-02T04:00:59Z");
     d.arrival_time += 999; /* the last millisecond before the instant */
     expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
-    pr_parse_utc("2025-05-02T04:01:00Z", &d.arrival_time);
+    arrive(&d, "2025-05-02T04:01:00Z");
     struct pr_record *rec = decide(f, &d);
     expect(rec, BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
     assert_string_equal(detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
@@ -263,13 +269,13 @@ static void test_policy_boundaries(void **state) {
     base_declaration(&d);
     base_lines[0].origin_country = S("DE");
     base_lines[1].origin_country = S("DE");
-    pr_parse_utc("2025-08-29T04:00:59Z", &d.arrival_time);
+    arrive(&d, "2025-08-29T04:00:59Z");
     expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
-    pr_parse_utc("2025-08-29T04:01:00Z", &d.arrival_time);
+    arrive(&d, "2025-08-29T04:01:00Z");
     expect(decide(f, &d), BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
 
     /* 2027-07-01: repealed. */
-    pr_parse_utc("2027-07-01T04:00:00Z", &d.arrival_time);
+    arrive(&d, "2027-07-01T04:00:00Z");
     rec = decide(f, &d);
     expect(rec, BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
     assert_non_null(strstr(detail(rec, PR_R_DE_MINIMIS_SUSPENDED), "repealed since 2027-07-01"));
@@ -295,6 +301,143 @@ static void test_combinations_and_lanes(void **state) {
            BIT(PR_R_HTS_INVALID) | BIT(PR_R_VAGUE_DESCRIPTION) | BIT(PR_R_MISSING_DATA) |
                BIT(PR_R_FREIGHT_VALUE_MISMATCH) | BIT(PR_R_VALUE_OVER_THRESHOLD),
            650, PR_DM_INELIGIBLE_VALUE, PR_LANE_RED);
+}
+
+/* The shipped rule and policy files in place of the builtin rules. */
+static void use_shipped_rules(struct chain_fixture *f) {
+    char err[512] = "";
+    struct pr_rules *shipped = pr_rules_load(PR_SOURCE_DIR "/schemas/rules.yaml",
+                                             PR_SOURCE_DIR "/schemas/policy-us.yaml", err, sizeof(err));
+    if (!shipped) print_error("%s\n", err);
+    assert_non_null(shipped);
+    pr_rules_free(f->rules);
+    f->rules = shipped;
+}
+
+#define DAY_MS 86400000LL
+
+static void test_date_implausible_extremes(void **state) {
+    struct chain_fixture *f = *state;
+    use_shipped_rules(f);
+    static const struct {
+        const char *name;
+        int64_t arrival;
+        const char *text;
+    } cases[] = {
+        {"1900", -2208988800000LL, "1900-01-01T00:00:00.000Z"},
+        {"1970", 0, "1970-01-01T00:00:00.000Z"},
+        {"INT64_MIN", INT64_MIN, "-292275055-05-16T16:47:04.192Z"},
+        {"INT64_MAX", INT64_MAX, "292278994-08-17T07:12:55.807Z"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pr_declaration d;
+        base_declaration(&d);
+        /* Filed now (2026-01-15: every origin suspended since 2025-08-29). The
+         * same parcel with a plausible arrival is BLUE SUSPENDED; under the
+         * arrival's own row it would be GREEN ELIGIBLE ($200 "beginning") for
+         * the past ones. */
+        assert_int_equal(pr_parse_utc("2026-01-15T00:00:00Z", &d.event_time), PR_OK);
+        d.arrival_time = cases[i].arrival;
+        print_message("arrival %s\n", cases[i].name);
+        struct pr_record *rec = decide(f, &d);
+        expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE) | BIT(PR_R_DE_MINIMIS_SUSPENDED), 300, PR_DM_SUSPENDED,
+               PR_LANE_YELLOW);
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "arrival_time %s is more than 30 days %s event_time 2026-01-15T00:00:00.000Z: "
+                 "de minimis taken at event_time",
+                 cases[i].text, cases[i].arrival < d.event_time ? "before" : "after");
+        assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE), want);
+        assert_int_equal(rec->reasons[PR_R_DATE_IMPLAUSIBLE].points, 300);
+        assert_string_equal(detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
+                            "line 1 origin VN, line 2 origin VN: de minimis suspended since 2025-08-29T04:01:00Z");
+    }
+    /* The control: arriving a day after filing, plausible, the same row. */
+    struct pr_declaration d;
+    base_declaration(&d);
+    assert_int_equal(pr_parse_utc("2026-01-15T00:00:00Z", &d.event_time), PR_OK);
+    d.arrival_time = d.event_time + DAY_MS;
+    expect(decide(f, &d), BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+
+    /* Both instants at opposite ends: the distance (2^64 - 1 ms) is taken
+     * without overflow; the row is event_time's, here the beginning ($200). */
+    base_declaration(&d);
+    d.arrival_time = INT64_MAX;
+    d.event_time = INT64_MIN;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 300, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
+    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
+                        "arrival_time 292278994-08-17T07:12:55.807Z is more than 30 days after event_time "
+                        "-292275055-05-16T16:47:04.192Z: de minimis taken at event_time");
+    d.arrival_time = INT64_MIN;
+    d.event_time = INT64_MAX; /* the repeal row */
+    expect(decide(f, &d), BIT(PR_R_DATE_IMPLAUSIBLE) | BIT(PR_R_DE_MINIMIS_SUSPENDED), 300,
+           PR_DM_SUSPENDED, PR_LANE_YELLOW);
+    d.arrival_time = INT64_MIN;
+    d.event_time = INT64_MIN; /* equal: plausible, whatever the instant */
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+}
+
+static void test_date_implausible_window_boundary(void **state) {
+    struct chain_fixture *f = *state;
+    use_shipped_rules(f);
+    struct pr_declaration d;
+    /* Filed 2016-03-20 ($800 since 2016-03-10), arriving 30 days earlier
+     * (2016-02-19: $200). A $300 parcel. */
+    base_declaration(&d);
+    d.value_usd_cents = 30000;
+    base_lines[1].value_usd_cents = 26000;
+    assert_int_equal(pr_parse_utc("2016-03-20T00:00:00Z", &d.event_time), PR_OK);
+    d.arrival_time = d.event_time - 30 * DAY_MS; /* exactly 30 days: plausible */
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_VALUE_OVER_THRESHOLD), 0, PR_DM_INELIGIBLE_VALUE, PR_LANE_BLUE);
+    assert_string_equal(detail(rec, PR_R_VALUE_OVER_THRESHOLD),
+                        "value 30000 cents above threshold 20000 cents (in force since the beginning)");
+    d.arrival_time -= 1; /* 30 days and 1 ms: implausible, the $800 row of event_time */
+    rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 300, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
+    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
+                        "arrival_time 2016-02-18T23:59:59.999Z is more than 30 days before event_time "
+                        "2016-03-20T00:00:00.000Z: de minimis taken at event_time");
+
+    /* After: filed 2025-08-01 (CN and HK suspended), arriving 30 days later
+     * (2025-08-31: every origin suspended). */
+    base_declaration(&d);
+    assert_int_equal(pr_parse_utc("2025-08-01T00:00:00Z", &d.event_time), PR_OK);
+    d.arrival_time = d.event_time + 30 * DAY_MS;
+    expect(decide(f, &d), BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+    d.arrival_time += 1;
+    rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 300, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
+    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
+                        "arrival_time 2025-08-31T00:00:00.001Z is more than 30 days after event_time "
+                        "2025-08-01T00:00:00.000Z: de minimis taken at event_time");
+}
+
+static char *write_file(const char *text);
+
+static void test_date_implausible_from_the_rule_file(void **state) {
+    struct chain_fixture *f = *state;
+    char err[512] = "";
+    char *path = write_file("version: w2\npoints:\n  DATE_IMPLAUSIBLE: 450\narrival_window_days: 2\n");
+    struct pr_rules *r = pr_rules_load(path, NULL, err, sizeof(err));
+    if (!r) print_error("%s\n", err);
+    assert_non_null(r);
+    unlink(path);
+    assert_int_equal(r->points[PR_R_DATE_IMPLAUSIBLE], 450);
+    assert_int_equal(r->arrival_window_days, 2);
+    pr_rules_free(f->rules);
+    f->rules = r;
+    struct pr_declaration d;
+    base_declaration(&d);
+    d.arrival_time = d.event_time + 2 * DAY_MS;
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+    d.arrival_time += 1;
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 450, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
+    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
+                        "arrival_time 2025-03-03T11:00:00.001Z is more than 2 days after event_time "
+                        "2025-03-01T11:00:00.000Z: de minimis taken at event_time");
 }
 
 static void test_random_compliance(void **state) {
@@ -362,6 +505,12 @@ static void test_shipped_files_are_the_defaults(void **state) {
     assert_true(shipped->sample_rate == builtin->sample_rate);
     assert_memory_equal(shipped->sample_key, builtin->sample_key, 16);
     assert_int_equal(shipped->cluster_size, 5);
+    assert_int_equal(shipped->arrival_window_days, 30);
+    assert_int_equal(builtin->arrival_window_days, 30);
+    assert_int_equal(shipped->points[PR_R_DATE_IMPLAUSIBLE], 300);
+    assert_int_equal(shipped->score_cap, builtin->score_cap);
+    assert_int_equal(shipped->min_description_letters, builtin->min_description_letters);
+    assert_int_equal(shipped->day_offset_minutes, 0);
     assert_int_equal(shipped->stop_word_count, builtin->stop_word_count);
     for (size_t i = 0; i < builtin->stop_word_count; i++)
         assert_string_equal(shipped->stop_words[i], builtin->stop_words[i]);
@@ -411,6 +560,142 @@ static void test_rule_file_errors_name_file_and_line(void **state) {
     unlink(path);
 }
 
+/* The file is refused with exactly "<path>:<want>". policy: the text is a
+ * policy file, else a rule file. */
+static void expect_refused(const char *text, bool policy, const char *want) {
+    char path[64], err[512] = "", full[640];
+    snprintf(path, sizeof(path), "%s", write_file(text));
+    struct pr_rules *r = policy ? pr_rules_load(NULL, path, err, sizeof(err))
+                                : pr_rules_load(path, NULL, err, sizeof(err));
+    unlink(path);
+    if (r) print_error("accepted: %s\n", text);
+    assert_null(r);
+    snprintf(full, sizeof(full), "%s:%s", path, want);
+    assert_string_equal(err, full);
+}
+
+static void test_rule_file_semantic_refusals(void **state) {
+    (void)state;
+    /* The reproduction of issue 10: every decision RED with score 0. */
+    expect_refused("version: x1\nlanes:\n  yellow_score: 900\n  red_score: 0\n", false,
+                   "4: key 'lanes.red_score': expected an integer from 1 to 1000: at 0 every "
+                   "declaration, with or without a reason, would be in that lane");
+    expect_refused("version: x1\nlanes:\n  yellow_score: 900\n  red_score: 500\n", false,
+                   "4: lanes: yellow_score 900 (line 3) must be below red_score 500 (line 4): otherwise "
+                   "no score is YELLOW, and scores from red_score on are RED");
+    expect_refused("version: x1\nlanes:\n  red_score: 500\n  yellow_score: 500\n", false,
+                   "4: lanes: yellow_score 500 (line 4) must be below red_score 500 (line 3): otherwise "
+                   "no score is YELLOW, and scores from red_score on are RED");
+    expect_refused("version: x1\nlanes: {yellow_score: 600}\n", false,
+                   "2: lanes: yellow_score 600 (line 2) must be below red_score 600 (the default): "
+                   "otherwise no score is YELLOW, and scores from red_score on are RED");
+    expect_refused("version: x1\nlanes:\n  yellow_score: 0\n", false,
+                   "3: key 'lanes.yellow_score': expected an integer from 1 to 1000: at 0 every "
+                   "declaration, with or without a reason, would be in that lane");
+    expect_refused("version: x1\nlanes:\n  score_cap: 500\n", false,
+                   "3: lanes: score_cap 500 (line 3) must be at least red_score 600 (the default): "
+                   "otherwise no score reaches RED");
+    expect_refused("version: x1\nlanes:\n  score_cap: 700\n  red_score: 800\n", false,
+                   "4: lanes: score_cap 700 (line 3) must be at least red_score 800 (line 4): "
+                   "otherwise no score reaches RED");
+    expect_refused("version: x1\nlanes:\n  score_cap: 1001\n", false,
+                   "3: key 'lanes.score_cap': expected an integer from 0 to 1000: the decision's score "
+                   "is 0 to 1000");
+    expect_refused("version: x1\nlanes:\n  red_violator_severity: 4\n", false,
+                   "3: key 'lanes.red_violator_severity': expected an integer from 0 to 3: 0 is never, "
+                   "violators.csv severities are 1 to 3");
+    expect_refused("version: x1\npoints:\n  MISSING_DATA: 200\n  DATE_IMPLAUSIBLE: -300\n", false,
+                   "4: key 'points.DATE_IMPLAUSIBLE': expected an integer from 0 to 1000: points only "
+                   "add to the score; a negative value would cancel other reasons");
+    expect_refused("version: x1\nviolator_points: {1: 200, 2: 400, 3: -700}\n", false,
+                   "2: key 'violator_points.3': expected an integer from 0 to 1000: points only add to "
+                   "the score; a negative value would cancel other reasons");
+    expect_refused("version: x1\nviolator_points:\n  4: 900\n", false,
+                   "3: key 'violator_points severity': expected an integer from 1 to 3: violators.csv "
+                   "severities are 1 to 3");
+    expect_refused("version: x1\npoints:\n  KNOWN_VIOLATOR: 500\n", false,
+                   "3: key 'points.KNOWN_VIOLATOR': its points are set by severity, in 'violator_points'");
+    expect_refused("version: x1\npoints:\n  HIGH_RISK_ORIGIN: 500\n", false,
+                   "3: key 'points.HIGH_RISK_ORIGIN': its points come from countries.csv");
+    expect_refused("version: x1\nsample_rate: 1.5\n", false,
+                   "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
+    expect_refused("version: x1\nsample_rate: -0.01\n", false,
+                   "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
+    expect_refused("version: x1\nsample_rate: nan\n", false,
+                   "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
+    expect_refused("version: x1\nundervalue_factor: 0\n", false,
+                   "2: key 'undervalue_factor': expected a number above 0 and at most 100: at 0 "
+                   "UNDERVALUED could never fire");
+    expect_refused("version: x1\n\nfreight_factor: -3\n", false,
+                   "3: key 'freight_factor': expected a number above 0 and at most 1000: at 0 "
+                   "FREIGHT_VALUE_MISMATCH would fire on every freight charge");
+    expect_refused("version: x1\nmin_description_letters: -1\n", false,
+                   "2: key 'min_description_letters': expected an integer from 0 to 100");
+    expect_refused("version: x1\narrival_window_days: 0\n", false,
+                   "2: key 'arrival_window_days': expected an integer from 1 to 36500: at 0 an "
+                   "arrival_time off event_time by 1 ms would be DATE_IMPLAUSIBLE");
+    expect_refused("version: x1\ncluster_size: 1\n", false,
+                   "2: key 'cluster_size': expected an integer from 2 to 10000: the count includes the "
+                   "declaration itself, so 1 would make every consignee a cluster");
+    expect_refused("version: x1\nsample_key: 0x617263656c7269736b2d72632d3031\n", false,
+                   "2: key 'sample_key': expected 32 hex digits");
+    /* A key twice: YAML forbids it, libyaml loads it and the later one would win. */
+    expect_refused("version: x1\nlanes:\n  red_score: 600\n  yellow_score: 300\n  red_score: 0\n", false,
+                   "5: key 'lanes.red_score' appears twice (first on line 3)");
+    expect_refused("version: x1\npoints: {MISSING_DATA: 200}\npoints: {MISSING_DATA: 0}\n", false,
+                   "3: key 'points' appears twice (first on line 2)");
+    expect_refused("version: x1\npoints:\n  MISSING_DATA: 200\n  MISSING_DATA: 0\n", false,
+                   "4: key 'points.MISSING_DATA' appears twice (first on line 3)");
+    expect_refused("version: x1\nviolator_points: {3: 700, 03: 0}\n", false,
+                   "2: key 'violator_points.3' appears twice (first on line 2)");
+
+    /* The policy file. */
+    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
+                   "  - from: 2025-05-02T04:01:00Z\n    threshold_usd_cents: 80000\n"
+                   "  - from: 2016-03-10T05:00:00Z\n    threshold_usd_cents: 80000\n",
+                   true,
+                   "7: rows must be in increasing order of 'from': 2016-03-10T05:00:00Z is not after "
+                   "2025-05-02T04:01:00Z (line 5); the row in force at an instant is the last one from "
+                   "before it");
+    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
+                   "  - threshold_usd_cents: 80000\n    from: beginning\n",
+                   true,
+                   "6: rows must be in increasing order of 'from': beginning is not after beginning "
+                   "(line 3); the row in force at an instant is the last one from before it");
+    expect_refused("version: p2\nrows:\n  - from: 2016-03-10T05:00:00Z\n    threshold_usd_cents: 80000\n",
+                   true, "3: the first row must be 'from: beginning' (every instant needs a row)");
+    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: -1\n", true,
+                   "4: key 'threshold_usd_cents': expected an integer from 0 to 100000000: a threshold is "
+                   "a value in cents, $0 to $1,000,000");
+    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
+                   "    threshold_usd_cents: 0\n",
+                   true, "5: key 'rows.threshold_usd_cents' appears twice (first on line 4)");
+    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\nversion: p3\n",
+                   true, "5: key 'version' appears twice (first on line 1)");
+
+    /* Edges that are meaningful are accepted: rate 0 and 1, zero points,
+     * a cap equal to red_score, min_description_letters 0, no stop words. */
+    char err[512] = "";
+    char *path = write_file("version: edge-1\nsample_rate: 1\npoints: {MISSING_DATA: 0}\n"
+                            "lanes: {yellow_score: 1, red_score: 2, score_cap: 2}\n"
+                            "min_description_letters: 0\nstop_words: []\narrival_window_days: 1\n"
+                            "sample_key: 000102030405060708090A0B0C0D0E0F\n");
+    struct pr_rules *r = pr_rules_load(path, NULL, err, sizeof(err));
+    if (!r) print_error("%s\n", err);
+    assert_non_null(r);
+    assert_true(r->sample_rate == 1.0);
+    assert_int_equal(r->points[PR_R_MISSING_DATA], 0);
+    assert_int_equal(r->lane_yellow_score, 1);
+    assert_int_equal(r->lane_red_score, 2);
+    assert_int_equal(r->score_cap, 2);
+    assert_int_equal(r->stop_word_count, 0);
+    assert_int_equal(r->arrival_window_days, 1);
+    assert_int_equal(r->sample_key[10], 10);
+    assert_int_equal(r->sample_key[15], 15);
+    pr_rules_free(r);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_clean_is_green, setup, teardown),
@@ -427,6 +712,10 @@ int main(void) {
         cmocka_unit_test(test_siphash_reference_vector),
         cmocka_unit_test(test_shipped_files_are_the_defaults),
         cmocka_unit_test(test_rule_file_errors_name_file_and_line),
+        cmocka_unit_test(test_rule_file_semantic_refusals),
+        cmocka_unit_test_setup_teardown(test_date_implausible_extremes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_date_implausible_window_boundary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_date_implausible_from_the_rule_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

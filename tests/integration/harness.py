@@ -224,6 +224,9 @@ def declaration(did, **over):
         "lines": [line()],
     }
     d.update(over)
+    # The hub files an hour before arrival unless the case says otherwise
+    # (an arrival far from event_time is DATE_IMPLAUSIBLE).
+    d.setdefault("event_time", d["arrival_time"] - 3600000)
     return d
 
 
