@@ -26,6 +26,22 @@
  *   pr:ac:<sha256(address)>:<YYYY-MM-DD>   hash c (names), n:<name digest>, d:<id> -> count
  * Both expire state.ttl_hours after their last update.
  *
+ * Values and totals (DOMAIN.md section 8): a negative value counts as 0, and
+ * totals saturate instead of overflowing. Lua numbers are doubles, exact for
+ * every integer up to 2^53 (PR_AGG_SATURATED, $90 trillion): C hands the
+ * script each value already clamped to [0, 2^53], and the script adds as
+ * min(total + value, 2^53). Both operands are at most 2^53, so when the true
+ * sum is below 2^53 the double sum is exact, and when it is not the rounded
+ * sum is still >= 2^53 (rounding is monotonic and 2^53 is a double): the
+ * saturating sum is exact. Totals are printed with %d only within that range.
+ * A total of 2^53 means "saturated": C reports it as INT64_MAX, and the
+ * comparison with the threshold (which C clamps the same way) stays exact.
+ *
+ * Strings are passed and kept by length: ids and house bills may hold any
+ * byte, NUL included, so the script builds the per-declaration record by
+ * concatenation (Lua 5.1's string.format('%s') stops at a NUL for short
+ * strings) and every argument goes with its length (redisCommandArgv).
+ *
  * Cost: Redis runs every script single-threaded, so the script is built to
  * call Redis as little as possible: the batch's declarations are grouped by
  * key in C, and each distinct key costs one HMGET (state and every id of the
@@ -44,7 +60,16 @@
 
 static const char pr_aggregate_lua[] =
     "local ttl, i, out = ARGV[1], 3, {}\n"
+    "local SAT = 9007199254740992\n" /* 2^53: PR_AGG_SATURATED */
     "local function num(s) return tonumber(s) end\n"
+    /* a total read back from the state: within [0, 2^53] whatever an older
+     * version of this script stored */
+    "local function total_of(s)\n"
+    "  local t = tonumber(s) or 0\n"
+    "  if t ~= t or t < 0 then return 0 end\n"
+    "  if t > SAT then return SAT end\n"
+    "  return t\n"
+    "end\n"
     /* consignee-day groups: key, n, then n x ("d:"id, value, flags, house_bill, threshold);
      * ids and names come with their field prefix so Lua concatenates nothing. */
     "for g = 1, num(ARGV[2]) do\n"
@@ -53,19 +78,19 @@ static const char pr_aggregate_lua[] =
     "  for k = 0, n - 1 do fields[#fields + 1] = ARGV[i + k * 5] end\n"
     "  local vals = redis.call('HMGET', key, unpack(fields))\n"
     "  local total, overs, owner, seen, writes, crossings = 0, 0, vals[2], {}, {}, {}\n"
-    "  if vals[1] then local t, o = string.match(vals[1], '^(%-?%d+)|(%d+)$'); total, overs = num(t), num(o) end\n"
+    "  if vals[1] then local t, o = string.match(vals[1], '^(%-?%d+)|(%d+)$'); total, overs = total_of(t), num(o) or 0 end\n"
     "  for k = 0, n - 1 do\n"
     "    local b = i + k * 5\n"
     "    local id, flags, thr = ARGV[b], ARGV[b + 2], num(ARGV[b + 4])\n"
     "    local rec = vals[3 + k] or seen[id]\n"
     "    local t_at, o_at\n"
     "    if rec then\n"
-    "      local t, o = string.match(rec, '^(%-?%d+)|(%d+)|'); t_at, o_at = num(t), num(o)\n"
+    "      local t, o = string.match(rec, '^(%-?%d+)|(%d+)|'); t_at, o_at = total_of(t), num(o) or 0\n"
     "    else\n"
-    "      total = total + num(ARGV[b + 1])\n"
+    "      total = total + num(ARGV[b + 1]); if total > SAT then total = SAT end\n"
     "      if string.byte(flags, 2) == 49 then overs = overs + 1 end\n"
     "      t_at, o_at = total, overs\n"
-    "      rec = string.format('%d|%d|%s', t_at, o_at, ARGV[b + 3])\n"
+    "      rec = string.format('%d|%d|', t_at, o_at) .. ARGV[b + 3]\n"
     "      seen[id] = rec; writes[#writes + 1] = id; writes[#writes + 1] = rec\n"
     "    end\n"
     "    local crossing = 0\n"
@@ -125,6 +150,16 @@ static const char pr_aggregate_lua[] =
     "  i = i + n * 2\n"
     "end\n"
     "return out\n";
+
+/* 2^53: the largest total the script keeps (see the top of the file). */
+#define PR_AGG_SATURATED 9007199254740992LL
+
+/* What the script adds for a value: negative counts as 0 (DOMAIN.md section
+ * 8), and anything above 2^53 as 2^53 (it saturates the day by itself). */
+static int64_t pr_agg_counted(int64_t value_cents) {
+    if (value_cents < 0) return 0;
+    return value_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED : value_cents;
+}
 
 /* A key of the batch and the records that share it, in batch order. */
 struct pr_agg_group {
@@ -356,15 +391,18 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->day_groups.next[r]) {
             struct pr_record *rec = &batch->records[r];
             const struct pr_declaration *d = &rec->decl;
-            const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
+            const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
             bool applies = !row->repealed && !rec->suspended;
             bool within = d->value_usd_cents <= row->threshold_cents;
             /* flags: [0] a candidate for AGGREGATE (threshold applies, this one
              * within), [1] individually over the threshold */
             static const char *const flag_text[4] = {"00", "01", "10", "11"};
             int flags = ((applies && within) ? 2 : 0) | ((!within && !row->repealed) ? 1 : 0);
-            struct pr_str value = pr_decimal(batch, d->value_usd_cents);
-            struct pr_str thr = pr_decimal(batch, row->threshold_cents);
+            struct pr_str value = pr_decimal(batch, pr_agg_counted(d->value_usd_cents));
+            /* The script compares with the total as it keeps it (at most
+             * 2^53), so the threshold is clamped the same way. */
+            struct pr_str thr = pr_decimal(
+                batch, row->threshold_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED : row->threshold_cents);
             struct pr_str id = pr_prefixed(batch, "d:", d->declaration_id);
             pr_agg_arg(ctx, &n, id.ptr, id.len);
             pr_agg_arg(ctx, &n, value.ptr, value.len);
@@ -405,25 +443,31 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         if (pr_record_dead(rec)) continue;
         const struct pr_declaration *d = &rec->decl;
         redisReply **r = reply->element + ctx->day_slot[i];
-        int64_t total = r[0]->type == REDIS_REPLY_STRING ? atoll(r[0]->str) : r[0]->integer;
+        /* The total as the script keeps it, within [0, 2^53]; 2^53 is a
+         * saturated day, reported as INT64_MAX. */
+        int64_t kept = r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : r[0]->integer;
+        if (kept < 0) kept = 0;
+        bool saturated = kept >= PR_AGG_SATURATED;
+        int64_t total = saturated ? INT64_MAX : kept;
+        const char *note = saturated ? " (saturated)" : "";
         long long overs = r[1]->integer;
         bool crossing = r[2]->integer == 1;
         long long names_at_address =
             ctx->address_slot[i] != UINT32_MAX ? reply->element[ctx->address_slot[i]]->integer : 0;
         rec->day_total_cents = total;
         rec->cluster_names = (int32_t)names_at_address;
-        const struct pr_policy_row *row = pr_policy_at(&rules->policy, d->arrival_time);
+        const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
         bool applies = !row->repealed && !rec->suspended;
-        if (applies && d->value_usd_cents <= row->threshold_cents && total > row->threshold_cents) {
+        if (applies && d->value_usd_cents <= row->threshold_cents && kept > row->threshold_cents) {
             rec->aggregate_over_threshold = true;
             pr_record_firef(batch, rec, PR_R_AGGREGATE_OVER_THRESHOLD,
                             rules->points[PR_R_AGGREGATE_OVER_THRESHOLD],
-                            "consignee-day %s total %lld cents above threshold %lld cents", days[i],
-                            (long long)total, (long long)row->threshold_cents);
+                            "consignee-day %s total %lld cents%s above threshold %lld cents", days[i],
+                            (long long)total, note, (long long)row->threshold_cents);
             if (overs == 0)
                 pr_record_firef(batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
-                                "every declaration of consignee-day %s within %lld cents, total %lld cents",
-                                days[i], (long long)row->threshold_cents, (long long)total);
+                                "every declaration of consignee-day %s within %lld cents, total %lld cents%s",
+                                days[i], (long long)row->threshold_cents, (long long)total, note);
             if (crossing && r[3]->type == REDIS_REPLY_STRING) {
                 rec->aggregate_crossing = true;
                 rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, r[3]->str, r[3]->len);

@@ -3,12 +3,58 @@
  * dead-letters it: EMPTY, TOO_LARGE (over input.max_message_bytes),
  * DECODE_ERROR, TRAILING_BYTES, INVALID_UTF8. The decoder (pipeline/codec.c)
  * checks every length against the bytes left before reading or allocating.
+ *
+ * A declaration that decodes is dead-lettered INVALID_ID when its
+ * declaration_id cannot key a decision and the idempotent state (DOMAIN.md
+ * section 5): empty, only spaces, longer than PR_ID_MAX_BYTES, or holding a
+ * control byte (below 0x20, or 0x7F; NUL included: ids are compared by
+ * length, but a NUL would still make two different ids print alike). This
+ * runs here, first in the chain, so that no later operator counts such a
+ * record anywhere; route sends every dead letter to the DLQ and no decision
+ * is made for it. The detail gives the length and the reason, never the id.
  */
 #include "../pipeline/codec.h"
 #include "operator.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PR_ID_MAX_BYTES 128
+
+/* Why id cannot key a decision, written into why; false when it can. */
+static bool pr_id_invalid(struct pr_str id, char *why, size_t why_size) {
+    if (id.len == 0) {
+        snprintf(why, why_size, "declaration_id is empty");
+        return true;
+    }
+    const char *bytes = id.len == 1 ? "byte" : "bytes";
+    uint32_t spaces = 0, controls = 0, first_control = 0;
+    for (uint32_t i = 0; i < id.len; i++) {
+        unsigned char c = (unsigned char)id.ptr[i];
+        if (c == ' ') spaces++;
+        if (c < 0x20 || c == 0x7f) {
+            if (controls++ == 0) first_control = i;
+        }
+    }
+    if (controls) {
+        snprintf(why, why_size,
+                 "declaration_id of %u %s holds %u control byte%s (first: 0x%02X at byte %u)",
+                 (unsigned)id.len, bytes, (unsigned)controls, controls == 1 ? "" : "s",
+                 (unsigned)(unsigned char)id.ptr[first_control], (unsigned)first_control + 1);
+        return true;
+    }
+    if (id.len > PR_ID_MAX_BYTES) {
+        snprintf(why, why_size, "declaration_id of %u bytes is longer than %d bytes", (unsigned)id.len,
+                 PR_ID_MAX_BYTES);
+        return true;
+    }
+    if (spaces == id.len) {
+        snprintf(why, why_size, "declaration_id of %u %s is only spaces", (unsigned)id.len, bytes);
+        return true;
+    }
+    return false;
+}
 
 struct pr_decode_ctx {
     size_t max_message_bytes;
@@ -37,7 +83,12 @@ static int pr_decode_process(struct pr_operator *op, struct pr_batch *batch) {
         char err[sizeof(rec->dlq_detail)];
         enum pr_dlq_code code = pr_declaration_decode(rec->payload, rec->payload_len, &rec->decl,
                                                       &batch->arena, err, sizeof(err));
-        if (code != PR_DLQ_NONE) pr_record_dead_letter(rec, code, "%s", err);
+        if (code != PR_DLQ_NONE) {
+            pr_record_dead_letter(rec, code, "%s", err);
+            continue;
+        }
+        if (pr_id_invalid(rec->decl.declaration_id, err, sizeof(err)))
+            pr_record_dead_letter(rec, PR_DLQ_INVALID_ID, "%s", err);
     }
     return PR_OP_DONE;
 }

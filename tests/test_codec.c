@@ -59,11 +59,12 @@ static const char *const reason_codes[] = {
     "DE_MINIMIS_SUSPENDED", "VALUE_OVER_THRESHOLD", "AGGREGATE_OVER_THRESHOLD", "SPLIT_SHIPMENT",
     "EXCLUDED_GOODS",       "PGA_REGULATED",        "KNOWN_VIOLATOR",           "HTS_INVALID",
     "WATCHED_COMMODITY",    "UNDERVALUED",          "VAGUE_DESCRIPTION",        "MISSING_DATA",
-    "FREIGHT_VALUE_MISMATCH", "HIGH_RISK_ORIGIN",   "ADDRESS_CLUSTER",          "RANDOM_COMPLIANCE",
+    "FREIGHT_VALUE_MISMATCH", "HIGH_RISK_ORIGIN",   "ADDRESS_CLUSTER",          "DATE_IMPLAUSIBLE",
+    "RANDOM_COMPLIANCE",
 };
 static const char *const dlq_codes[] = {NULL,           "EMPTY",        "TOO_LARGE",
                                         "DECODE_ERROR", "TRAILING_BYTES", "INVALID_UTF8",
-                                        "UNKNOWN_SCHEMA"};
+                                        "UNKNOWN_SCHEMA", "INVALID_ID", "OUTPUT_REJECTED"};
 
 /* ---------------------------------------------------------- Avro-C types */
 
@@ -1609,6 +1610,111 @@ static void test_utf8_valid(void **state) {
     assert_true(pr_utf8_exact("a\xff", 1));
 }
 
+/* ======================================== decode operator: INVALID_ID */
+
+#include "operator.h"
+
+extern const struct pr_operator_ops pr_op_decode;
+
+/* The decode operator (operators/decode.c) on one message whose
+ * declaration_id is id: the dead-letter code it sets and the detail. */
+static enum pr_dlq_code pr_decode_op_one(const char *id, size_t id_len, char *detail, size_t detail_size) {
+    struct pr_declaration d;
+    pr_hand_rich(&d);
+    d.declaration_id = (struct pr_str){id, (uint32_t)id_len};
+    struct pr_buf buf;
+    pr_buf_init(&buf);
+    pr_declaration_encode(&d, &buf);
+    struct pr_config *cfg = pr_config_default();
+    assert_non_null(cfg);
+    struct pr_operator op = {.ops = &pr_op_decode};
+    struct pr_operator_env env = {.cfg = cfg};
+    assert_int_equal(pr_op_decode.init(&op, &env), PR_OK);
+    struct pr_batch batch;
+    pr_batch_init(&batch, 4);
+    struct pr_record *rec = pr_batch_push(&batch);
+    rec->payload = buf.data;
+    rec->payload_len = buf.len;
+    assert_int_equal(pr_op_decode.process(&op, &batch), PR_OP_DONE);
+    enum pr_dlq_code code = rec->dlq_code;
+    snprintf(detail, detail_size, "%s", rec->dlq_detail);
+    if (code == PR_DLQ_NONE) {
+        /* Decoded by length: the id is the one encoded, byte for byte. */
+        assert_int_equal(rec->decl.declaration_id.len, id_len);
+        assert_memory_equal(rec->decl.declaration_id.ptr, id, id_len);
+    }
+    pr_batch_destroy(&batch);
+    pr_op_decode.destroy(&op);
+    pr_config_free(cfg);
+    pr_buf_free(&buf);
+    return code;
+}
+
+static void test_decode_invalid_id(void **state) {
+    (void)state;
+    char id129[129], id128[128], ctl200[200];
+    memset(id129, 'X', sizeof(id129));
+    memset(id128, 'Y', sizeof(id128));
+    memset(ctl200, 'Z', sizeof(ctl200));
+    ctl200[150] = '\n';
+    static const struct {
+        const char *id;
+        size_t len;
+        const char *detail; /* NULL: decided (no dead letter) */
+    } cases[] = {
+        {"", 0, "declaration_id is empty"},
+        {" ", 1, "declaration_id of 1 byte is only spaces"},
+        {"    ", 4, "declaration_id of 4 bytes is only spaces"},
+        {"ID\x01X", 4, "declaration_id of 4 bytes holds 1 control byte (first: 0x01 at byte 3)"},
+        {"ID\0X", 4, "declaration_id of 4 bytes holds 1 control byte (first: 0x00 at byte 3)"},
+        {"\x7f" "ID", 3, "declaration_id of 3 bytes holds 1 control byte (first: 0x7F at byte 1)"},
+        {"A\tB\r\n", 5, "declaration_id of 5 bytes holds 3 control bytes (first: 0x09 at byte 2)"},
+        {" \t ", 3, "declaration_id of 3 bytes holds 1 control byte (first: 0x09 at byte 2)"},
+        {"A B", 3, NULL},
+        {" A", 2, NULL},
+        {"D-\xc3\xa9\xe2\x82\xac", 7, NULL}, /* non-ASCII bytes are not control bytes */
+        {"~", 1, NULL},
+    };
+    char detail[256];
+    for (size_t k = 0; k < PR_ARRAY_LEN(cases); k++) {
+        enum pr_dlq_code got = pr_decode_op_one(cases[k].id, cases[k].len, detail, sizeof(detail));
+        if (cases[k].detail == NULL) {
+            if (got != PR_DLQ_NONE) fail_msg("case %zu: want no dead letter, got %s (%s)", k, dlq_codes[got], detail);
+            continue;
+        }
+        if (got != PR_DLQ_INVALID_ID) fail_msg("case %zu: want INVALID_ID, got %s", k, dlq_codes[got] ? dlq_codes[got] : "NONE");
+        assert_string_equal(detail, cases[k].detail);
+    }
+    assert_int_equal(pr_decode_op_one(id128, sizeof(id128), detail, sizeof(detail)), PR_DLQ_NONE);
+    assert_int_equal(pr_decode_op_one(id129, sizeof(id129), detail, sizeof(detail)), PR_DLQ_INVALID_ID);
+    assert_string_equal(detail, "declaration_id of 129 bytes is longer than 128 bytes");
+    /* Control bytes are named first, whatever the length. */
+    assert_int_equal(pr_decode_op_one(ctl200, sizeof(ctl200), detail, sizeof(detail)), PR_DLQ_INVALID_ID);
+    assert_string_equal(detail, "declaration_id of 200 bytes holds 1 control byte (first: 0x0A at byte 151)");
+    /* A message that does not decode keeps its own code, not INVALID_ID. */
+    struct pr_declaration d;
+    pr_hand_bare(&d);
+    struct pr_buf buf;
+    pr_buf_init(&buf);
+    pr_declaration_encode(&d, &buf);
+    pr_buf_append(&buf, "x", 1);
+    struct pr_config *cfg = pr_config_default();
+    struct pr_operator op = {.ops = &pr_op_decode};
+    struct pr_operator_env env = {.cfg = cfg};
+    assert_int_equal(pr_op_decode.init(&op, &env), PR_OK);
+    struct pr_batch batch;
+    pr_batch_init(&batch, 1);
+    struct pr_record *rec = pr_batch_push(&batch);
+    rec->payload = buf.data;
+    rec->payload_len = buf.len;
+    assert_int_equal(pr_op_decode.process(&op, &batch), PR_OP_DONE);
+    assert_int_equal(rec->dlq_code, PR_DLQ_TRAILING_BYTES);
+    pr_batch_destroy(&batch);
+    pr_op_decode.destroy(&op);
+    pr_config_free(cfg);
+    pr_buf_free(&buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avro_oracle_sees_trailing_bytes),
@@ -1630,6 +1736,7 @@ int main(void) {
         cmocka_unit_test(test_hostile_many_small_blocks_memory),
         cmocka_unit_test(test_hostile_invalid_utf8),
         cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_decode_invalid_id),
     };
     return cmocka_run_group_tests(tests, pr_group_setup, pr_group_teardown);
 }

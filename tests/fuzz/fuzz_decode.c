@@ -413,6 +413,19 @@ static void pr_fuzz_check_deadletter(struct pr_fuzz_state *s, const struct pr_re
 
 /* ------------------------------------------------------------- the target */
 
+/* DOMAIN.md section 5, written again here as the oracle of the decode
+ * operator's INVALID_ID: empty, only spaces, over 128 bytes, a control byte. */
+static bool pr_fuzz_id_invalid(struct pr_str id) {
+    if (id.len == 0 || id.len > 128) return true;
+    bool blank = true;
+    for (uint32_t i = 0; i < id.len; i++) {
+        unsigned char c = (unsigned char)id.ptr[i];
+        if (c < 0x20 || c == 0x7f) return true;
+        if (c != ' ') blank = false;
+    }
+    return blank;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct pr_fuzz_state *s = pr_fuzz_state_get();
 
@@ -447,6 +460,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pr_fuzz_fail("operator %s returned %d", s->after.ops[failed_at].ops->name, rc);
 
     enum pr_dlq_code want = code;
+    if (code == PR_DLQ_NONE && pr_fuzz_id_invalid(decl.declaration_id)) want = PR_DLQ_INVALID_ID;
     if (size == 0)
         want = PR_DLQ_EMPTY;
     else if (size > (size_t)s->cfg->max_message_bytes)
