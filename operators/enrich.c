@@ -14,11 +14,26 @@
  * never mixes two versions. On first contact (no version known, cache empty)
  * it answers with whatever version is current.
  *
- * Redis unavailable (redis.on_unavailable):
+ * The same script checks the version against its manifest (refdata.h:
+ * every table present with the type and size it was loaded with). The
+ * manifest itself is read from the version's meta hash only on first
+ * contact, at a switch and after a failed check; every other batch passes
+ * the manifest learned then and the script compares the tables' sizes with
+ * it (TYPE and HLEN of three keys: O(1), inside the round trip the batch
+ * makes anyway), so a table deleted or cut short while its version is
+ * current is found at the next batch, not minutes later. A version that
+ * does not check out (or has no manifest: loaded by an older parcelrisk) is
+ * unavailable, exactly like Redis down, and never adopted: the cache keeps
+ * the last good version's answers. The reason (keys and counts, never data)
+ * is logged at most once per 10 s, and at once when it changes.
+ *
+ * Redis or its current version unavailable (redis.on_unavailable):
  *   pause   (default) return PR_OP_RETRY: the engine stops fetching, backs off
  *           and retries the batch; nothing is decided on missing data.
  *   degrade decide from the cache alone; misses count as "not listed"; the
- *           batch's refdata_version gets the suffix "+degraded".
+ *           batch's refdata_version is the cache's version with the suffix
+ *           "+degraded". With nothing cached yet (no version ever checked
+ *           out) it pauses as above.
  *
  * Results go to rec->line_refs and rec->party_severity for the policy and
  * screen operators.
@@ -39,19 +54,33 @@
 #define PR_LINE_KEYS 6
 #define PR_NO_KEY UINT32_MAX
 
+/* KEYS[1] = pr:ref:current; ARGV[1] = the version the caller holds ('' when
+ * none yet: answer for whatever is current); ARGV[2] = 'meta' to check the
+ * version against the manifest in its meta hash, or the manifest text the
+ * caller learned from that check, to check the tables' sizes against it;
+ * ARGV[3..] = the keys to look up. Replies {cur} alone when cur is not
+ * ARGV[1]; {cur, why} when the version does not check out; else
+ * {cur, 'ok', manifest checked, values...}. */
 static const char pr_lookup_lua[] =
+    PR_REFDATA_VERIFY_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then return {false} end\n"
     "if ARGV[1] ~= '' and cur ~= ARGV[1] then return {cur} end\n"
+    "local given = nil\n"
+    "if ARGV[2] ~= 'meta' then given = ARGV[2] end\n"
+    "local why, manifest = pr_ref_verify(cur, " PR_REFDATA_TABLES_LUA ", given)\n"
+    "if why then return {cur, why} end\n"
     "local base = 'pr:ref:' .. cur .. ':'\n"
     "local hashes = {h = base .. 'hts', v = base .. 'vio', c = base .. 'cty'}\n"
-    "local out = {cur}\n"
-    "for i = 2, #ARGV do\n"
+    "local out = {cur, 'ok', manifest}\n"
+    "for i = 3, #ARGV do\n"
     "  local k = ARGV[i]\n"
     "  local v = redis.call('HGET', hashes[string.sub(k, 1, 1)], string.sub(k, 3))\n"
-    "  out[i] = v or ''\n"
+    "  out[i + 1] = v or ''\n"
     "end\n"
     "return out\n";
+
+#define PR_ENRICH_LOG_INTERVAL_MS 10000
 
 enum pr_key_state { PR_KEY_PENDING = 0, PR_KEY_FOUND, PR_KEY_ABSENT };
 
@@ -68,7 +97,14 @@ struct pr_enrich_ctx {
     struct pr_script script;
     struct pr_cache cache;
     bool degrade;
-    char version[128];
+    char version[128];  /* the version the cache holds; "" before first contact */
+    char verified[128]; /* version whose manifest last checked out; "" after a failure */
+    char manifest[256]; /* that manifest: every batch checks the table sizes against it */
+    char unavailable[512];        /* why the last batch could not use Redis ("" when not
+                                   * a manifest problem) */
+    char unavailable_logged[512]; /* the reason last logged; "" once a version checks out */
+    int64_t unavailable_log_ms;   /* monotonic: when it was logged */
+    int64_t nodata_log_ms;        /* monotonic: last "no reference data" line */
     struct pr_buf scratch;
     /* The batch's distinct keys, with an open-addressing index. */
     struct pr_enrich_key *keys;
@@ -230,16 +266,38 @@ static void pr_enrich_store(struct pr_batch *batch, struct pr_enrich_key *k, con
     k->value_len = found ? (uint32_t)len : 0;
 }
 
-/* One round trip for every PENDING key (all keys when the version is not
- * yet known to match). Returns PR_OK, PR_OP_RETRY-worthy PR_ERR when Redis
- * is unavailable or holds no reference data. */
+static int64_t pr_enrich_clock_ms(void) { return pr_monotonic_us() / 1000; }
+
+static bool pr_reply_equals(const redisReply *reply, const char *s) {
+    size_t len = strlen(s);
+    return reply->type == REDIS_REPLY_STRING && (size_t)reply->len == len &&
+           memcmp(reply->str, s, len) == 0;
+}
+
+/* One round trip for every PENDING key (every key after a switch), with the
+ * version check, the manifest check and the lookups, atomically in one
+ * script. The manifest is read from the version's meta hash on first
+ * contact, at a switch and after a failed check; otherwise the sizes of the
+ * tables are checked against the manifest learned then (O(1) per table, so
+ * a table deleted or cut short while its version is current is found at the
+ * next batch). A new version is adopted (cache cleared) only once it checks
+ * out; until then the cache keeps the old version's answers. Returns PR_OK,
+ * or PR_ERR when Redis is unavailable, holds no reference data, or its
+ * current version does not check out (then ctx->unavailable says why). */
 static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
     struct pr_enrich_ctx *ctx = op->ctx;
+    char asked[sizeof(ctx->version)];
+    snprintf(asked, sizeof(asked), "%s", ctx->version);
+    bool all = false; /* ask every key: the answers will be of a new version */
+    ctx->unavailable[0] = '\0';
     for (int attempt = 0; attempt < 3; attempt++) {
-        size_t pending = 0;
+        /* The manifest learned can be trusted only for the version it came
+         * from (asked is "" on first contact: it is never verified). */
+        bool read_manifest = !ctx->verified[0] || strcmp(asked, ctx->verified) != 0;
+        size_t sent = 0;
         for (size_t i = 0; i < ctx->key_count; i++)
-            if (ctx->keys[i].state == PR_KEY_PENDING) pending++;
-        size_t argc = 3 + pending;
+            if (all || ctx->keys[i].state == PR_KEY_PENDING) sent++;
+        size_t argc = 4 + sent;
         if (argc > ctx->argv_cap) {
             ctx->argv_cap = argc * 2;
             ctx->argv = pr_realloc(ctx->argv, ctx->argv_cap * sizeof(*ctx->argv));
@@ -249,11 +307,13 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
         ctx->argvlen[0] = 1;
         ctx->argv[1] = PR_REF_CURRENT;
         ctx->argvlen[1] = strlen(PR_REF_CURRENT);
-        ctx->argv[2] = ctx->version;
-        ctx->argvlen[2] = strlen(ctx->version);
-        size_t n = 3;
+        ctx->argv[2] = asked;
+        ctx->argvlen[2] = strlen(asked);
+        ctx->argv[3] = read_manifest ? "meta" : ctx->manifest;
+        ctx->argvlen[3] = strlen(ctx->argv[3]);
+        size_t n = 4;
         for (size_t i = 0; i < ctx->key_count; i++) {
-            if (ctx->keys[i].state != PR_KEY_PENDING) continue;
+            if (!all && ctx->keys[i].state != PR_KEY_PENDING) continue;
             ctx->argv[n] = ctx->keys[i].key;
             ctx->argvlen[n++] = ctx->keys[i].len;
         }
@@ -264,12 +324,11 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
             reply->element[0]->type != REDIS_REPLY_STRING) {
             if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
                 reply->element[0]->type == REDIS_REPLY_NIL) {
-                static int64_t last;
-                if (pr_now_ms() - last > 10000) {
+                if (pr_enrich_clock_ms() - ctx->nodata_log_ms > PR_ENRICH_LOG_INTERVAL_MS) {
                     pr_warn("enrich: no reference data in Redis (%s is not set): run `parcelrisk "
                             "refdata load`",
                             PR_REF_CURRENT);
-                    last = pr_now_ms();
+                    ctx->nodata_log_ms = pr_enrich_clock_ms();
                 }
             } else {
                 pr_error("enrich: unexpected reply from the lookup script");
@@ -278,31 +337,58 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
             return PR_ERR;
         }
         const redisReply *cur = reply->element[0];
-        if (!ctx->version[0] && reply->elements == 1 + pending) {
-            /* First contact: the cache is empty, so the answers are all of
-             * one version; learn it. */
-            snprintf(ctx->version, sizeof(ctx->version), "%.*s", (int)cur->len, cur->str);
-            pr_info("enrich: reference data version %s", ctx->version);
-        }
-        if ((size_t)cur->len != strlen(ctx->version) || memcmp(cur->str, ctx->version, cur->len) != 0) {
-            /* A new version: forget everything, ask again for the whole batch. */
-            if (ctx->version[0])
-                pr_info("enrich: reference data switched to version %.*s", (int)cur->len, cur->str);
-            snprintf(ctx->version, sizeof(ctx->version), "%.*s", (int)cur->len, cur->str);
-            pr_cache_clear(&ctx->cache);
-            for (size_t i = 0; i < ctx->key_count; i++) ctx->keys[i].state = PR_KEY_PENDING;
+        if (asked[0] && !pr_reply_equals(cur, asked)) {
+            /* Another version is current: ask again, for every key of the
+             * batch, checking the new version's manifest. */
+            snprintf(asked, sizeof(asked), "%.*s", (int)cur->len, cur->str);
+            all = true;
             freeReplyObject(reply);
             continue;
         }
-        if (reply->elements != 1 + pending) {
-            pr_error("enrich: lookup script answered %zu values for %zu keys", reply->elements - 1, pending);
+        if (reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_STRING) {
+            pr_error("enrich: unexpected reply from the lookup script");
             freeReplyObject(reply);
             return PR_ERR;
         }
-        size_t e = 1;
+        const redisReply *check = reply->element[1];
+        if (!pr_reply_equals(check, "ok")) {
+            snprintf(ctx->unavailable, sizeof(ctx->unavailable),
+                     "reference data version %.*s is unavailable: %.*s", (int)cur->len, cur->str,
+                     (int)check->len, check->str);
+            ctx->verified[0] = '\0';
+            freeReplyObject(reply);
+            return PR_ERR;
+        }
+        if (reply->elements != 3 + sent || reply->element[2]->type != REDIS_REPLY_STRING ||
+            (size_t)reply->element[2]->len >= sizeof(ctx->manifest)) {
+            pr_error("enrich: lookup script answered %zu values for %zu keys",
+                     reply->elements >= 3 ? reply->elements - 3 : 0, sent);
+            freeReplyObject(reply);
+            return PR_ERR;
+        }
+        if (read_manifest) {
+            if (ctx->unavailable_logged[0])
+                pr_info("enrich: reference data version %.*s checks out against its manifest: "
+                        "deciding from it",
+                        (int)cur->len, cur->str);
+            ctx->unavailable_logged[0] = '\0';
+            snprintf(ctx->verified, sizeof(ctx->verified), "%.*s", (int)cur->len, cur->str);
+            snprintf(ctx->manifest, sizeof(ctx->manifest), "%.*s", (int)reply->element[2]->len,
+                     reply->element[2]->str);
+        }
+        if (!pr_reply_equals(cur, ctx->version)) {
+            /* A new version (or the first): forget the old one's answers. */
+            if (ctx->version[0])
+                pr_info("enrich: reference data switched to version %.*s", (int)cur->len, cur->str);
+            else
+                pr_info("enrich: reference data version %.*s", (int)cur->len, cur->str);
+            snprintf(ctx->version, sizeof(ctx->version), "%.*s", (int)cur->len, cur->str);
+            pr_cache_clear(&ctx->cache);
+        }
+        size_t e = 3;
         for (size_t i = 0; i < ctx->key_count; i++) {
             struct pr_enrich_key *k = &ctx->keys[i];
-            if (k->state != PR_KEY_PENDING) continue;
+            if (!all && k->state != PR_KEY_PENDING) continue;
             const redisReply *v = reply->element[e++];
             bool found = v->type == REDIS_REPLY_STRING && v->len > 0;
             pr_enrich_store(batch, k, found ? v->str : NULL, found ? (size_t)v->len : 0, found);
@@ -313,6 +399,24 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
     }
     pr_error("enrich: reference data version keeps changing; retrying later");
     return PR_ERR;
+}
+
+/* Logs ctx->unavailable at most once per PR_ENRICH_LOG_INTERVAL_MS (at once
+ * when the reason changes), with what happens meanwhile. */
+static void pr_enrich_log_unavailable(struct pr_enrich_ctx *ctx, bool from_cache) {
+    int64_t now = pr_enrich_clock_ms();
+    if (strcmp(ctx->unavailable, ctx->unavailable_logged) == 0 &&
+        now - ctx->unavailable_log_ms < PR_ENRICH_LOG_INTERVAL_MS)
+        return;
+    ctx->unavailable_log_ms = now;
+    snprintf(ctx->unavailable_logged, sizeof(ctx->unavailable_logged), "%s", ctx->unavailable);
+    if (from_cache)
+        pr_warn("enrich: %s; deciding from the cache of version %s, marked %s+degraded "
+                "(redis.on_unavailable: degrade); load the reference data again",
+                ctx->unavailable, ctx->version, ctx->version);
+    else
+        pr_warn("enrich: %s; not deciding until it checks out; load the reference data again",
+                ctx->unavailable);
 }
 
 /* ------------------------------------------------------------ results */
@@ -427,7 +531,9 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
     /* One round trip: the version check plus every miss. */
     const char *version_suffix = "";
     if (pr_enrich_fetch(op, batch) != PR_OK) {
-        if (!ctx->degrade || !ctx->version[0]) return PR_OP_RETRY;
+        bool from_cache = ctx->degrade && ctx->version[0];
+        if (ctx->unavailable[0]) pr_enrich_log_unavailable(ctx, from_cache);
+        if (!from_cache) return PR_OP_RETRY;
         version_suffix = "+degraded"; /* decide from the cache; misses count as unlisted */
         for (size_t i = 0; i < ctx->key_count; i++)
             if (ctx->keys[i].state == PR_KEY_PENDING) ctx->keys[i].state = PR_KEY_ABSENT;

@@ -405,14 +405,14 @@ static void pr_progress(struct pr_loader *loader, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "refdata: %s\n", line);
+    pr_info("refdata: %s", line);
 }
 
 static void pr_row_bad(struct pr_csv_reader *reader, uint64_t line, const char *reason) {
     reader->bad_rows++;
     reader->loader->bad_rows++;
     if (reader->loader->printed_errors++ < PR_REF_MAX_PRINTED_ERRORS)
-        fprintf(stderr, "%s:%llu: %s\n", reader->path, (unsigned long long)line, reason);
+        pr_error("%s:%llu: %s", reader->path, (unsigned long long)line, reason);
 }
 
 /* A column name fit for a message: printable ASCII, cut at 40 bytes. */
@@ -439,11 +439,11 @@ static void pr_csv_header(struct pr_csv_reader *reader) {
         size_t c = 0;
         while (c < spec->column_count && strcmp(spec->columns[c], name) != 0) c++;
         if (c == spec->column_count) {
-            fprintf(stderr, "%s:%llu: ignoring unknown column '%s'\n", reader->path,
+            pr_warn("%s:%llu: ignoring unknown column '%s'", reader->path,
                     (unsigned long long)reader->record_line, safe);
         } else if (reader->column_index[c] != SIZE_MAX) {
-            fprintf(stderr, "%s:%llu: column '%s' appears twice in the header\n", reader->path,
-                    (unsigned long long)reader->record_line, safe);
+            pr_error("%s:%llu: column '%s' appears twice in the header", reader->path,
+                     (unsigned long long)reader->record_line, safe);
             reader->fatal = true;
         } else {
             reader->column_index[c] = j;
@@ -451,11 +451,16 @@ static void pr_csv_header(struct pr_csv_reader *reader) {
     }
     for (size_t c = 0; c < spec->column_count; c++) {
         if (reader->column_index[c] != SIZE_MAX) continue;
-        fprintf(stderr, "%s:%llu: missing column '%s' (%s needs: ", reader->path,
-                (unsigned long long)reader->record_line, spec->columns[c], spec->what);
-        for (size_t k = 0; k < spec->column_count; k++)
-            fprintf(stderr, "%s%s", k ? ", " : "", spec->columns[k]);
-        fprintf(stderr, ")\n");
+        char needs[256];
+        size_t n = 0;
+        needs[0] = '\0';
+        for (size_t k = 0; k < spec->column_count && n < sizeof(needs); k++) {
+            int w = snprintf(needs + n, sizeof(needs) - n, "%s%s", k ? ", " : "", spec->columns[k]);
+            if (w < 0) break;
+            n += (size_t)w;
+        }
+        pr_error("%s:%llu: missing column '%s' (%s needs: %s)", reader->path,
+                 (unsigned long long)reader->record_line, spec->columns[c], spec->what, needs);
         reader->fatal = true;
     }
 }
@@ -528,7 +533,7 @@ static void pr_csv_on_record(int terminator, void *data) {
 static int pr_read_whole_file(const char *path, char **data, size_t *len) {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        fprintf(stderr, "refdata: cannot open %s: %s\n", path, strerror(errno));
+        pr_error("refdata: cannot open %s: %s", path, strerror(errno));
         return PR_ERR;
     }
     struct pr_buf buf;
@@ -537,7 +542,7 @@ static int pr_read_whole_file(const char *path, char **data, size_t *len) {
     size_t n;
     while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
         if ((long long)(buf.len + n) > PR_REF_MAX_FILE_BYTES) {
-            fprintf(stderr, "refdata: %s is larger than 1 GiB\n", path);
+            pr_error("refdata: %s is larger than 1 GiB", path);
             fclose(fp);
             pr_buf_free(&buf);
             return PR_ERR;
@@ -547,7 +552,7 @@ static int pr_read_whole_file(const char *path, char **data, size_t *len) {
     bool failed = ferror(fp);
     fclose(fp);
     if (failed) {
-        fprintf(stderr, "refdata: cannot read %s\n", path);
+        pr_error("refdata: cannot read %s", path);
         pr_buf_free(&buf);
         return PR_ERR;
     }
@@ -596,8 +601,8 @@ static int pr_read_csv(struct pr_loader *loader, const char *path, const struct 
         if (used != chunk_len) {
             int code = csv_error(&reader.parser);
             if (!reader.header_done) {
-                fprintf(stderr, "%s:%llu: header row: malformed CSV (%s)\n", path,
-                        (unsigned long long)reader.record_line, csv_strerror(code));
+                pr_error("%s:%llu: header row: malformed CSV (%s)", path,
+                         (unsigned long long)reader.record_line, csv_strerror(code));
                 reader.fatal = true;
                 break;
             }
@@ -620,17 +625,17 @@ static int pr_read_csv(struct pr_loader *loader, const char *path, const struct 
         csv_fini(&reader.parser, pr_csv_on_field, pr_csv_on_record, &reader) != 0) {
         /* An opening quote never closed swallowed the rest of the file: which
          * rows were meant cannot be known, so this is never skippable. */
-        fprintf(stderr, "%s:%llu: malformed CSV: quoted field not closed before the end of "
-                "the file\n", path, (unsigned long long)reader.record_line);
+        pr_error("%s:%llu: malformed CSV: quoted field not closed before the end of "
+                 "the file", path, (unsigned long long)reader.record_line);
         reader.fatal = true;
     }
     if (!reader.fatal && !reader.header_done) {
-        fprintf(stderr, "%s: empty file: expected a header row (%s)\n", path, spec->what);
+        pr_error("%s: empty file: expected a header row (%s)", path, spec->what);
         reader.fatal = true;
     }
     if (!reader.fatal && reader.rows > 0 && reader.bad_rows == reader.rows) {
-        fprintf(stderr, "%s: every one of its %llu rows is bad; refusing it even with "
-                "--skip-bad\n", path, (unsigned long long)reader.rows);
+        pr_error("%s: every one of its %llu rows is bad; refusing it even with "
+                 "--skip-bad", path, (unsigned long long)reader.rows);
         reader.fatal = true;
     }
     *bad_rows = reader.bad_rows;
@@ -893,7 +898,7 @@ static int pr_ref_parse_address(struct pr_ref_conn *conn, const char *address) {
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
     if (!colon || host_len == 0 || host_len >= sizeof(conn->host) || !end || *end || port <= 0 ||
         port > 65535) {
-        fprintf(stderr, "refdata: Redis address '%s': expected host:port\n", address);
+        pr_error("refdata: Redis address '%s': expected host:port", address);
         return PR_ERR;
     }
     memcpy(conn->host, host, host_len);
@@ -909,8 +914,8 @@ static int pr_ref_connect(struct pr_ref_conn *conn) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     redisContext *ctx = redisConnectWithTimeout(conn->host, conn->port, tv);
     if (!ctx || ctx->err) {
-        fprintf(stderr, "refdata: cannot connect to Redis at %s: %s\n", conn->address,
-                ctx ? ctx->errstr : "cannot allocate a context");
+        pr_error("refdata: cannot connect to Redis at %s: %s", conn->address,
+                 ctx ? ctx->errstr : "cannot allocate a context");
         if (ctx) redisFree(ctx);
         return PR_ERR;
     }
@@ -933,13 +938,13 @@ static redisReply *pr_ref_command(struct pr_ref_conn *conn, const char *fmt, ...
     redisReply *reply = redisvCommand(conn->ctx, fmt, ap);
     va_end(ap);
     if (!reply) {
-        fprintf(stderr, "refdata: Redis at %s: %s\n", conn->address,
-                conn->ctx->errstr[0] ? conn->ctx->errstr : "connection lost");
+        pr_error("refdata: Redis at %s: %s", conn->address,
+                 conn->ctx->errstr[0] ? conn->ctx->errstr : "connection lost");
         return NULL;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "refdata: Redis at %s replied: %.*s\n", conn->address, (int)reply->len,
-                reply->str);
+        pr_error("refdata: Redis at %s replied: %.*s", conn->address, (int)reply->len,
+                 reply->str);
         freeReplyObject(reply);
         return NULL;
     }
@@ -997,16 +1002,16 @@ static int pr_pipe_drain(struct pr_pipe *pipe) {
         void *r = NULL;
         if (redisGetReply(pipe->conn->ctx, &r) != REDIS_OK || !r) {
             if (!pipe->failed)
-                fprintf(stderr, "refdata: Redis at %s: %s\n", pipe->conn->address,
-                        pipe->conn->ctx->errstr[0] ? pipe->conn->ctx->errstr : "connection lost");
+                pr_error("refdata: Redis at %s: %s", pipe->conn->address,
+                         pipe->conn->ctx->errstr[0] ? pipe->conn->ctx->errstr : "connection lost");
             pipe->failed = true;
             pipe->pending = 0;
             return PR_ERR;
         }
         redisReply *reply = r;
         if (reply->type == REDIS_REPLY_ERROR && !pipe->failed) {
-            fprintf(stderr, "refdata: Redis at %s replied: %.*s\n", pipe->conn->address,
-                    (int)reply->len, reply->str);
+            pr_error("refdata: Redis at %s replied: %.*s", pipe->conn->address,
+                     (int)reply->len, reply->str);
             pipe->failed = true;
         }
         freeReplyObject(reply);
@@ -1028,7 +1033,7 @@ static int pr_pipe_send(struct pr_pipe *pipe) {
     }
     if (redisAppendCommandArgv(pipe->conn->ctx, (int)pipe->argc, pipe->argv, pipe->lens) !=
         REDIS_OK) {
-        fprintf(stderr, "refdata: cannot queue a Redis command: %s\n", pipe->conn->ctx->errstr);
+        pr_error("refdata: cannot queue a Redis command: %s", pipe->conn->ctx->errstr);
         pipe->failed = true;
         return PR_ERR;
     }
@@ -1102,8 +1107,8 @@ static void pr_make_version(int64_t now_ms, char *out, size_t size) {
 static void pr_ref_discard(struct pr_ref_conn *conn, const char *version) {
     if (!conn->ctx || conn->ctx->err) {
         if (pr_ref_connect(conn) != PR_OK) {
-            fprintf(stderr, "refdata: could not remove the partial version %s; its keys expire "
-                    "by themselves within %lld h\n", version,
+            pr_warn("refdata: could not remove the partial version %s; its keys expire "
+                    "by themselves within %lld h", version,
                     (long long)(PR_REF_PENDING_TTL_MS / 3600000));
             return;
         }
@@ -1115,7 +1120,7 @@ static void pr_ref_discard(struct pr_ref_conn *conn, const char *version) {
     if (reply) freeReplyObject(reply);
     reply = pr_ref_command(conn, "ZREM %s %s", PR_REF_VERSIONS, version);
     if (reply) freeReplyObject(reply);
-    fprintf(stderr, "refdata: removed the partial version %s; %s is unchanged\n", version,
+    pr_warn("refdata: removed the partial version %s; %s is unchanged", version,
             PR_REF_CURRENT);
 }
 
@@ -1188,6 +1193,13 @@ static int pr_ref_write_version(struct pr_loader *loader, struct pr_ref_conn *co
     PR_META_U64("violator_keys", out->violator_keys);
     PR_META_U64("country_rows", out->country_rows);
     PR_META_U64("skipped_rows", out->skipped_rows);
+    /* The manifest (refdata.h): the exact size of every table, so that a
+     * reader can tell a table deleted or cut short from an empty list. */
+    char manifest[160];
+    snprintf(manifest, sizeof(manifest), "hts:hash:%llu,vio:hash:%llu,cty:hash:%llu",
+             (unsigned long long)loader->hts_count, (unsigned long long)loader->violators.count,
+             (unsigned long long)loader->country_rows);
+    PR_META("manifest", manifest);
     PR_META("hts_file", opts->hts_path);
     PR_META("hts_sha256", loader->sha256[0]);
     PR_META("violators_file", opts->violators_path);
@@ -1218,8 +1230,8 @@ static int pr_ref_write_version(struct pr_loader *loader, struct pr_ref_conn *co
         long long got = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
         freeReplyObject(reply);
         if (!ok) {
-            fprintf(stderr, "refdata: %s has %lld fields after writing, expected %llu\n", key, got,
-                    (unsigned long long)want[i]);
+            pr_error("refdata: %s has %lld fields after writing, expected %llu", key, got,
+                     (unsigned long long)want[i]);
             return PR_ERR;
         }
     }
@@ -1245,15 +1257,15 @@ static int pr_ref_switch(struct pr_ref_conn *conn, const char *version, char *pr
     for (int i = 0; i < replies; i++) {
         void *r = NULL;
         if (redisGetReply(conn->ctx, &r) != REDIS_OK || !r) {
-            fprintf(stderr, "refdata: Redis at %s: %s\n", conn->address,
-                    conn->ctx->errstr[0] ? conn->ctx->errstr : "connection lost");
+            pr_error("refdata: Redis at %s: %s", conn->address,
+                     conn->ctx->errstr[0] ? conn->ctx->errstr : "connection lost");
             io_error = true;
             break;
         }
         redisReply *reply = r;
         if (reply->type == REDIS_REPLY_ERROR)
-            fprintf(stderr, "refdata: Redis at %s replied: %.*s\n", conn->address,
-                    (int)reply->len, reply->str);
+            pr_error("refdata: Redis at %s replied: %.*s", conn->address,
+                     (int)reply->len, reply->str);
         if (i == replies - 1 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 6) {
             redisReply *old = reply->element[0];
             if (old->type == REDIS_REPLY_STRING) snprintf(previous, previous_size, "%s", old->str);
@@ -1270,7 +1282,7 @@ static int pr_ref_switch(struct pr_ref_conn *conn, const char *version, char *pr
                            strcmp(reply->str, version) == 0;
         if (reply) freeReplyObject(reply);
         if (now_current) {
-            fprintf(stderr, "refdata: the switch went through (previous version unknown)\n");
+            pr_warn("refdata: the switch went through (previous version unknown)");
             return PR_OK;
         }
     }
@@ -1358,7 +1370,7 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
     bool fatal = false;
     for (int f = 0; f < 3; f++) {
         if (!paths[f]) {
-            fprintf(stderr, "refdata: no %s given\n", pr_ref_specs[f].what);
+            pr_error("refdata: no %s given", pr_ref_specs[f].what);
             fatal = true;
             continue;
         }
@@ -1372,17 +1384,17 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
     out->bad_rows = loader.bad_rows;
     out->parse_seconds = pr_seconds_since(t0);
     if (loader.printed_errors > PR_REF_MAX_PRINTED_ERRORS)
-        fprintf(stderr, "refdata: ... and %llu more bad rows not shown\n",
-                (unsigned long long)(loader.printed_errors - PR_REF_MAX_PRINTED_ERRORS));
+        pr_error("refdata: ... and %llu more bad rows not shown",
+                 (unsigned long long)(loader.printed_errors - PR_REF_MAX_PRINTED_ERRORS));
     if (fatal || (loader.bad_rows && !opts->skip_bad)) {
         if (!fatal)
-            fprintf(stderr, "refdata: refused: %llu bad row(s) (hts %llu, violators %llu, "
-                    "countries %llu); nothing was written. Fix them, or pass --skip-bad to load "
-                    "the good rows.\n", (unsigned long long)loader.bad_rows,
-                    (unsigned long long)bad[0], (unsigned long long)bad[1],
-                    (unsigned long long)bad[2]);
+            pr_error("refdata: refused: %llu bad row(s) (hts %llu, violators %llu, "
+                     "countries %llu); nothing was written. Fix them, or pass --skip-bad to load "
+                     "the good rows.", (unsigned long long)loader.bad_rows,
+                     (unsigned long long)bad[0], (unsigned long long)bad[1],
+                     (unsigned long long)bad[2]);
         else
-            fprintf(stderr, "refdata: refused; nothing was written\n");
+            pr_error("refdata: refused; nothing was written");
         pr_loader_free(&loader);
         out->total_seconds = pr_seconds_since(t0);
         return PR_REFDATA_BAD_DATA;
@@ -1415,7 +1427,7 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
         freeReplyObject(reply);
         if (!taken) break;
         if (attempt == 5) {
-            fprintf(stderr, "refdata: cannot pick an unused version name\n");
+            pr_error("refdata: cannot pick an unused version name");
             goto done;
         }
     }
@@ -1449,6 +1461,9 @@ static const char *pr_reply_field(const redisReply *hash, const char *field) {
     return NULL;
 }
 
+static const char pr_ref_verify_script[] =
+    PR_REFDATA_VERIFY_LUA "return pr_ref_verify(ARGV[1], " PR_REFDATA_TABLES_LUA ", nil) or 'ok'\n";
+
 int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out) {
     struct pr_ref_conn conn;
     memset(&conn, 0, sizeof(conn));
@@ -1457,12 +1472,12 @@ int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out) {
         pr_ref_connect(&conn) != PR_OK)
         return PR_ERR;
     int rc = PR_ERR;
-    redisReply *meta = NULL, *versions = NULL;
+    redisReply *meta = NULL, *versions = NULL, *check = NULL;
     redisReply *current = pr_ref_command(&conn, "GET %s", PR_REF_CURRENT);
     if (!current) goto done;
     if (current->type != REDIS_REPLY_STRING) {
-        fprintf(stderr, "refdata: no reference data loaded in Redis at %s (%s is not set); "
-                "run `parcelrisk refdata load`\n", conn.address, PR_REF_CURRENT);
+        pr_error("refdata: no reference data loaded in Redis at %s (%s is not set); "
+                 "run `parcelrisk refdata load`", conn.address, PR_REF_CURRENT);
         goto done;
     }
     char key[160];
@@ -1470,8 +1485,8 @@ int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out) {
     meta = pr_ref_command(&conn, "HGETALL %s", key);
     if (!meta) goto done;
     if (meta->type != REDIS_REPLY_ARRAY || meta->elements == 0) {
-        fprintf(stderr, "refdata: current version %s has no %s hash (deleted by hand?); load "
-                "again\n", current->str, key);
+        pr_error("refdata: current version %s has no %s hash (deleted by hand?); load "
+                 "again", current->str, key);
         goto done;
     }
     static const char *const fields[] = {
@@ -1484,6 +1499,15 @@ int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out) {
         fprintf(out, "%s: %s\n", strcmp(fields[i], "loaded_at_utc") == 0 ? "loaded_at" : fields[i],
                 v ? v : "?");
     }
+    /* The manifest and the same check the enrich operator makes. */
+    const char *manifest = pr_reply_field(meta, "manifest");
+    fprintf(out, "manifest: %s\n", manifest ? manifest : "none");
+    check = pr_ref_command(&conn, "EVAL %s 0 %s", pr_ref_verify_script, current->str);
+    if (!check) goto done;
+    bool checks_out = check->type == REDIS_REPLY_STRING && strcmp(check->str, "ok") == 0;
+    fprintf(out, "manifest_check: %s%.*s\n", checks_out ? "" : "FAILED: ",
+            check->type == REDIS_REPLY_STRING ? (int)check->len : 1,
+            check->type == REDIS_REPLY_STRING ? check->str : "?");
     versions = pr_ref_command(&conn, "ZRANGE %s 0 -1 WITHSCORES", PR_REF_VERSIONS);
     if (!versions) goto done;
     size_t present = 0;
@@ -1517,8 +1541,16 @@ int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out) {
     if (lines.len) fwrite(lines.data, 1, lines.len, out);
     if (!current_listed) fprintf(out, "  %s  current (not in %s)\n", current->str, PR_REF_VERSIONS);
     pr_buf_free(&lines);
-    rc = PR_OK;
+    if (checks_out) {
+        rc = PR_OK;
+    } else {
+        fflush(out);
+        pr_error("refdata: current version %s does not check out against its manifest; "
+                 "parcelrisk treats it as unavailable (redis.on_unavailable): load the reference "
+                 "data again", current->str);
+    }
 done:
+    if (check) freeReplyObject(check);
     if (versions) freeReplyObject(versions);
     if (meta) freeReplyObject(meta);
     if (current) freeReplyObject(current);

@@ -7,13 +7,16 @@
  * connection is even made), writes a complete new version with pipelined
  * HSETs (the layout of refdata.h), switches readers to it with one
  * SET pr:ref:current inside MULTI/EXEC, and gives the keys of the previous
- * versions a grace TTL.
+ * versions a grace TTL. The version's meta hash carries its manifest (every
+ * table with its exact size, refdata.h), written before the switch; readers
+ * refuse a version whose tables do not match it.
  *
  * While a version is being written its keys carry a "pending" TTL, removed
  * (PERSIST) in the same transaction as the switch: a loader that dies half
  * way leaves nothing behind for good.
  *
- * Errors go to stderr as "FILE:LINE: reason" for rows and "refdata: ..."
+ * Errors are logged (pr_error/pr_warn/pr_info, to stderr after the usual
+ * timestamp and level) as "FILE:LINE: reason" for rows and "refdata: ..."
  * otherwise; they name the column, never the text of a name or address.
  *
  * @locality any thread; no global state.
@@ -69,10 +72,13 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
                     struct pr_refdata_load_result *out);
 
 /**
- * @brief Writes the current version, its meta data and every version still
- *        present to out.
+ * @brief Writes the current version, its meta data, its manifest and whether
+ *        the tables in Redis check out against it ("manifest_check: ok" or
+ *        "manifest_check: FAILED: <why>"), and every version still present
+ *        to out.
  * @returns PR_OK, or PR_ERR with a message on stderr when Redis cannot be
- *          reached or no version is loaded.
+ *          reached, no version is loaded, or the current version does not
+ *          check out against its manifest (readers treat it as unavailable).
  */
 int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out);
 

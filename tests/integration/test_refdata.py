@@ -159,6 +159,11 @@ c.equal(r("HGET", key(v1, "cty"), "KP"), "700", "country KP points")
 c.equal(r("HGET", key(v1, "cty"), "US"), "0", "country US points")
 c.equal(r("HLEN", key(v1, "cty")), n_cty, "cty hash has one field per row")
 c.equal(r("HGET", key(v1, "meta"), "hts_rows"), str(n_hts), "meta hts_rows")
+manifest = f"hts:hash:{n_hts},vio:hash:{f.get('violator_keys')},cty:hash:{n_cty}"
+c.equal(r("HGET", key(v1, "meta"), "manifest"), manifest,
+        "meta manifest: every table with its type and exact size")
+c.equal((f.get("manifest"), f.get("manifest_check")), (manifest, "ok"),
+        "status shows the manifest and that it checks out")
 c.check(r("ZSCORE", "pr:ref:versions", v1) is not None, "version listed in pr:ref:versions")
 c.equal([r("PTTL", key(v1, s)) for s in ("hts", "vio", "cty", "meta")], [-1] * 4,
         "the current version's keys have no TTL")
@@ -213,6 +218,9 @@ v2 = loaded_version(res)
 c.check(v2 is not None and v2 != v1, "the second load creates a new version", f"({v1} -> {v2})")
 c.equal(r("GET", "pr:ref:current"), v2, "current switched to the second version")
 c.equal(r("HGET", key(v2, "meta"), "skipped_rows"), "1", "meta records 1 skipped row")
+c.equal(r("HGET", key(v2, "meta"), "manifest"),
+        manifest,
+        "the manifest counts the rows written, not the rows skipped")
 c.equal(r("HGET", key(v2, "meta"), "violator_rows"), str(n_vio), "the bad row was left out")
 c.equal(r("HGET", key(v2, "vio"), "SHIPPER|SECRET SMUGGLER TRADING"), None,
         "the skipped row is not in the new version")
