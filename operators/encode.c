@@ -28,11 +28,40 @@ static struct pr_str pr_encode_keep(struct pr_batch *batch, const struct pr_buf 
     return (struct pr_str){copy, (uint32_t)buf->len};
 }
 
+/* The house bills of a consignee-day ("," separated, sorted), bounded: at
+ * most PR_ALERT_BILLS_MAX bills and PR_ALERT_BILLS_BYTES bytes are listed,
+ * a bill longer than PR_ALERT_BILL_BYTES shows its first bytes and its
+ * length, and the rest is counted (" ... and N more"). */
+#define PR_ALERT_BILLS_MAX 50
+#define PR_ALERT_BILLS_BYTES 2048
+#define PR_ALERT_BILL_BYTES 64
+
+static void pr_encode_house_bills(struct pr_buf *out, struct pr_str bills) {
+    uint32_t listed = 0, omitted = 0;
+    size_t start = out->len;
+    const char *p = bills.ptr, *end = bills.ptr + bills.len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        size_t len = comma ? (size_t)(comma - p) : (size_t)(end - p);
+        size_t shown = len > PR_ALERT_BILL_BYTES ? (size_t)pr_utf8_prefix(p, len, 48) : len;
+        if (listed >= PR_ALERT_BILLS_MAX || out->len - start + shown + 32 > PR_ALERT_BILLS_BYTES) {
+            omitted++;
+        } else {
+            if (listed) pr_buf_append(out, ",", 1);
+            pr_buf_append(out, p, shown);
+            if (shown < len) pr_buf_appendf(out, "...(%zu bytes)", len);
+            listed++;
+        }
+        p += len + 1;
+    }
+    if (omitted) pr_buf_appendf(out, " ... and %u more", omitted);
+}
+
 /* The aggregate alert of DOMAIN.md section 5: declaration_id
  * AGG:<consignee_key>:<day>, the crossing declaration's house bill and
  * source, INELIGIBLE_AGGREGATE, its lane but at least YELLOW, and one
  * reason (SPLIT_SHIPMENT if it fired, else AGGREGATE_OVER_THRESHOLD) whose
- * detail lists every house bill of the day. */
+ * detail lists the house bills of the day (bounded, above). */
 static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch *batch,
                                       struct pr_record *rec) {
     int code = pr_record_has(rec, PR_R_SPLIT_SHIPMENT) ? PR_R_SPLIT_SHIPMENT
@@ -41,7 +70,8 @@ static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch
     struct pr_buf detail;
     pr_buf_init(&detail);
     pr_buf_append(&detail, fired->detail, fired->detail_len);
-    pr_buf_appendf(&detail, "; house bills: %.*s", (int)rec->day_house_bills.len, rec->day_house_bills.ptr);
+    pr_buf_append(&detail, "; house bills: ", 15);
+    pr_encode_house_bills(&detail, rec->day_house_bills);
     struct pr_reason reason = {.points = fired->points,
                                .detail = pr_arena_strndup(&batch->arena, (const char *)detail.data, detail.len),
                                .detail_len = (uint32_t)detail.len};

@@ -278,8 +278,17 @@ void pr_decision_view_encode(const struct pr_decision_view *v, struct pr_buf *ou
         pr_avro_write_long(out, v->reason_count);
         for (uint32_t i = 0; i < v->reason_count; i++) {
             pr_write_cstr(out, pr_reason_names[v->reason_codes[i]]);
-            pr_avro_write_long(out, v->reasons[i].points);
-            pr_avro_write_string(out, v->reasons[i].detail, v->reasons[i].detail_len);
+            const struct pr_reason *reason = &v->reasons[i];
+            pr_avro_write_long(out, reason->points);
+            if (reason->omitted == 0) {
+                pr_avro_write_string(out, reason->detail, reason->detail_len);
+            } else {
+                char more[48];
+                int n = snprintf(more, sizeof(more), " ... and %u more", reason->omitted);
+                pr_avro_write_long(out, (int64_t)reason->detail_len + n);
+                pr_buf_append(out, reason->detail, reason->detail_len);
+                pr_buf_append(out, more, (size_t)n);
+            }
         }
     }
     pr_avro_write_long(out, 0);
@@ -323,17 +332,30 @@ void pr_decision_encode(const struct pr_batch *batch, const struct pr_record *re
     pr_decision_view_encode(&view, out);
 }
 
+void pr_deadletter_view_encode(const struct pr_deadletter_view *v, struct pr_buf *out) {
+    pr_write_cstr(out, v->error_code);
+    pr_write_cstr(out, v->error_detail);
+    pr_write_cstr(out, v->source_topic);
+    pr_avro_write_long(out, v->source_partition);
+    pr_avro_write_long(out, v->source_offset);
+    pr_avro_write_long(out, v->received_at);
+    pr_avro_write_long(out, (int64_t)v->payload_len);
+    pr_buf_append(out, v->payload, v->payload_len);
+}
+
 void pr_deadletter_encode(const struct pr_batch *batch, const struct pr_record *rec,
                           size_t keep_bytes, struct pr_buf *out) {
-    pr_write_cstr(out, pr_dlq_names[rec->dlq_code]);
-    pr_write_cstr(out, rec->dlq_detail);
-    pr_write_cstr(out, batch->source_topic);
-    pr_avro_write_long(out, rec->partition);
-    pr_avro_write_long(out, rec->offset);
-    pr_avro_write_long(out, batch->now_ms);
-    size_t n = rec->payload_len < keep_bytes ? rec->payload_len : keep_bytes;
-    pr_avro_write_long(out, (int64_t)n);
-    pr_buf_append(out, rec->payload, n);
+    struct pr_deadletter_view view = {
+        .error_code = pr_dlq_names[rec->dlq_code],
+        .error_detail = rec->dlq_detail,
+        .source_topic = batch->source_topic,
+        .source_partition = rec->partition,
+        .source_offset = rec->offset,
+        .received_at = batch->now_ms,
+        .payload = rec->payload,
+        .payload_len = rec->payload_len < keep_bytes ? rec->payload_len : keep_bytes,
+    };
+    pr_deadletter_view_encode(&view, out);
 }
 
 /* ------------------------------------------------------------------- utf-8 */

@@ -50,8 +50,19 @@ struct pr_decision_view {
 };
 void pr_decision_view_encode(const struct pr_decision_view *view, struct pr_buf *out);
 
-/* Appends the Avro-binary DeadLetter for rec to out. The payload is the
- * message as received, cut to keep_bytes when TOO_LARGE. */
+/* Fields of a DeadLetter, for callers that write one outside the encode
+ * operator (the engine's OUTPUT_REJECTED dead letters). */
+struct pr_deadletter_view {
+    const char *error_code, *error_detail, *source_topic;
+    int32_t source_partition;
+    int64_t source_offset, received_at;
+    const uint8_t *payload;
+    size_t payload_len;
+};
+void pr_deadletter_view_encode(const struct pr_deadletter_view *view, struct pr_buf *out);
+
+/* Appends the Avro-binary DeadLetter for rec to out: rec's code and detail,
+ * the payload as received cut to keep_bytes. */
 void pr_deadletter_encode(const struct pr_batch *batch, const struct pr_record *rec,
                           size_t keep_bytes, struct pr_buf *out);
 

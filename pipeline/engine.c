@@ -11,7 +11,27 @@
  *   batch.max_inflight slots; only the oldest batch may commit, and only when
  *   every message it produced is acknowledged (acks=all, idempotent
  *   producer). So a committed offset never covers an output that is not
- *   durably written. A failed delivery (only a fatal producer error, since
+ *   durably written. Every output carries the batch's processing time
+ *   (decided_at / received_at) as its Kafka timestamp, never the
+ *   declaration's own clock: the broker's timestamp window and time-based
+ *   retention then apply to when we decided.
+ *
+ * Refused records: a record the broker refuses for a reason that retrying
+ *   cannot fix (pr_kafka_err_refuses_record: too large, invalid timestamp,
+ *   invalid record, policy) is that record's problem, not the pipeline's.
+ *   The producer's batch.size is kept under the smallest max.message.bytes
+ *   of the output topics (read at start, and again after a refusal for
+ *   size), so a record too large for its topic is refused alone, never with
+ *   innocent batch-mates. A refusal reported by the broker is retried once
+ *   (it may have been a batch-mate's fault); refused again, the output is
+ *   given up and an OUTPUT_REJECTED dead letter with the original message
+ *   takes its place. A dead letter the DLQ topic
+ *   refuses is written again with its key and payload cut to
+ *   input.dlq_keep_bytes; refused again, that is a configuration fault: exit
+ *   1. A batch commits only when each of its records has a delivered
+ *   decision or dead letter. A missing output topic is not a record's
+ *   fault: exit 1 (at start, the engine waits for it instead, one line per
+ *   10 s). Any other delivery failure (a fatal producer error, since
  *   message.timeout.ms is infinite) stops the engine with exit status 1 and
  *   nothing after the failed batch is committed.
  *
@@ -36,7 +56,11 @@
  *   consumer to the committed offsets, so the batches are processed again in
  *   a new transaction; a fatal error (e.g. fenced by a newer instance with the
  *   same instance_id) stops with exit status 1. Readers with
- *   isolation.level=read_committed see each decision once.
+ *   isolation.level=read_committed see each decision once. A refused record
+ *   aborts the transaction (it never commits a record without its decision
+ *   or dead letter); the refusal is remembered by partition and offset, and
+ *   the batches are processed again with the same retry-once-then-dead-
+ *   letter rule as above.
  */
 #include "engine.h"
 
@@ -45,23 +69,56 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../operators/operator.h"
+#include "codec.h"
 #include "histogram.h"
 #include "kafka.h"
 #include "rules.h"
 
+/* Record batch header (61 bytes) and one record's framing, rounded up: what
+ * a record needs beyond its key and value to fit max.message.bytes. */
+#define PR_RECORD_OVERHEAD 128
+/* A dead letter's fields besides key and payload: code, detail (at most
+ * ~600 bytes), source topic (at most 249), partition, offset, time. */
+#define PR_DEADLETTER_OVERHEAD 1024
+
+/* The outputs the chain makes of a decided record, in the order produced. */
+static const uint32_t pr_decided_outputs[] = {PR_OUT_DECISION, PR_OUT_ALERT, PR_OUT_AGGREGATE_ALERT};
+#define PR_OUT_DECIDED (PR_OUT_DECISION | PR_OUT_ALERT | PR_OUT_AGGREGATE_ALERT)
+
 struct pr_engine;
+
+/* One produced message: its opaque, so that a delivery report finds the
+ * record it came from. Lives in the batch arena. */
+struct pr_delivery {
+    struct pr_slot *slot;
+    struct pr_record *rec;
+    uint32_t output; /* enum pr_output */
+};
+
+/* A refusal remembered across an aborted transaction (exactly-once), by
+ * the input record's partition and offset. */
+struct pr_refusal {
+    int32_t partition;
+    int64_t offset;
+    uint32_t retried, rejected;
+    bool dlq_cut;
+    int32_t err;
+    const char *topic;
+};
 
 /* One batch from poll to commit. */
 struct pr_slot {
     struct pr_engine *engine;
     struct pr_batch batch;
-    rd_kafka_message_t **messages; /* polled, destroyed after encode */
+    rd_kafka_message_t **messages; /* polled, destroyed when the slot is released */
     size_t message_count;
     size_t outstanding; /* produced, not yet acknowledged */
     bool failed;
+    bool refused; /* a record's output was refused: settle before commit */
     /* Next offset to commit per partition of the input topic. */
     size_t offset_count;
     int32_t *partitions;
@@ -94,27 +151,84 @@ struct pr_engine {
     size_t txn_records;
     uint64_t txn_commits, txn_aborts;
     uint64_t txn_decisions, txn_alerts, txn_dead_letters; /* counted, not yet committed */
+    uint64_t txn_output_rejected;
     /* event_time -> acknowledgement of the decision, ms. */
     struct pr_histogram latency;
+    size_t dlq_keep_bytes;
+    struct pr_buf scratch; /* dead letters written by the engine */
+    struct pr_refusal *refusals; /* exactly-once: refusals of aborted transactions */
+    size_t refusal_count;
+    bool settling;
+    int64_t client_max_bytes, producer_batch_size;
+    rd_kafka_conf_t *producer_conf; /* a copy of it makes each producer */
+    int64_t last_produce_error_log_us, last_consumer_error_log_us;
+    bool topic_missing_logged;
 };
 
+static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset);
+static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch);
+
 /* ---------------------------------------------------------------- delivery */
+
+/* The configured name of an output topic handle: it outlives the handle
+ * (a refusal remembered across a producer restart names it). */
+static const char *pr_engine_topic_label(const struct pr_engine *engine, const rd_kafka_topic_t *rkt) {
+    if (rkt == engine->topic_decisions) return engine->cfg->topic_decisions;
+    if (rkt == engine->topic_alerts) return engine->cfg->topic_alerts;
+    if (rkt == engine->topic_dlq) return engine->cfg->topic_dlq;
+    return "(an unknown topic)";
+}
+
+/* Notes the first refusal of one of rec's outputs (for the dead letter's
+ * detail). */
+static void pr_record_note_refusal(struct pr_record *rec, rd_kafka_resp_err_t err, const char *topic) {
+    if (rec->refused_err) return;
+    rec->refused_err = err;
+    rec->refused_topic = topic;
+}
+
+/* A delivery that failed. A refusal of the record is settled before the
+ * batch commits; a missing topic or a fatal error stops the engine. */
+static void pr_engine_delivery_failed(struct pr_engine *engine, struct pr_delivery *dv,
+                                      rd_kafka_resp_err_t err, const char *topic) {
+    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        /* Purged by an abort: the transaction is processed again. */
+        dv->slot->failed = true;
+        return;
+    }
+    if (pr_kafka_err_refuses_record(err)) {
+        pr_record_note_refusal(dv->rec, err, topic);
+        dv->rec->refused |= dv->output;
+        dv->slot->refused = true;
+        return;
+    }
+    if (pr_kafka_err_topic_missing(err)) {
+        if (!engine->topic_missing_logged)
+            pr_error("output topic %s is gone (%s): stopping without committing the batches in "
+                     "flight; they are processed again once the topic exists",
+                     topic, rd_kafka_err2str(err));
+        engine->topic_missing_logged = true;
+        engine->fatal = true;
+    } else if (pr_monotonic_us() - engine->last_produce_error_log_us > 10000000) {
+        engine->last_produce_error_log_us = pr_monotonic_us();
+        pr_error("delivery to %s failed: %s", topic, rd_kafka_err2str(err));
+    }
+    dv->slot->failed = true;
+}
 
 static void pr_engine_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     (void)rk;
     (void)opaque;
-    struct pr_slot *slot = msg->_private;
-    if (!slot) return;
+    struct pr_delivery *dv = msg->_private;
+    if (!dv) return;
+    struct pr_slot *slot = dv->slot;
     if (msg->err) {
-        pr_error("delivery to %s failed: %s", rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
-        slot->failed = true;
-    } else if (msg->rkt == slot->engine->topic_decisions) {
-        /* Decisions carry the declaration's event_time as their timestamp,
-         * so this is the end-to-end latency up to the broker's ack. */
-        rd_kafka_timestamp_type_t type;
-        int64_t ts = rd_kafka_message_timestamp(msg, &type);
-        int64_t now = pr_now_ms();
-        if (ts > 0 && now >= ts) pr_histogram_record(&slot->engine->latency, (uint64_t)(now - ts));
+        pr_engine_delivery_failed(slot->engine, dv, msg->err, pr_engine_topic_label(slot->engine, msg->rkt));
+    } else if (dv->output == PR_OUT_DECISION) {
+        /* End-to-end latency: the hub's event_time to the broker's ack. */
+        int64_t event_time = dv->rec->decl.event_time, now = pr_now_ms();
+        if (event_time > 0 && now >= event_time)
+            pr_histogram_record(&slot->engine->latency, (uint64_t)(now - event_time));
     }
     slot->outstanding--;
 }
@@ -147,11 +261,22 @@ static void pr_engine_commit(struct pr_engine *engine, struct pr_slot *slot, boo
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+static void pr_engine_release_messages(struct pr_slot *slot) {
+    for (size_t i = 0; i < slot->message_count; i++) rd_kafka_message_destroy(slot->messages[i]);
+    slot->message_count = 0;
+}
+
+/* The messages stay until here: a refused output needs the original
+ * message for its dead letter, and keys borrow from it. */
 static void pr_slot_release(struct pr_slot *slot) {
+    pr_engine_release_messages(slot);
     pr_batch_reset(&slot->batch);
     slot->offset_count = 0;
     slot->failed = false;
+    slot->refused = false;
 }
+
+static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot);
 
 /* Commits every leading batch whose outputs are all acknowledged. */
 static void pr_engine_complete(struct pr_engine *engine, bool sync) {
@@ -159,6 +284,11 @@ static void pr_engine_complete(struct pr_engine *engine, bool sync) {
     while (engine->inflight > 0) {
         struct pr_slot *slot = &engine->slots[engine->head];
         if (slot->outstanding > 0) break;
+        if (slot->refused && !slot->failed) {
+            /* Produces retries and dead letters; commits after their reports. */
+            if (!engine->settling) pr_engine_settle(engine, slot);
+            if (slot->outstanding > 0 || slot->refused || engine->fatal) break;
+        }
         if (slot->failed) {
             if (!engine->fatal)
                 pr_error("a batch could not be delivered; stopping without committing it "
@@ -223,6 +353,66 @@ static void pr_engine_rewind(struct pr_engine *engine) {
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
+static void pr_engine_txn_counters_reset(struct pr_engine *engine) {
+    engine->txn_decisions = engine->txn_alerts = engine->txn_dead_letters = 0;
+    engine->txn_output_rejected = 0;
+}
+
+/* Before an abort: every refusal of the transaction's records, so that the
+ * batches processed again retry or dead-letter them (see the top of the
+ * file). Returns false on a configuration fault (a cut dead letter
+ * refused). */
+static bool pr_engine_remember_refusals(struct pr_engine *engine) {
+    for (size_t k = 0; k < engine->inflight; k++) {
+        struct pr_slot *slot = &engine->slots[(engine->head + k) % engine->slot_count];
+        if (!slot->refused) continue;
+        pr_engine_refresh_limits(engine, &slot->batch);
+        if (engine->fatal) return false;
+        for (size_t i = 0; i < slot->batch.count; i++) {
+            struct pr_record *rec = &slot->batch.records[i];
+            if (!rec->refused) continue;
+            if ((rec->refused & PR_OUT_DLQ) && rec->dlq_cut) {
+                pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut "
+                         "to input.dlq_keep_bytes=%zu: lower input.dlq_keep_bytes or raise the "
+                         "topic's max.message.bytes; stopping without committing",
+                         engine->cfg->topic_dlq, engine->dlq_keep_bytes);
+                return false;
+            }
+            struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
+            if (!r) {
+                engine->refusals =
+                    pr_realloc(engine->refusals, (engine->refusal_count + 1) * sizeof(*engine->refusals));
+                r = &engine->refusals[engine->refusal_count++];
+                *r = (struct pr_refusal){.partition = rec->partition, .offset = rec->offset,
+                                         .err = rec->refused_err, .topic = rec->refused_topic};
+            }
+            uint32_t outputs = rec->refused & PR_OUT_DECIDED;
+            r->rejected |= rec->rejected | (outputs & rec->retried);
+            r->retried |= rec->retried | outputs;
+            if (rec->refused & PR_OUT_DLQ) r->dlq_cut = true;
+            pr_warn("partition %d offset %lld: a record refused by %s (%s); the transaction is "
+                    "aborted and the record %s",
+                    rec->partition, (long long)rec->offset, rec->refused_topic ? rec->refused_topic : "?",
+                    rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err),
+                    (outputs & ~r->rejected) || (rec->refused & PR_OUT_DLQ) ? "retried once"
+                                                                               : "dead-lettered");
+        }
+    }
+    return true;
+}
+
+/* After a commit: refusals at offsets now committed are done. */
+static void pr_engine_forget_refusals(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *committed) {
+    size_t kept = 0;
+    for (size_t i = 0; i < engine->refusal_count; i++) {
+        const struct pr_refusal *r = &engine->refusals[i];
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+            (rd_kafka_topic_partition_list_t *)committed, engine->cfg->topic_declarations, r->partition);
+        if (!tp || r->offset >= tp->offset) engine->refusals[kept++] = *r;
+    }
+    engine->refusal_count = kept;
+}
+
 static void pr_engine_txn_abort(struct pr_engine *engine) {
     pr_warn("aborting the transaction of %zu declarations; they are processed again", engine->txn_records);
     rd_kafka_error_t *error = rd_kafka_abort_transaction(engine->producer, -1);
@@ -231,21 +421,60 @@ static void pr_engine_txn_abort(struct pr_engine *engine) {
         if (rd_kafka_error_is_fatal(error)) engine->fatal = true;
         rd_kafka_error_destroy(error);
     }
+    /* Delivery reports of purged messages point into the slots: serve them
+     * before the slots are reused. */
+    rd_kafka_poll(engine->producer, 0);
     engine->txn_aborts++;
     engine->totals.decisions -= engine->txn_decisions;
     engine->totals.alerts -= engine->txn_alerts;
     engine->totals.dead_letters -= engine->txn_dead_letters;
+    engine->totals.output_rejected -= engine->txn_output_rejected;
     pr_engine_release_all(engine);
     if (!engine->fatal) pr_engine_rewind(engine);
+    /* The rewound input is work again (--exit-when-idle must not stop). */
+    engine->last_message_us = pr_monotonic_us();
+}
+
+/* Serves delivery reports until every output of the transaction is
+ * acknowledged, or one is refused or failed (the transaction is lost then:
+ * librdkafka sends nothing more in it, and the rest would only time out).
+ * Returns false when the reports did not all come within the transaction
+ * timeout. */
+static bool pr_engine_txn_wait_reports(struct pr_engine *engine) {
+    int64_t deadline = pr_monotonic_us() + (engine->cfg->transaction_timeout_ms + 5000) * 1000LL;
+    for (;;) {
+        size_t outstanding = 0;
+        for (size_t i = 0; i < engine->inflight; i++) {
+            const struct pr_slot *slot = &engine->slots[(engine->head + i) % engine->slot_count];
+            if (slot->refused || slot->failed) return true;
+            outstanding += slot->outstanding;
+        }
+        if (outstanding == 0) return true;
+        if (pr_monotonic_us() > deadline) return false;
+        rd_kafka_poll(engine->producer, 50);
+    }
 }
 
 /* Commits the open transaction: the outputs of every in-flight batch and
  * their input offsets. */
 static void pr_engine_txn_commit(struct pr_engine *engine) {
     if (!engine->txn_open || engine->fatal) return;
-    bool abort_needed = false;
-    for (size_t i = 0; i < engine->inflight; i++)
-        if (engine->slots[(engine->head + i) % engine->slot_count].failed) abort_needed = true;
+    bool abort_needed = false, refused = false;
+    /* Every delivery report first: a refused record must abort the
+     * transaction, whatever the client would make of it at commit. */
+    if (!pr_engine_txn_wait_reports(engine)) abort_needed = true;
+    for (size_t i = 0; i < engine->inflight; i++) {
+        const struct pr_slot *slot = &engine->slots[(engine->head + i) % engine->slot_count];
+        if (slot->failed) abort_needed = true;
+        if (slot->refused) refused = true;
+    }
+    if (refused) {
+        abort_needed = true;
+        if (!pr_engine_remember_refusals(engine)) {
+            engine->fatal = true;
+            return;
+        }
+    }
     if (!abort_needed) {
         rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(8);
         for (size_t i = 0; i < engine->inflight; i++) {
@@ -264,7 +493,6 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
             engine, rd_kafka_send_offsets_to_transaction(engine->producer, offsets, meta, -1),
             "send_offsets", &abort_needed);
         rd_kafka_consumer_group_metadata_destroy(meta);
-        rd_kafka_topic_partition_list_destroy(offsets);
         if (ok) {
             for (int attempt = 0; attempt < 10 && !engine->fatal && !abort_needed; attempt++) {
                 rd_kafka_error_t *error = rd_kafka_commit_transaction(engine->producer, -1);
@@ -273,7 +501,9 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
                     engine->commits++;
                     engine->last_commit_us = pr_monotonic_us();
                     pr_engine_release_all(engine);
-                    engine->txn_decisions = engine->txn_alerts = engine->txn_dead_letters = 0;
+                    pr_engine_txn_counters_reset(engine);
+                    if (engine->refusal_count) pr_engine_forget_refusals(engine, offsets);
+                    rd_kafka_topic_partition_list_destroy(offsets);
                     return;
                 }
                 bool retriable = rd_kafka_error_is_retriable(error);
@@ -281,10 +511,11 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
                 if (!retriable) break;
             }
         }
+        rd_kafka_topic_partition_list_destroy(offsets);
     }
     if (engine->fatal) return;
     pr_engine_txn_abort(engine);
-    engine->txn_decisions = engine->txn_alerts = engine->txn_dead_letters = 0;
+    pr_engine_txn_counters_reset(engine);
 }
 
 static void pr_engine_txn_begin(struct pr_engine *engine) {
@@ -370,11 +601,185 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------------ setup */
 
+/* Waits until every output topic exists: a missing one is reported once
+ * per 10 s (not once per record), and nothing is consumed meanwhile.
+ * Returns false when a stop was asked for while waiting. */
+static bool pr_engine_wait_output_topics(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    const char *names[3] = {cfg->topic_decisions, cfg->topic_alerts, cfg->topic_dlq};
+    int64_t last_log = 0;
+    for (;;) {
+        const char *missing = NULL;
+        rd_kafka_resp_err_t why = RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (int i = 0; i < 3 && !missing; i++) {
+            const struct rd_kafka_metadata *md;
+            why = pr_kafka_topic_metadata(engine->consumer, names[i], 5000, &md);
+            if (why) missing = names[i];
+            else rd_kafka_metadata_destroy(md);
+        }
+        if (!missing) return true;
+        int64_t now = pr_monotonic_us();
+        if (!last_log || now - last_log >= 10000000) {
+            last_log = now;
+            pr_error("output topic %s is not available (%s); waiting for it before consuming "
+                     "(create it with `parcelrisk topics create`)",
+                     missing, rd_kafka_err2str(why));
+        }
+        for (int i = 0; i < 10; i++) {
+            if (*engine->options->stop) return false;
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* The producer batch.size that keeps a batch of several records under a
+ * topic's max.message.bytes: the batch framing, and lz4's worst-case
+ * expansion of incompressible data (1/255 plus a header). */
+static int64_t pr_batch_bytes_under(int64_t max_message_bytes) {
+    return max_message_bytes - PR_RECORD_OVERHEAD - max_message_bytes / 200;
+}
+
+/* Reads the output topics' max.message.bytes into the engine's limits
+ * (decisions, alerts, dlq), each at most the producer's message.max.bytes;
+ * returns the smallest. */
+static int64_t pr_engine_read_limits(struct pr_engine *engine, int64_t limits[3]) {
+    const struct pr_config *cfg = engine->cfg;
+    const char *names[3] = {cfg->topic_decisions, cfg->topic_alerts, cfg->topic_dlq};
+    int64_t topic_max[3];
+    if (pr_kafka_topic_max_bytes(engine->consumer, names, 3, topic_max, 10000) != PR_OK)
+        pr_warn("output size limits unknown for some topics; a record they refuse is dead-lettered "
+                "when the broker reports it");
+    int64_t smallest = engine->client_max_bytes;
+    for (int i = 0; i < 3; i++) {
+        limits[i] = topic_max[i] > 0 && topic_max[i] < engine->client_max_bytes ? topic_max[i]
+                                                                                 : engine->client_max_bytes;
+        if (limits[i] < smallest) smallest = limits[i];
+    }
+    return smallest;
+}
+
+/* A refusal for size while running: a topic's max.message.bytes may have
+ * been lowered. The limits are read again, so that the retry is checked
+ * against them (the record too large is dead-lettered at once, its
+ * batch-mates go through). A limit now under the producer's batch.size
+ * would refuse whole batches of innocent records: stop (exit 1, nothing
+ * uncommitted is lost), and the restart sizes batches for it. */
+static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch) {
+    bool size = false;
+    for (size_t i = 0; i < batch->count && !size; i++)
+        size = batch->records[i].refused && (batch->records[i].refused_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                                             batch->records[i].refused_err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE);
+    if (!size) return;
+    int64_t limits[3];
+    int64_t smallest = pr_engine_read_limits(engine, limits);
+    pr_warn("a record refused for its size: output limits read again (decisions %lld, alerts %lld, "
+            "dlq %lld bytes)",
+            (long long)limits[0], (long long)limits[1], (long long)limits[2]);
+    if (pr_batch_bytes_under(smallest) < engine->producer_batch_size) {
+        pr_error("an output topic's max.message.bytes was lowered to %lld while running, under the "
+                 "producer's batch.size %lld: stopping without committing; a restart sizes batches "
+                 "for it",
+                 (long long)smallest, (long long)engine->producer_batch_size);
+        engine->fatal = true;
+    }
+}
+
+/* The largest record each output topic takes, from the topics'
+ * max.message.bytes and the producer's message.max.bytes; the producer's
+ * batch.size is kept under the smallest, so that one produce request never
+ * exceeds what a topic takes. Refuses (exit 2) an input.dlq_keep_bytes
+ * that a cut dead letter could not fit. */
+static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pconf) {
+    const struct pr_config *cfg = engine->cfg;
+    char value[64];
+    size_t size = sizeof(value);
+    int64_t client_max = 1000000;
+    if (rd_kafka_conf_get(pconf, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK)
+        client_max = strtoll(value, NULL, 10);
+    engine->client_max_bytes = client_max;
+    int64_t limits[3];
+    int64_t smallest = pr_engine_read_limits(engine, limits);
+    engine->dlq_keep_bytes = (size_t)cfg->dlq_keep_bytes;
+    int64_t dlq_need = (int64_t)cfg->dlq_keep_bytes + PR_DEADLETTER_OVERHEAD + PR_RECORD_OVERHEAD;
+    if (dlq_need > limits[2]) {
+        pr_error("config: input.dlq_keep_bytes=%d cannot fit the DLQ topic %s: a dead letter cut to it "
+                 "needs up to %lld bytes, and the topic takes %lld (its max.message.bytes and the "
+                 "producer's message.max.bytes); lower input.dlq_keep_bytes to at most %lld",
+                 cfg->dlq_keep_bytes, cfg->topic_dlq, (long long)dlq_need, (long long)limits[2],
+                 (long long)(limits[2] - PR_DEADLETTER_OVERHEAD - PR_RECORD_OVERHEAD));
+        return 2;
+    }
+    size = sizeof(value);
+    int64_t batch_size = 1000000;
+    if (rd_kafka_conf_get(pconf, "batch.size", value, &size) == RD_KAFKA_CONF_OK)
+        batch_size = strtoll(value, NULL, 10);
+    if (pr_batch_bytes_under(smallest) < batch_size) {
+        char err[256];
+        snprintf(value, sizeof(value), "%lld", (long long)pr_batch_bytes_under(smallest));
+        if (rd_kafka_conf_set(pconf, "batch.size", value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            pr_error("producer batch.size %s: %s", value, err);
+            return 2;
+        }
+        pr_info("producer batch.size %s: under the smallest max.message.bytes of the output topics", value);
+        batch_size = pr_batch_bytes_under(smallest);
+    }
+    engine->producer_batch_size = batch_size;
+    return 0;
+}
+
+/* Creates the producer from engine->producer_conf (kept for a restart),
+ * its transactions when exactly-once, and the output topic handles. */
+static int pr_engine_producer_start(struct pr_engine *engine) {
+    char err[512];
+    engine->producer = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_dup(engine->producer_conf), err, sizeof(err));
+    if (!engine->producer) {
+        pr_error("cannot create the Kafka producer: %s", err);
+        return 2;
+    }
+    if (engine->eos) {
+        /* Fences an earlier instance with the same transactional.id and
+         * aborts what it left open. Retried while Kafka is unreachable. */
+        for (;;) {
+            rd_kafka_error_t *error = rd_kafka_init_transactions(engine->producer, 30000);
+            if (!error) break;
+            bool retriable = rd_kafka_error_is_retriable(error);
+            pr_warn("init_transactions: %s%s", rd_kafka_error_string(error), retriable ? "; retrying" : "");
+            rd_kafka_error_destroy(error);
+            if (!retriable || *engine->options->stop) return 1;
+        }
+    }
+    const struct pr_config *cfg = engine->cfg;
+    engine->topic_decisions = rd_kafka_topic_new(engine->producer, cfg->topic_decisions, NULL);
+    engine->topic_alerts = rd_kafka_topic_new(engine->producer, cfg->topic_alerts, NULL);
+    engine->topic_dlq = rd_kafka_topic_new(engine->producer, cfg->topic_dlq, NULL);
+    return 0;
+}
+
+/* Returns 0 when ready, -1 when stopped while waiting for the output
+ * topics, else the process exit status. */
 static int pr_engine_setup(struct pr_engine *engine) {
     const struct pr_config *cfg = engine->cfg;
     char err[512];
+    rd_kafka_conf_t *cconf = pr_kafka_conf_new(cfg, PR_KAFKA_CONSUMER);
+    if (!cconf) return 2;
+    rd_kafka_conf_set_opaque(cconf, engine);
+    rd_kafka_conf_set_rebalance_cb(cconf, pr_engine_rebalance_cb);
+    engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
+    if (!engine->consumer) {
+        pr_error("cannot create the Kafka consumer: %s", err);
+        return 2;
+    }
+    rd_kafka_poll_set_consumer(engine->consumer);
+    if (!pr_engine_wait_output_topics(engine)) return -1;
+
     rd_kafka_conf_t *pconf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
     if (!pconf) return 2;
+    int rc = pr_engine_output_limits(engine, pconf);
+    if (rc) {
+        rd_kafka_conf_destroy(pconf);
+        return rc;
+    }
     rd_kafka_conf_set_dr_msg_cb(pconf, pr_engine_dr_cb);
     if (engine->eos) {
         char txn_id[256], host[128] = "host", timeout[32];
@@ -395,36 +800,9 @@ static int pr_engine_setup(struct pr_engine *engine) {
         }
         pr_info("exactly_once: transactional.id %s", txn_id);
     }
-    engine->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
-    if (!engine->producer) {
-        pr_error("cannot create the Kafka producer: %s", err);
-        return 2;
-    }
-    rd_kafka_conf_t *cconf = pr_kafka_conf_new(cfg, PR_KAFKA_CONSUMER);
-    if (!cconf) return 2;
-    rd_kafka_conf_set_opaque(cconf, engine);
-    rd_kafka_conf_set_rebalance_cb(cconf, pr_engine_rebalance_cb);
-    engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
-    if (!engine->consumer) {
-        pr_error("cannot create the Kafka consumer: %s", err);
-        return 2;
-    }
-    rd_kafka_poll_set_consumer(engine->consumer);
-    if (engine->eos) {
-        /* Fences an earlier instance with the same transactional.id and
-         * aborts what it left open. Retried while Kafka is unreachable. */
-        for (;;) {
-            rd_kafka_error_t *error = rd_kafka_init_transactions(engine->producer, 30000);
-            if (!error) break;
-            bool retriable = rd_kafka_error_is_retriable(error);
-            pr_warn("init_transactions: %s%s", rd_kafka_error_string(error), retriable ? "; retrying" : "");
-            rd_kafka_error_destroy(error);
-            if (!retriable || *engine->options->stop) return 1;
-        }
-    }
-    engine->topic_decisions = rd_kafka_topic_new(engine->producer, cfg->topic_decisions, NULL);
-    engine->topic_alerts = rd_kafka_topic_new(engine->producer, cfg->topic_alerts, NULL);
-    engine->topic_dlq = rd_kafka_topic_new(engine->producer, cfg->topic_dlq, NULL);
+    engine->producer_conf = pconf;
+    rc = pr_engine_producer_start(engine);
+    if (rc) return rc;
 
     rd_kafka_topic_partition_list_t *subscription = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subscription, cfg->topic_declarations, RD_KAFKA_PARTITION_UA);
@@ -449,23 +827,48 @@ static int pr_engine_setup(struct pr_engine *engine) {
 
 /* ---------------------------------------------------------------- produce */
 
-static void pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot, rd_kafka_topic_t *topic,
-                              const void *key, size_t key_len, struct pr_str value, int64_t timestamp) {
+
+enum pr_produce_result { PR_PRODUCED, PR_REFUSED_NOW, PR_PRODUCE_FAILED };
+
+
+/* Produces one output of rec. A record over the producer's
+ * message.max.bytes, or one the client refuses at once
+ * (pr_kafka_err_refuses_record), is not produced: PR_REFUSED_NOW, with the
+ * refusal noted on rec. A topic's own max.message.bytes is not checked
+ * here: the broker checks the compressed batch, which may fit when the
+ * record does not; the producer's batch.size is kept under it instead
+ * (pr_engine_output_limits), so a record too large for it is refused
+ * alone, never with innocent batch-mates. */
+static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot,
+                                                struct pr_record *rec, uint32_t output,
+                                                rd_kafka_topic_t *topic, const void *key, size_t key_len,
+                                                struct pr_str value) {
+    if ((int64_t)(key_len + value.len) > engine->client_max_bytes) {
+        pr_record_note_refusal(rec, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, pr_engine_topic_label(engine, topic));
+        return PR_REFUSED_NOW;
+    }
+    struct pr_delivery *dv = pr_arena_alloc(&slot->batch.arena, sizeof(*dv));
+    *dv = (struct pr_delivery){.slot = slot, .rec = rec, .output = output};
     for (;;) {
         /* Zero copy: the value lives in the batch arena until the slot is
-         * released, which happens only after its delivery reports. */
+         * released, which happens only after its delivery reports. The
+         * timestamp is the processing time (decided_at / received_at). */
         rd_kafka_resp_err_t err = rd_kafka_producev(
             engine->producer, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(0),
             RD_KAFKA_V_VALUE((void *)value.ptr, value.len), RD_KAFKA_V_KEY(key, key_len),
-            RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
+            RD_KAFKA_V_TIMESTAMP(slot->batch.now_ms), RD_KAFKA_V_OPAQUE(dv), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             slot->outstanding++;
-            return;
+            return PR_PRODUCED;
+        }
+        if (pr_kafka_err_refuses_record(err)) {
+            pr_record_note_refusal(rec, err, pr_engine_topic_label(engine, topic));
+            return PR_REFUSED_NOW;
         }
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            pr_error("produce to %s failed: %s", rd_kafka_topic_name(topic), rd_kafka_err2str(err));
-            slot->failed = true;
-            return;
+            pr_engine_delivery_failed(engine, dv, err, pr_engine_topic_label(engine, topic));
+            engine->fatal = true;
+            return PR_PRODUCE_FAILED;
         }
         /* Back-pressure: the local queue is full; serve delivery reports. */
         engine->produce_retries++;
@@ -474,34 +877,198 @@ static void pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot, rd
     }
 }
 
+static const char *pr_output_name(uint32_t output) {
+    switch (output) {
+    case PR_OUT_DECISION: return "decision";
+    case PR_OUT_ALERT: return "alert";
+    case PR_OUT_AGGREGATE_ALERT: return "aggregate alert";
+    default: return "dead letter";
+    }
+}
+
+/* The dead letter of rec: its own (a dead record) or OUTPUT_REJECTED (a
+ * decided record whose outputs were given up). With rec->dlq_cut, key and
+ * payload are cut to input.dlq_keep_bytes together. */
+static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *engine, struct pr_slot *slot,
+                                                            struct pr_record *rec) {
+    struct pr_batch *batch = &slot->batch;
+    bool own = pr_record_dead(rec);
+    for (;;) {
+        size_t key_len = rec->key_len, payload_len = rec->payload_len;
+        char detail[640];
+        int n;
+        if (own) {
+            n = snprintf(detail, sizeof(detail), "%s", rec->dlq_detail);
+            if (rec->dlq_code == PR_DLQ_TOO_LARGE && payload_len > engine->dlq_keep_bytes)
+                payload_len = engine->dlq_keep_bytes;
+        } else {
+            char outputs[96] = "";
+            for (size_t k = 0; k < PR_ARRAY_LEN(pr_decided_outputs); k++)
+                if (rec->rejected & pr_decided_outputs[k])
+                    snprintf(outputs + strlen(outputs), sizeof(outputs) - strlen(outputs), "%s%s",
+                             outputs[0] ? " and " : "", pr_output_name(pr_decided_outputs[k]));
+            n = snprintf(detail, sizeof(detail), "the %s of this declaration refused for good by topic %s: %s",
+                         outputs, rec->refused_topic ? rec->refused_topic : "?",
+                         rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err));
+        }
+        if (rec->dlq_cut) {
+            size_t keep = engine->dlq_keep_bytes;
+            key_len = key_len < keep ? key_len : keep;
+            payload_len = payload_len < keep - key_len ? payload_len : keep - key_len;
+            if (n >= 0 && (size_t)n < sizeof(detail))
+                snprintf(detail + n, sizeof(detail) - (size_t)n,
+                         " (cut to input.dlq_keep_bytes=%zu: key %zu of %zu bytes, payload %zu of %zu)",
+                         keep, key_len, rec->key_len, payload_len, rec->payload_len);
+        }
+        struct pr_deadletter_view view = {
+            .error_code = pr_dlq_names[own ? rec->dlq_code : PR_DLQ_OUTPUT_REJECTED],
+            .error_detail = detail,
+            .source_topic = batch->source_topic,
+            .source_partition = rec->partition,
+            .source_offset = rec->offset,
+            .received_at = batch->now_ms,
+            .payload = rec->payload,
+            .payload_len = payload_len,
+        };
+        pr_buf_reset(&engine->scratch);
+        pr_deadletter_view_encode(&view, &engine->scratch);
+        struct pr_str value = {pr_arena_strndup(&batch->arena, (const char *)engine->scratch.data,
+                                                engine->scratch.len),
+                               (uint32_t)engine->scratch.len};
+        enum pr_produce_result res =
+            pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq, rec->key, key_len, value);
+        if (res != PR_REFUSED_NOW) return res;
+        if (rec->dlq_cut) {
+            pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut to "
+                     "input.dlq_keep_bytes=%zu (%s): lower input.dlq_keep_bytes or raise the topic's "
+                     "max.message.bytes; stopping without committing",
+                     engine->cfg->topic_dlq, engine->dlq_keep_bytes,
+                     rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err));
+            engine->fatal = true;
+            return PR_PRODUCE_FAILED;
+        }
+        rec->dlq_cut = true;
+    }
+}
+
+static void pr_engine_count_rejected(struct pr_engine *engine) {
+    engine->totals.dead_letters++;
+    engine->txn_dead_letters++;
+    engine->totals.output_rejected++;
+    engine->txn_output_rejected++;
+}
+
+/* Produces one of rec's outputs (the encoded value the chain made); a
+ * refusal at once gives it up in favour of the OUTPUT_REJECTED dead letter. */
+static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot, struct pr_record *rec,
+                                  uint32_t output) {
+    rd_kafka_topic_t *topic = output == PR_OUT_DECISION ? engine->topic_decisions : engine->topic_alerts;
+    struct pr_str key = output == PR_OUT_DECISION ? rec->decl.declaration_id : rec->decl.house_bill;
+    struct pr_str value = output == PR_OUT_AGGREGATE_ALERT ? rec->out_aggregate_alert : rec->out_decision;
+    if (pr_engine_produce(engine, slot, rec, output, topic, key.ptr, key.len, value) == PR_REFUSED_NOW)
+        rec->rejected |= output;
+}
+
+static void pr_engine_emit_rejected(struct pr_engine *engine, struct pr_slot *slot, struct pr_record *rec) {
+    if (!(rec->rejected & PR_OUT_DECIDED) || rec->rejected_sent) return;
+    rec->rejected_sent = true;
+    if (pr_engine_produce_dead_letter(engine, slot, rec) == PR_PRODUCED) pr_engine_count_rejected(engine);
+}
+
+/* After every delivery report of slot: what the broker refused is produced
+ * once more (it may have been refused for a batch-mate), or, refused a
+ * second time, given up for an OUTPUT_REJECTED dead letter; a refused dead
+ * letter is written again cut to input.dlq_keep_bytes. At-least-once only:
+ * in a transaction a refusal aborts (pr_engine_txn_commit). */
+static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
+    engine->settling = true;
+    slot->refused = false;
+    struct pr_batch *batch = &slot->batch;
+    pr_engine_refresh_limits(engine, batch);
+    for (size_t i = 0; i < batch->count && !engine->fatal; i++) {
+        struct pr_record *rec = &batch->records[i];
+        uint32_t refused = rec->refused, rejected_before = rec->rejected;
+        if (!refused) continue;
+        rec->refused = 0;
+        if (refused & PR_OUT_DLQ) {
+            if (rec->dlq_cut) {
+                pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut to "
+                         "input.dlq_keep_bytes=%zu: lower input.dlq_keep_bytes or raise the topic's "
+                         "max.message.bytes; stopping without committing",
+                         engine->cfg->topic_dlq, engine->dlq_keep_bytes);
+                engine->fatal = true;
+                break;
+            }
+            rec->dlq_cut = true;
+            pr_engine_produce_dead_letter(engine, slot, rec);
+        }
+        uint32_t again = refused & PR_OUT_DECIDED & ~rec->retried;
+        rec->retried |= again;
+        for (size_t k = 0; k < PR_ARRAY_LEN(pr_decided_outputs); k++)
+            if (again & pr_decided_outputs[k]) pr_engine_emit_output(engine, slot, rec, pr_decided_outputs[k]);
+        rec->rejected |= refused & PR_OUT_DECIDED & ~again;
+        /* Counted as produced by pr_engine_emit; they are dead letters now. */
+        uint32_t given_up = rec->rejected & ~rejected_before;
+        if (given_up & PR_OUT_DECISION) engine->totals.decisions--;
+        if (given_up & PR_OUT_ALERT) engine->totals.alerts--;
+        if (given_up & PR_OUT_AGGREGATE_ALERT) engine->totals.aggregate_alerts--;
+        pr_engine_emit_rejected(engine, slot, rec);
+    }
+    engine->settling = false;
+}
+
+static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset) {
+    for (size_t i = 0; i < engine->refusal_count; i++)
+        if (engine->refusals[i].partition == partition && engine->refusals[i].offset == offset)
+            return &engine->refusals[i];
+    return NULL;
+}
+
 static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
     struct pr_batch *batch = &slot->batch;
-    for (size_t i = 0; i < batch->count; i++) {
+    for (size_t i = 0; i < batch->count && !engine->fatal; i++) {
         struct pr_record *rec = &batch->records[i];
         pr_slot_track_offset(slot, rec->partition, rec->offset);
+        if (engine->refusal_count) {
+            /* Processed again after a transaction aborted on its refusal. */
+            const struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
+            if (r) {
+                rec->retried = r->retried;
+                rec->rejected = r->rejected;
+                rec->dlq_cut = r->dlq_cut;
+                rec->refused_err = r->err;
+                rec->refused_topic = r->topic;
+            }
+        }
         if (rec->outputs & PR_OUT_DLQ) {
-            pr_engine_produce(engine, slot, engine->topic_dlq, rec->key, rec->key_len, rec->out_dlq,
-                              batch->now_ms);
+            /* The encode operator's dead letter, unless it must be cut. */
+            enum pr_produce_result res =
+                rec->dlq_cut ? pr_engine_produce_dead_letter(engine, slot, rec)
+                             : pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq, rec->key,
+                                                 rec->key_len, rec->out_dlq);
+            if (res == PR_REFUSED_NOW) {
+                rec->dlq_cut = true;
+                res = pr_engine_produce_dead_letter(engine, slot, rec);
+            }
             engine->totals.dead_letters++;
             engine->txn_dead_letters++;
         }
-        if (rec->outputs & PR_OUT_DECISION) {
-            pr_engine_produce(engine, slot, engine->topic_decisions, rec->decl.declaration_id.ptr,
-                              rec->decl.declaration_id.len, rec->out_decision, rec->decl.event_time);
+        for (size_t k = 0; k < PR_ARRAY_LEN(pr_decided_outputs); k++) {
+            uint32_t bit = pr_decided_outputs[k];
+            if ((rec->outputs & bit) && !(rec->rejected & bit)) pr_engine_emit_output(engine, slot, rec, bit);
+        }
+        pr_engine_emit_rejected(engine, slot, rec);
+        /* Counted as produced; what is rejected is counted as a dead letter. */
+        if ((rec->outputs & PR_OUT_DECISION) && !(rec->rejected & PR_OUT_DECISION)) {
             engine->totals.decisions++;
             engine->txn_decisions++;
         }
-        if (rec->outputs & PR_OUT_ALERT) {
-            pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
-                              rec->decl.house_bill.len, rec->out_decision, rec->decl.event_time);
+        if ((rec->outputs & PR_OUT_ALERT) && !(rec->rejected & PR_OUT_ALERT)) {
             engine->totals.alerts++;
             engine->txn_alerts++;
         }
-        if (rec->outputs & PR_OUT_AGGREGATE_ALERT) {
-            pr_engine_produce(engine, slot, engine->topic_alerts, rec->decl.house_bill.ptr,
-                              rec->decl.house_bill.len, rec->out_aggregate_alert, rec->decl.event_time);
+        if ((rec->outputs & PR_OUT_AGGREGATE_ALERT) && !(rec->rejected & PR_OUT_AGGREGATE_ALERT))
             engine->totals.aggregate_alerts++;
-        }
     }
 }
 
@@ -536,8 +1103,11 @@ static void pr_engine_fill(struct pr_engine *engine, struct pr_slot *slot) {
             continue;
         }
         if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                pr_monotonic_us() - engine->last_consumer_error_log_us > 10000000) {
+                engine->last_consumer_error_log_us = pr_monotonic_us();
                 pr_warn("consumer: %s", rd_kafka_message_errstr(m));
+            }
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -552,9 +1122,13 @@ static void pr_engine_fill(struct pr_engine *engine, struct pr_slot *slot) {
     }
 }
 
+enum pr_process_result { PR_PROCESSED, PR_PROCESS_STOPPED, PR_PROCESS_FATAL };
+
 /* Runs the chain on a filled slot, retrying with back-off while an operator
- * asks for it (a dependency is down). Returns false on a fatal error. */
-static bool pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
+ * asks for it (a dependency is down). A stop asked for while waiting leaves
+ * the batch unprocessed and uncommitted (PR_PROCESS_STOPPED: a clean stop,
+ * the batch is processed again after a restart). */
+static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
     struct pr_batch *batch = &slot->batch;
     for (size_t i = 0; i < slot->message_count; i++) {
         rd_kafka_message_t *m = slot->messages[i];
@@ -577,12 +1151,13 @@ static bool pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
         if (rc < 0) {
             pr_error("operator %s failed; stopping without committing the batch",
                      engine->chain.ops[failed_at].ops->name);
-            return false;
+            return PR_PROCESS_FATAL;
         }
         if (*engine->options->stop) {
-            pr_warn("operator %s unavailable at shutdown; the batch is left uncommitted",
+            pr_warn("operator %s unavailable at shutdown; the batch is left uncommitted and is "
+                    "processed again after a restart",
                     engine->chain.ops[failed_at].ops->name);
-            return false;
+            return PR_PROCESS_STOPPED;
         }
         pr_warn("operator %s: dependency unavailable, retrying in %d ms",
                 engine->chain.ops[failed_at].ops->name, backoff_ms);
@@ -593,12 +1168,7 @@ static bool pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
         backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
         start = failed_at;
     }
-    return true;
-}
-
-static void pr_engine_release_messages(struct pr_slot *slot) {
-    for (size_t i = 0; i < slot->message_count; i++) rd_kafka_message_destroy(slot->messages[i]);
-    slot->message_count = 0;
+    return PR_PROCESSED;
 }
 
 /* --exit-when-idle: this instance is idle, but the input is done only when
@@ -644,10 +1214,11 @@ static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
 
 static void pr_engine_log_stats(struct pr_engine *engine, const char *prefix) {
     struct pr_engine_totals *t = &engine->totals;
-    pr_info("%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu batches=%llu inflight=%zu "
-            "commits=%llu queue_full_waits=%llu transactions=%llu aborted=%llu",
+    pr_info("%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu output_rejected=%llu batches=%llu "
+            "inflight=%zu commits=%llu queue_full_waits=%llu transactions=%llu aborted=%llu",
             prefix, (unsigned long long)t->consumed, (unsigned long long)t->decisions,
             (unsigned long long)t->alerts, (unsigned long long)t->dead_letters,
+            (unsigned long long)t->output_rejected,
             (unsigned long long)t->batches, engine->inflight, (unsigned long long)engine->commits,
             (unsigned long long)engine->produce_retries, (unsigned long long)engine->txn_commits,
             (unsigned long long)engine->txn_aborts);
@@ -681,7 +1252,13 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         rc = 2;
         goto out;
     }
+    pr_buf_init(&engine->scratch);
     rc = pr_engine_setup(engine);
+    if (rc == -1) {
+        pr_info("stopped while waiting for the output topics");
+        rc = 0;
+        goto out;
+    }
     if (rc) goto out;
     pr_info("running: group=%s input=%s decisions=%s alerts=%s dlq=%s batch.size=%d chain of %zu "
             "operators",
@@ -709,10 +1286,11 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         engine->filling = NULL;
         size_t polled = slot->message_count;
         if (polled > 0) {
-            if (!pr_engine_process(engine, slot)) {
+            enum pr_process_result processed = pr_engine_process(engine, slot);
+            if (processed != PR_PROCESSED) {
                 pr_engine_release_messages(slot);
                 pr_batch_reset(&slot->batch);
-                engine->fatal = true;
+                if (processed == PR_PROCESS_FATAL) engine->fatal = true;
                 break;
             }
             if (engine->eos) {
@@ -732,8 +1310,6 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
              * a slot counted in flight then could commit with outputs still
              * to come. */
             engine->inflight++;
-            /* Outputs and dead-letter payloads are in the arena now. */
-            pr_engine_release_messages(slot);
             rd_kafka_poll(engine->producer, 0);
             pr_engine_complete(engine, false);
         }
@@ -813,6 +1389,8 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     rc = engine->fatal ? 1 : 0;
 
 out:
+    /* Polled messages hold references that rd_kafka_destroy waits for. */
+    for (size_t i = 0; i < engine->slot_count; i++) pr_engine_release_messages(&engine->slots[i]);
     if (engine->consumer) {
         if (!engine->fatal) rd_kafka_consumer_close(engine->consumer);
         rd_kafka_destroy(engine->consumer);
@@ -831,6 +1409,9 @@ out:
         free(engine->slots[i].next_offsets);
     }
     free(engine->slots);
+    free(engine->refusals);
+    if (engine->producer_conf) rd_kafka_conf_destroy(engine->producer_conf);
+    pr_buf_free(&engine->scratch);
     pr_chain_destroy(&engine->chain);
     pr_rules_free(engine->rules);
     if (totals) *totals = engine->totals;

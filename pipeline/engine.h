@@ -33,6 +33,7 @@ struct pr_engine_totals {
     size_t operator_count;
     struct pr_engine_operator_stats operators[PR_MAX_OPERATOR_STATS];
     uint64_t consumed, decisions, alerts, aggregate_alerts, dead_letters, batches;
+    uint64_t output_rejected; /* OUTPUT_REJECTED dead letters (also in dead_letters) */
     double cpu_seconds, wall_seconds;
     double active_seconds; /* first message consumed to last batch committed */
     uint64_t latency_count, latency_p50_ms, latency_p99_ms, latency_p999_ms, latency_max_ms;

@@ -1,6 +1,7 @@
 #include "kafka.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -52,6 +53,10 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
         /* Prefetch at most 16 MB (librdkafka: 64 MB): 2-3 s of input at our
          * rate, and 48 MB less resident memory. */
         {"queued.max.messages.kbytes", "16384"},
+        /* Partitions added to the input topic are seen at the next metadata
+         * refresh (librdkafka: every 300 s); 10 s makes a new partition
+         * assigned within about 15 s, for one small request per 10 s. */
+        {"topic.metadata.refresh.interval.ms", "10000"},
     };
     static const char *const producer[][2] = {
         {"enable.idempotence", "true"},
@@ -82,7 +87,7 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
             if (side != PR_KAFKA_PRODUCER) continue;
             key += 9;
         }
-        if (pr_conf_set(conf, key, cfg->kafka[i].value, cfg->path, cfg->kafka[i].line) != PR_OK) {
+        if (pr_conf_set(conf, key, cfg->kafka[i].value, cfg->kafka[i].origin, cfg->kafka[i].line) != PR_OK) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
@@ -201,5 +206,71 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
     rd_kafka_queue_destroy(queue);
     for (int i = 0; i < 4; i++) rd_kafka_NewTopic_destroy(topics[i]);
     rd_kafka_destroy(rk);
+    return rc;
+}
+
+bool pr_kafka_err_refuses_record(rd_kafka_resp_err_t err) {
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:    /* broker, or the client's message.max.bytes */
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:     /* log.message.timestamp.*.max.ms */
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: /* segment.bytes */
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:        /* e.g. a compacted topic and no key */
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool pr_kafka_err_topic_missing(rd_kafka_resp_err_t err) {
+    return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+           err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+}
+
+int pr_kafka_topic_max_bytes(rd_kafka_t *rk, const char *const *topics, size_t count,
+                             int64_t *max_bytes, int timeout_ms) {
+    char err[256];
+    for (size_t i = 0; i < count; i++) max_bytes[i] = -1;
+    rd_kafka_ConfigResource_t **res = pr_calloc(count, sizeof(*res));
+    for (size_t i = 0; i < count; i++) res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i]);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err, sizeof(err));
+    rd_kafka_DescribeConfigs(rk, res, count, options, queue);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, timeout_ms + 2000);
+    int rc = PR_OK;
+    if (!ev || rd_kafka_event_error(ev)) {
+        pr_warn("reading the output topics' max.message.bytes: %s",
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
+        rc = PR_ERR;
+    } else {
+        const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
+        size_t n;
+        const rd_kafka_ConfigResource_t **described = rd_kafka_DescribeConfigs_result_resources(result, &n);
+        for (size_t r = 0; r < n; r++) {
+            const char *name = rd_kafka_ConfigResource_name(described[r]);
+            if (rd_kafka_ConfigResource_error(described[r])) {
+                pr_warn("reading the configuration of topic %s: %s", name,
+                        rd_kafka_ConfigResource_error_string(described[r]));
+                rc = PR_ERR;
+                continue;
+            }
+            size_t entries;
+            const rd_kafka_ConfigEntry_t **configs = rd_kafka_ConfigResource_configs(described[r], &entries);
+            for (size_t e = 0; e < entries; e++) {
+                if (strcmp(rd_kafka_ConfigEntry_name(configs[e]), "max.message.bytes") != 0) continue;
+                const char *value = rd_kafka_ConfigEntry_value(configs[e]);
+                for (size_t i = 0; i < count; i++)
+                    if (value && strcmp(topics[i], name) == 0) max_bytes[i] = strtoll(value, NULL, 10);
+            }
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_queue_destroy(queue);
+    for (size_t i = 0; i < count; i++) rd_kafka_ConfigResource_destroy(res[i]);
+    free(res);
     return rc;
 }

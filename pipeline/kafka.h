@@ -6,6 +6,7 @@
 #define PR_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 
 #include "config.h"
 
@@ -26,6 +27,22 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms);
  * request or of the topic, with *md NULL. */
 rd_kafka_resp_err_t pr_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, int timeout_ms,
                                             const struct rd_kafka_metadata **md);
+
+/* A delivery error that belongs to the one record and that retrying cannot
+ * fix (too large, a timestamp out of the broker's window, an invalid
+ * record, a policy refusal): the record is dead-lettered as
+ * OUTPUT_REJECTED and the pipeline goes on. */
+bool pr_kafka_err_refuses_record(rd_kafka_resp_err_t err);
+
+/* The output topic or partition does not exist: not the record's fault;
+ * the engine stops (fail closed). */
+bool pr_kafka_err_topic_missing(rd_kafka_resp_err_t err);
+
+/* max.message.bytes of each topic (the broker's effective value), by
+ * DescribeConfigs; -1 for a topic whose value could not be read. Returns
+ * PR_ERR (logged) when any could not. */
+int pr_kafka_topic_max_bytes(rd_kafka_t *rk, const char *const *topics, size_t count,
+                             int64_t *max_bytes, int timeout_ms);
 
 /* Logs client errors once per distinct message per 10 s (no log storms
  * while the broker is down). */

@@ -62,6 +62,7 @@ enum pr_reason_code {
     PR_R_FREIGHT_VALUE_MISMATCH,
     PR_R_HIGH_RISK_ORIGIN,
     PR_R_ADDRESS_CLUSTER,
+    PR_R_DATE_IMPLAUSIBLE,
     PR_R_RANDOM_COMPLIANCE,
     PR_R_COUNT
 };
@@ -89,9 +90,12 @@ enum pr_dlq_code {
     PR_DLQ_DECODE_ERROR,
     PR_DLQ_TRAILING_BYTES,
     PR_DLQ_INVALID_UTF8,
-    PR_DLQ_UNKNOWN_SCHEMA
+    PR_DLQ_UNKNOWN_SCHEMA,
+    PR_DLQ_INVALID_ID,      /* declaration_id empty, blank, > 128 bytes or with control bytes */
+    PR_DLQ_OUTPUT_REJECTED, /* the broker refused for good a record made from it (engine) */
+    PR_DLQ_COUNT
 };
-extern const char *const pr_dlq_names[7];
+extern const char *const pr_dlq_names[PR_DLQ_COUNT];
 
 /* What the enrich operator learned about one line. */
 struct pr_line_ref {
@@ -109,10 +113,17 @@ enum pr_party_kind {
 };
 extern const char *const pr_party_kind_names[PR_PARTY_COUNT];
 
+/* Most bytes of evidence a reason's detail keeps. Evidence past it is cut
+ * at an item boundary (", " or "; ") and counted: the encoded detail then
+ * ends with " ... and N more". A declaration with 10,000 lines therefore
+ * still gives a decision of bounded size. */
+#define PR_REASON_DETAIL_MAX 1024
+
 struct pr_reason {
     int32_t points;
     uint32_t detail_len;
-    char *detail; /* batch arena; never a raw name or address */
+    char *detail;      /* batch arena; never a raw name or address */
+    uint32_t omitted;  /* evidence items cut from detail (PR_REASON_DETAIL_MAX) */
 };
 
 /* Where a record's outputs go; set by the route operator. */
@@ -176,6 +187,17 @@ struct pr_record {
     struct pr_str out_dlq;      /* encoded DeadLetter, arena */
     struct pr_str out_aggregate_alert; /* encoded aggregate alert Decision, arena */
     struct pr_str aggregate_alert_id;  /* AGG:<consignee_key>:<day>, arena */
+
+    /* Set by the engine when the broker refuses an output for a reason that
+     * retrying cannot fix (enum pr_output bits; see engine.c "Refused
+     * records"). */
+    uint32_t refused;  /* refused since the engine last looked */
+    uint32_t retried;  /* produced a second time after a refusal */
+    uint32_t rejected; /* given up: an OUTPUT_REJECTED dead letter replaces it */
+    bool dlq_cut;      /* the dead letter is written with key and payload cut */
+    bool rejected_sent; /* the OUTPUT_REJECTED dead letter is produced */
+    int32_t refused_err;        /* rd_kafka_resp_err_t of the first refusal */
+    const char *refused_topic;  /* and the output topic it came from */
 };
 
 static inline bool pr_record_dead(const struct pr_record *rec) {
