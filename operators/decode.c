@@ -28,6 +28,14 @@ static bool pr_id_invalid(struct pr_str id, char *why, size_t why_size) {
         snprintf(why, why_size, "declaration_id is empty");
         return true;
     }
+    /* The common id, printable ASCII without a space, in one compare per
+     * byte (c - 0x21 wraps for bytes up to a space); anything else takes
+     * the full account below. */
+    if (id.len <= PR_ID_MAX_BYTES) {
+        uint32_t i = 0;
+        while (i < id.len && (unsigned char)((unsigned char)id.ptr[i] - 0x21) < 0x5e) i++;
+        if (i == id.len) return false;
+    }
     const char *bytes = id.len == 1 ? "byte" : "bytes";
     uint32_t spaces = 0, controls = 0, first_control = 0;
     for (uint32_t i = 0; i < id.len; i++) {

@@ -99,7 +99,7 @@ void pr_record_fire(struct pr_batch *batch, struct pr_record *rec, enum pr_reaso
              * UTF-8 characters only. */
             keep = (size_t)pr_utf8_prefix(detail, detail_len, PR_REASON_DETAIL_MAX);
             reason->omitted = pr_detail_items(detail, detail_len) - 1;
-        } else {
+        } else if (keep < detail_len) {
             reason->omitted = pr_detail_items(detail, detail_len) - pr_detail_items(detail, keep);
         }
         reason->detail = pr_arena_strndup(&batch->arena, detail, keep);
@@ -111,7 +111,8 @@ void pr_record_fire(struct pr_batch *batch, struct pr_record *rec, enum pr_reaso
                       ? PR_REASON_DETAIL_MAX - reason->detail_len - 2
                       : 0;
     size_t keep = reason->omitted ? 0 : pr_detail_cut(detail, detail_len, room);
-    reason->omitted += pr_detail_items(detail, detail_len) - pr_detail_items(detail, keep);
+    if (keep < detail_len)
+        reason->omitted += pr_detail_items(detail, detail_len) - pr_detail_items(detail, keep);
     if (keep == 0) return;
     size_t len = reason->detail_len + 2 + keep;
     char *joined = pr_arena_alloc(&batch->arena, len + 1);

@@ -6,6 +6,7 @@
  *
  *   pr_test_kafka create  BROKERS TOPIC PARTITIONS [key=value]...
  *   pr_test_kafka delete  BROKERS TOPIC
+ *   pr_test_kafka partitions BROKERS TOPIC TOTAL     (CreatePartitions: grow to TOTAL)
  *   pr_test_kafka alter   BROKERS TOPIC key=value...   (AlterConfigs: the rest back to defaults)
  *   pr_test_kafka produce BROKERS TOPIC KEY_BYTES VALUE_BYTES [TIMESTAMP_MS]
  *   pr_test_kafka records BROKERS TOPIC      one JSON line per record:
@@ -121,6 +122,38 @@ static int pr_alter(const char *brokers, const char *topic, int argc, char **arg
     return rc;
 }
 
+static int pr_partitions(const char *brokers, const char *topic, int total) {
+    char err[512];
+    rd_kafka_t *rk = pr_client(RD_KAFKA_PRODUCER, brokers, NULL);
+    rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(topic, (size_t)total, err, sizeof(err));
+    if (!np) {
+        fprintf(stderr, "pr_test_kafka: %s\n", err);
+        return 2;
+    }
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_CreatePartitions(rk, &np, 1, NULL, queue);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 60000);
+    int rc = 0;
+    if (!ev || rd_kafka_event_error(ev)) {
+        fprintf(stderr, "pr_test_kafka: partitions: %s\n", ev ? rd_kafka_event_error_string(ev) : "no answer");
+        rc = 1;
+    } else {
+        size_t n;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &n);
+        for (size_t i = 0; i < n; i++)
+            if (rd_kafka_topic_result_error(res[i])) {
+                fprintf(stderr, "pr_test_kafka: partitions: %s\n", rd_kafka_topic_result_error_string(res[i]));
+                rc = 1;
+            }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_NewPartitions_destroy(np);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 static int pr_delete(const char *brokers, const char *topic) {
     rd_kafka_t *rk = pr_client(RD_KAFKA_PRODUCER, brokers, NULL);
     rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
@@ -205,6 +238,7 @@ int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "create") == 0)
         return pr_create(argv[2], argv[3], atoi(argv[4]), argc - 5, argv + 5);
     if (argc == 4 && strcmp(argv[1], "delete") == 0) return pr_delete(argv[2], argv[3]);
+    if (argc == 5 && strcmp(argv[1], "partitions") == 0) return pr_partitions(argv[2], argv[3], atoi(argv[4]));
     if (argc >= 5 && strcmp(argv[1], "alter") == 0) return pr_alter(argv[2], argv[3], argc - 4, argv + 4);
     if ((argc == 6 || argc == 7) && strcmp(argv[1], "produce") == 0)
         return pr_produce(argv[2], argv[3], strtoul(argv[4], NULL, 10), strtoul(argv[5], NULL, 10),

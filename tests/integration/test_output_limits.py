@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (BOOTSTRAP, Checks, Pipeline, avro_bytes, declaration, line, load_refdata,  # noqa: E402
+from harness import (BOOTSTRAP, REDIS, Checks, Pipeline, avro_bytes, declaration, line, load_refdata,  # noqa: E402
                      produce, stop, wait_for)
 
 TOOL = os.environ["PR_TEST_KAFKA"]
@@ -335,4 +335,44 @@ waits = text.count(f"output topic {p.topics['decisions']} is not available")
 c.check(1 <= waits <= 3, "vanish: on restart one line per 10 s while it is missing", f"{waits} lines")
 c.check(len(text.splitlines()) < 20, "vanish: and no log storm", f"{len(text.splitlines())} lines")
 c.equal(rc, 0, "vanish: SIGTERM while waiting for the topic is a clean stop")
+# ------------------------------------------------------------------ 9. partitions added while running
+# New partitions of the input topic are assigned within the consumer's
+# metadata refresh (10 s; librdkafka's default is 300 s).
+p = Pipeline("grow", partitions=2)
+p.create_topics()
+produce(p, [declaration("grow-warmup")])
+proc = p.start()
+c.check(wait_for(lambda: "grow-warmup" in counts(p, "decisions"), 60), "grow: running")
+tool("partitions", BOOTSTRAP, p.topics["declarations"], 8)
+time.sleep(1)
+grown = [declaration(f"grow-{i}") for i in range(40)]
+produce(p, grown)
+t_grow = time.time()
+want = {d["declaration_id"] for d in grown}
+done = wait_for(lambda: want <= set(counts(p, "decisions")), 60, step=1)
+took = time.time() - t_grow
+on_new = {r["partition"] for r in records(p.topics["declarations"])} - {0, 1}
+c.check(len(on_new) > 0, "grow: some declarations went to the new partitions", str(on_new))
+c.check(done, "grow: every declaration on the new partitions is decided within 60 s "
+              "(librdkafka's default refresh would take up to 300 s)", f"{took:.0f} s")
+print(f"grow: decided {took:.1f} s after producing to the grown topic")
+c.equal(stop(proc), 0, "grow: clean stop")
+
+# ------------------------------------------------------------------ 10. a stop while paused
+# SIGTERM while the engine waits for an unavailable dependency (Redis on a
+# closed port, redis.on_unavailable: pause) is a clean stop: exit 0, and the
+# batch it held is not committed (decided after a restart).
+p = Pipeline("paused")
+p.create_topics()
+produce(p, [declaration("paused-1")])
+p.sets = [x if not x.startswith("redis.address=") else "redis.address=127.0.0.1:9" for x in p.sets]
+proc = p.start()
+c.check(wait_for(lambda: "retrying" in log_text(proc), 60), "paused: the engine waits for Redis")
+rc = stop(proc)
+c.equal(rc, 0, "paused: SIGTERM while paused exits 0 (a clean stop)")
+c.check("after a fatal error" not in log_text(proc), "paused: and does not call it a fatal error")
+c.equal(counts(p, "decisions"), collections.Counter(), "paused: nothing decided without Redis")
+p.sets = [x if not x.startswith("redis.address=127.0.0.1:9") else f"redis.address={REDIS}" for x in p.sets]
+rc, _ = p.run_until_idle(idle_ms=2000)
+c.equal(dict(counts(p, "decisions")), {"paused-1": 1}, "paused: the held declaration is decided after the restart")
 c.done()
