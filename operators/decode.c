@@ -12,6 +12,9 @@
  * runs here, first in the chain, so that no later operator counts such a
  * record anywhere; route sends every dead letter to the DLQ and no decision
  * is made for it. The detail gives the length and the reason, never the id.
+ *
+ * Country codes are then put in the form the reference data uses
+ * (pr_country_canon).
  */
 #include "../pipeline/codec.h"
 #include "operator.h"
@@ -64,6 +67,39 @@ static bool pr_id_invalid(struct pr_str id, char *why, size_t why_size) {
     return false;
 }
 
+/* A country code as the reference data and the policy spell it: ISO 3166
+ * alpha-2 in capitals. A hub that sends " cn" or "kp" means CN and KP; taken
+ * byte for byte it would escape the CN/HK suspension row and
+ * HIGH_RISK_ORIGIN without a word. Surrounding spaces are dropped and ASCII
+ * letters upper-cased (a copy in the arena; the common code costs two
+ * compares). Anything else stays as sent. */
+static void pr_country_canon(struct pr_batch *batch, struct pr_str *code) {
+    if (code->len == 2 && code->ptr[0] >= 'A' && code->ptr[0] <= 'Z' && code->ptr[1] >= 'A' &&
+        code->ptr[1] <= 'Z')
+        return;
+    uint32_t start = 0, end = code->len;
+    while (start < end && code->ptr[start] == ' ') start++;
+    while (end > start && code->ptr[end - 1] == ' ') end--;
+    bool changed = start > 0 || end < code->len;
+    for (uint32_t i = start; i < end && !changed; i++)
+        if (code->ptr[i] >= 'a' && code->ptr[i] <= 'z') changed = true;
+    if (!changed) return;
+    char *copy = pr_arena_alloc(&batch->arena, end - start + 1);
+    for (uint32_t i = start; i < end; i++) {
+        char c = code->ptr[i];
+        copy[i - start] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+    }
+    copy[end - start] = '\0';
+    *code = (struct pr_str){copy, end - start};
+}
+
+static void pr_declaration_countries_canon(struct pr_batch *batch, struct pr_declaration *d) {
+    pr_country_canon(batch, &d->shipper.country);
+    pr_country_canon(batch, &d->consignee.country);
+    if (d->has_seller) pr_country_canon(batch, &d->seller.country);
+    for (uint32_t i = 0; i < d->line_count; i++) pr_country_canon(batch, &d->lines[i].origin_country);
+}
+
 struct pr_decode_ctx {
     size_t max_message_bytes;
 };
@@ -95,8 +131,11 @@ static int pr_decode_process(struct pr_operator *op, struct pr_batch *batch) {
             pr_record_dead_letter(rec, code, "%s", err);
             continue;
         }
-        if (pr_id_invalid(rec->decl.declaration_id, err, sizeof(err)))
+        if (pr_id_invalid(rec->decl.declaration_id, err, sizeof(err))) {
             pr_record_dead_letter(rec, PR_DLQ_INVALID_ID, "%s", err);
+            continue;
+        }
+        pr_declaration_countries_canon(batch, &rec->decl);
     }
     return PR_OP_DONE;
 }

@@ -281,6 +281,26 @@ static void test_policy_boundaries(void **state) {
     assert_non_null(strstr(detail(rec, PR_R_DE_MINIMIS_SUSPENDED), "repealed since 2027-07-01"));
 }
 
+/* Country codes are matched in the form the policy and reference data use:
+ * " cn" and "hk" are CN and HK, so they cannot slip past the CN/HK row. */
+static void test_country_codes_canonical(void **state) {
+    struct chain_fixture *f = *state;
+    struct pr_declaration d;
+    base_declaration(&d);
+    arrive(&d, "2025-06-01T12:00:00Z");
+    base_lines[0].origin_country = S(" cn");
+    base_lines[1].origin_country = S("hk ");
+    struct pr_record *rec = decide(f, &d);
+    expect(rec, BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
+    assert_string_equal(detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
+                        "line 1 origin CN, line 2 origin HK: de minimis suspended since 2025-05-02T04:01:00Z");
+    /* What is not a code in another case or spacing stays as sent. */
+    base_declaration(&d);
+    arrive(&d, "2025-06-01T12:00:00Z");
+    base_lines[1].origin_country = S("C N");
+    expect(decide(f, &d), 0, 0, PR_DM_ELIGIBLE, PR_LANE_GREEN);
+}
+
 static void test_combinations_and_lanes(void **state) {
     struct chain_fixture *f = *state;
     struct pr_declaration d;
@@ -707,6 +727,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_freight_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_threshold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_boundaries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_country_codes_canonical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combinations_and_lanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_compliance, setup, teardown),
         cmocka_unit_test(test_siphash_reference_vector),
