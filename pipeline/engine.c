@@ -161,7 +161,8 @@ struct pr_engine {
     bool settling;
     int64_t client_max_bytes, producer_batch_size;
     rd_kafka_conf_t *producer_conf; /* a copy of it makes each producer */
-    int64_t last_produce_error_log_us, last_consumer_error_log_us;
+    int64_t last_produce_error_log_us, last_consumer_error_log_us, last_refusal_log_us;
+    size_t refusals_unlogged;
     bool topic_missing_logged;
 };
 
@@ -177,6 +178,36 @@ static const char *pr_engine_topic_label(const struct pr_engine *engine, const r
     if (rkt == engine->topic_alerts) return engine->cfg->topic_alerts;
     if (rkt == engine->topic_dlq) return engine->cfg->topic_dlq;
     return "(an unknown topic)";
+}
+
+/* A dead letter refused although cut to input.dlq_keep_bytes: the DLQ
+ * topic cannot take what the configuration says it must. Exit 1. */
+static void pr_engine_dlq_fault(struct pr_engine *engine, const struct pr_record *rec) {
+    pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut to "
+             "input.dlq_keep_bytes=%zu (%s): lower input.dlq_keep_bytes or raise the topic's "
+             "max.message.bytes; stopping without committing",
+             engine->cfg->topic_dlq, engine->dlq_keep_bytes,
+             rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err));
+    engine->fatal = true;
+}
+
+/* One line for the refusals of a batch, at most once per 10 s (a topic
+ * that refuses everything must not flood the log); the dead letters carry
+ * each record's own detail. */
+static void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_batch *batch, const char *then) {
+    const struct pr_record *first = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < batch->count; i++)
+        if (batch->records[i].refused && count++ == 0) first = &batch->records[i];
+    engine->refusals_unlogged += count;
+    if (!first || pr_monotonic_us() - engine->last_refusal_log_us < 10000000) return;
+    engine->last_refusal_log_us = pr_monotonic_us();
+    pr_warn("%zu record(s) refused by the broker since the last report (this batch: partition %d "
+            "offset %lld and %zu more, topic %s: %s); %s",
+            engine->refusals_unlogged, first->partition, (long long)first->offset, count - 1,
+            first->refused_topic ? first->refused_topic : "?",
+            rd_kafka_err2str((rd_kafka_resp_err_t)first->refused_err), then);
+    engine->refusals_unlogged = 0;
 }
 
 /* Notes the first refusal of one of rec's outputs (for the dead letter's
@@ -366,16 +397,16 @@ static bool pr_engine_remember_refusals(struct pr_engine *engine) {
     for (size_t k = 0; k < engine->inflight; k++) {
         struct pr_slot *slot = &engine->slots[(engine->head + k) % engine->slot_count];
         if (!slot->refused) continue;
+        pr_engine_log_refusals(engine, &slot->batch,
+                               "the transaction is aborted and processed again; each is produced once "
+                               "more, then dead-lettered as OUTPUT_REJECTED");
         pr_engine_refresh_limits(engine, &slot->batch);
         if (engine->fatal) return false;
         for (size_t i = 0; i < slot->batch.count; i++) {
             struct pr_record *rec = &slot->batch.records[i];
             if (!rec->refused) continue;
             if ((rec->refused & PR_OUT_DLQ) && rec->dlq_cut) {
-                pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut "
-                         "to input.dlq_keep_bytes=%zu: lower input.dlq_keep_bytes or raise the "
-                         "topic's max.message.bytes; stopping without committing",
-                         engine->cfg->topic_dlq, engine->dlq_keep_bytes);
+                pr_engine_dlq_fault(engine, rec);
                 return false;
             }
             struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
@@ -390,12 +421,6 @@ static bool pr_engine_remember_refusals(struct pr_engine *engine) {
             r->rejected |= rec->rejected | (outputs & rec->retried);
             r->retried |= rec->retried | outputs;
             if (rec->refused & PR_OUT_DLQ) r->dlq_cut = true;
-            pr_warn("partition %d offset %lld: a record refused by %s (%s); the transaction is "
-                    "aborted and the record %s",
-                    rec->partition, (long long)rec->offset, rec->refused_topic ? rec->refused_topic : "?",
-                    rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err),
-                    (outputs & ~r->rejected) || (rec->refused & PR_OUT_DLQ) ? "retried once"
-                                                                               : "dead-lettered");
         }
     }
     return true;
@@ -939,12 +964,7 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
             pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq, rec->key, key_len, value);
         if (res != PR_REFUSED_NOW) return res;
         if (rec->dlq_cut) {
-            pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut to "
-                     "input.dlq_keep_bytes=%zu (%s): lower input.dlq_keep_bytes or raise the topic's "
-                     "max.message.bytes; stopping without committing",
-                     engine->cfg->topic_dlq, engine->dlq_keep_bytes,
-                     rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err));
-            engine->fatal = true;
+            pr_engine_dlq_fault(engine, rec);
             return PR_PRODUCE_FAILED;
         }
         rec->dlq_cut = true;
@@ -984,6 +1004,7 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
     engine->settling = true;
     slot->refused = false;
     struct pr_batch *batch = &slot->batch;
+    pr_engine_log_refusals(engine, batch, "each is produced once more, then dead-lettered as OUTPUT_REJECTED");
     pr_engine_refresh_limits(engine, batch);
     for (size_t i = 0; i < batch->count && !engine->fatal; i++) {
         struct pr_record *rec = &batch->records[i];
@@ -992,11 +1013,7 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
         rec->refused = 0;
         if (refused & PR_OUT_DLQ) {
             if (rec->dlq_cut) {
-                pr_error("the DLQ topic %s refuses a dead letter even with its key and payload cut to "
-                         "input.dlq_keep_bytes=%zu: lower input.dlq_keep_bytes or raise the topic's "
-                         "max.message.bytes; stopping without committing",
-                         engine->cfg->topic_dlq, engine->dlq_keep_bytes);
-                engine->fatal = true;
+                pr_engine_dlq_fault(engine, rec);
                 break;
             }
             rec->dlq_cut = true;
