@@ -1,76 +1,112 @@
 /*
- * refdata_format.c - the value formats of refdata.h shared by the loader and
- * the enrich operator: HTS flag sets and the encoded HTS hash value.
- * (The loader itself lives in refdata.c.)
+ * refdata_format.c - the value formats of refdata.h, shared by the loader
+ * (refdata.c) and the operators (enrich reads HTS hash values, policy writes
+ * flag names into reason details): HTS flag sets, the encoded HTS hash value
+ * and the key names of a version. The one definition of each; the loader
+ * itself lives in refdata.c.
  */
+#include "refdata.h"
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "refdata.h"
+#include "refdata-int.h"
 
 const char *const pr_hts_flag_names[8] = {"ADCVD",    "QUOTA",    "EXCISE",  "PGA_FDA",
                                           "PGA_USDA", "PGA_CPSC", "PGA_FCC", "WATCH"};
 
 int pr_hts_flags_parse(const char *s, size_t len, uint32_t *flags, char *err, size_t err_size) {
-    *flags = 0;
     size_t i = 0;
-    while (i < len) {
-        size_t end = i;
-        while (end < len && s[end] != '|') end++;
-        size_t tlen = end - i;
-        /* tolerate spaces around tokens */
-        const char *tok = s + i;
-        while (tlen && *tok == ' ') tok++, tlen--;
-        while (tlen && tok[tlen - 1] == ' ') tlen--;
-        if (tlen) {
-            int found = -1;
-            for (int f = 0; f < 8; f++)
-                if (strlen(pr_hts_flag_names[f]) == tlen && memcmp(pr_hts_flag_names[f], tok, tlen) == 0)
-                    found = f;
-            if (found < 0) {
-                snprintf(err, err_size, "unknown flag '%.*s'", (int)(tlen > 32 ? 32 : tlen), tok);
-                return PR_ERR;
-            }
-            *flags |= 1u << found;
-        }
-        i = end + 1;
+    while (i < len && pr_is_blank_byte(s[i])) i++;
+    if (i == len) {
+        *flags = 0;
+        return PR_OK;
     }
+    uint32_t result = 0;
+    size_t pos = 0;
+    for (;;) {
+        size_t start = pos;
+        while (pos < len && s[pos] != '|') pos++;
+        size_t a = start, b = pos;
+        while (a < b && pr_is_blank_byte(s[a])) a++;
+        while (b > a && pr_is_blank_byte(s[b - 1])) b--;
+        if (a == b) {
+            pr_set_err(err, err_size, "empty flag in the '|'-separated list");
+            return PR_ERR;
+        }
+        size_t k = 0;
+        for (; k < PR_ARRAY_LEN(pr_hts_flag_names); k++)
+            if (strlen(pr_hts_flag_names[k]) == b - a &&
+                memcmp(pr_hts_flag_names[k], s + a, b - a) == 0)
+                break;
+        if (k == PR_ARRAY_LEN(pr_hts_flag_names)) {
+            /* Show the token (flags are not personal data), cut and with
+             * non-printable bytes replaced. */
+            char tok[33];
+            size_t n = b - a < sizeof(tok) - 1 ? b - a : sizeof(tok) - 1;
+            for (size_t j = 0; j < n; j++) {
+                unsigned char c = (unsigned char)s[a + j];
+                tok[j] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
+            }
+            tok[n] = '\0';
+            pr_set_err(err, err_size, "unknown flag '%s%s' (expected ADCVD, QUOTA, EXCISE, "
+                       "PGA_FDA, PGA_USDA, PGA_CPSC, PGA_FCC or WATCH)", tok,
+                       b - a > n ? "..." : "");
+            return PR_ERR;
+        }
+        result |= 1u << k;
+        if (pos >= len) break;
+        pos++; /* the '|' */
+    }
+    *flags = result;
     return PR_OK;
 }
 
 void pr_hts_flags_format(uint32_t flags, char *out, size_t size) {
-    size_t n = 0;
+    if (!size) return;
     out[0] = '\0';
-    for (int f = 0; f < 8; f++) {
-        if (!(flags & (1u << f))) continue;
-        int w = snprintf(out + n, size - n, "%s%s", n ? "|" : "", pr_hts_flag_names[f]);
-        if (w < 0 || (size_t)w >= size - n) return;
+    size_t n = 0;
+    for (size_t k = 0; k < PR_ARRAY_LEN(pr_hts_flag_names); k++) {
+        if (!(flags & (1u << k))) continue;
+        int w = snprintf(out + n, size - n, "%s%s", n ? "|" : "", pr_hts_flag_names[k]);
+        if (w < 0 || (size_t)w >= size - n) return; /* truncated, still terminated */
         n += (size_t)w;
     }
 }
 
-/* "<flags>,<floor>,<points>,<known>" with floor and points possibly empty. */
+/* "<flags>,<floor>,<points>,<known>": flags a decimal bitmask that fits 32 bits, floor
+ * and points empty or decimal without overflow, known exactly 0 or 1. */
 int pr_hts_entry_parse(const char *s, size_t len, struct pr_hts_entry *entry) {
-    const char *end = s + len;
-    int64_t fields[4];
-    bool present[4];
-    for (int f = 0; f < 4; f++) {
-        fields[f] = 0;
-        present[f] = false;
-        if (s > end) return PR_ERR;
-        while (s < end && *s != ',') {
-            if (*s < '0' || *s > '9') return PR_ERR;
-            fields[f] = fields[f] * 10 + (*s - '0');
-            present[f] = true;
-            s++;
+    const char *part[4];
+    size_t part_len[4];
+    size_t count = 0, start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == ',') {
+            if (count == 4) return PR_ERR;
+            part[count] = s + start;
+            part_len[count] = i - start;
+            count++;
+            start = i + 1;
         }
-        s++; /* the comma, or one past the end */
     }
-    entry->flags = (uint32_t)fields[0];
-    entry->floor_cents = present[1] ? fields[1] : -1;
-    entry->points = present[2] ? (int32_t)fields[2] : -1;
-    entry->known = fields[3] == 1;
+    if (count != 4) return PR_ERR;
+    uint64_t v;
+    if (!pr_parse_decimal(part[0], part_len[0], UINT32_MAX, &v)) return PR_ERR;
+    entry->flags = (uint32_t)v;
+    if (part_len[1] == 0)
+        entry->floor_cents = -1;
+    else if (pr_parse_decimal(part[1], part_len[1], INT64_MAX, &v))
+        entry->floor_cents = (int64_t)v;
+    else
+        return PR_ERR;
+    if (part_len[2] == 0)
+        entry->points = -1;
+    else if (pr_parse_decimal(part[2], part_len[2], INT32_MAX, &v))
+        entry->points = (int32_t)v;
+    else
+        return PR_ERR;
+    if (part_len[3] != 1 || (part[3][0] != '0' && part[3][0] != '1')) return PR_ERR;
+    entry->known = part[3][0] == '1';
     return PR_OK;
 }
 
