@@ -52,7 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../pipeline/cache.h"
+#include "../pipeline/hash.h"
 #include "../pipeline/normalize.h"
 #include "../pipeline/redis.h"
 #include "../pipeline/rules.h"

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "../pipeline/cache.h"
+#include "../pipeline/hash.h"
 #include "../pipeline/normalize.h"
 #include "../pipeline/redis.h"
 #include "../pipeline/refdata.h"

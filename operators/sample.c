@@ -4,6 +4,7 @@
  * deterministic, so a replay decides the same and filers cannot predict it
  * without the key.
  */
+#include "../pipeline/hash.h"
 #include "../pipeline/rules.h"
 #include "operator.h"
 

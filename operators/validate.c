@@ -5,6 +5,7 @@
  *
  * Details name fields and line numbers, never the text of a name or address.
  */
+#include "../pipeline/hash.h"
 #include "../pipeline/normalize.h"
 #include "../pipeline/rules.h"
 #include "operator.h"

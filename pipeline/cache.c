@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 struct pr_cache_entry {
     uint64_t hash;
     int64_t expires_ms;
@@ -12,22 +14,6 @@ struct pr_cache_entry {
     uint8_t negative;
     char data[]; /* key then value */
 };
-
-/* 64-bit FNV-1a with a final avalanche (murmur3 fmix64): keys are short. */
-uint64_t pr_hash64(const void *data, size_t len) {
-    const uint8_t *p = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 static size_t pr_entry_size(size_t key_len, size_t value_len) {
     return sizeof(struct pr_cache_entry) + key_len + value_len;

@@ -50,6 +50,4 @@ bool pr_cache_get(struct pr_cache *cache, const char *key, size_t key_len, int64
 void pr_cache_put(struct pr_cache *cache, const char *key, size_t key_len, const char *value,
                   size_t value_len, bool negative, int64_t now_ms);
 
-uint64_t pr_hash64(const void *data, size_t len);
-
 #endif

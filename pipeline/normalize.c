@@ -1,6 +1,5 @@
 #include "normalize.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,47 +179,6 @@ void pr_consignee_identity(const struct pr_party *party, struct pr_buf *out) {
     pr_identity_from(out, name, address, party->postal_code);
     free((char *)name.ptr);
     free((char *)address.ptr);
-}
-
-static void pr_hex32(const unsigned char md[32], char hex[65]) {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-}
-
-void pr_sha256_hex(const void *data, size_t len, char hex[65]) {
-    unsigned char md[32];
-    unsigned int md_len = 0;
-    EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL);
-    pr_hex32(md, hex);
-}
-
-void pr_sha256_init(struct pr_sha256 *sha) {
-    sha->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    sha->ctx = EVP_MD_CTX_new();
-    if (!sha->md || !sha->ctx) {
-        pr_error("OpenSSL: SHA-256 unavailable");
-        abort();
-    }
-    pr_buf_init(&sha->identity);
-}
-
-void pr_sha256_free(struct pr_sha256 *sha) {
-    EVP_MD_free(sha->md);
-    EVP_MD_CTX_free(sha->ctx);
-    pr_buf_free(&sha->identity);
-}
-
-void pr_sha256_hex_with(struct pr_sha256 *sha, const void *data, size_t len, char hex[65]) {
-    unsigned char md[32];
-    unsigned int md_len = 0;
-    EVP_DigestInit_ex(sha->ctx, sha->md, NULL);
-    EVP_DigestUpdate(sha->ctx, data, len);
-    EVP_DigestFinal_ex(sha->ctx, md, &md_len);
-    pr_hex32(md, hex);
 }
 
 void pr_consignee_key(const struct pr_party *party, char hex[65]) {

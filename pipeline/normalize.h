@@ -10,6 +10,7 @@
 #ifndef PR_NORMALIZE_H
 #define PR_NORMALIZE_H
 
+#include "hash.h" /* struct pr_sha256 */
 #include "record-t.h"
 
 /* Upper-case ASCII letters, keep bytes >= 0x80, delete . and ', turn every
@@ -29,26 +30,12 @@ bool pr_str_blank(struct pr_str s);
 /* Consignee identity: norm name | norm address | postal code upper-cased
  * without spaces and hyphens. Written to out (reset first). */
 void pr_consignee_identity(const struct pr_party *party, struct pr_buf *out);
-/* SHA-256 with the digest fetched once (OpenSSL 3 looks the algorithm up
- * again on every EVP_sha256() one-shot call, which costs more than hashing
- * a short identity). One per thread or operator. */
-struct pr_sha256 {
-    void *md;  /* EVP_MD */
-    void *ctx; /* EVP_MD_CTX */
-    struct pr_buf identity;
-};
-void pr_sha256_init(struct pr_sha256 *sha);
-void pr_sha256_free(struct pr_sha256 *sha);
-void pr_sha256_hex_with(struct pr_sha256 *sha, const void *data, size_t len, char hex[65]);
-
 /* Lower-case hex SHA-256 of the consignee identity (65 bytes with NUL). */
 void pr_consignee_key(const struct pr_party *party, char hex[65]);
 
 /* Delivery address: norm address + " " + norm city, or norm address alone
  * when the city normalizes to nothing. Written to out (reset first). */
 void pr_delivery_address(const struct pr_party *party, struct pr_buf *out);
-
-void pr_sha256_hex(const void *data, size_t len, char hex[65]);
 
 /* Fills rec->norms (once; later calls return at once) in the batch arena:
  * normalized shipper, seller and consignee names, shipper and consignee

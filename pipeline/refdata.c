@@ -22,7 +22,6 @@
  *      versions get the grace TTL (only keys without a TTL: an older version
  *      already counting down keeps its deadline).
  */
-#include "cache.h"
 #include "refdata.h"
 
 #include <csv.h>
@@ -37,6 +36,7 @@
 #include <unistd.h>
 
 #include "codec.h" /* pr_utf8_valid */
+#include "hash.h"
 #include "normalize.h"
 #include "refdata-int.h"
 #include "refdata_load.h"

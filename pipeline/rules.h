@@ -74,8 +74,4 @@ bool pr_rules_arrival_implausible(const struct pr_rules *rules, const struct pr_
  * declaration takes the row at this instant. */
 int64_t pr_rules_policy_instant(const struct pr_rules *rules, const struct pr_declaration *d);
 
-/* SipHash-2-4 of data under a 128-bit key: the keyed hash of the random
- * compliance sample (deterministic, so a replay decides the same). */
-uint64_t pr_siphash24(const uint8_t key[16], const void *data, size_t len);
-
 #endif

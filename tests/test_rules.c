@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "hash.h"
 #include "operator.h"
 #include "rules.h"
 
