@@ -60,7 +60,9 @@
  *   aborts the transaction (it never commits a record without its decision
  *   or dead letter); the refusal is remembered by partition and offset, and
  *   the batches are processed again with the same retry-once-then-dead-
- *   letter rule as above.
+ *   letter rule as above. Once a refusal has made the transaction abortable
+ *   the client refuses every later record of it (Local: Erroneous state);
+ *   the batches then stop emitting and the transaction aborts at once.
  */
 #include "engine.h"
 
@@ -147,6 +149,10 @@ struct pr_engine {
     int64_t first_message_us, last_commit_us;
     bool eos;          /* exactly_once */
     bool txn_open;
+    /* The open transaction hit an abortable error (a refused record): the
+     * client takes nothing more in it (RD_KAFKA_RESP_ERR__STATE), so the
+     * batches stop emitting and it is aborted at once. */
+    bool txn_doomed;
     int64_t txn_started_us;
     size_t txn_records;
     uint64_t txn_commits, txn_aborts;
@@ -218,12 +224,24 @@ static void pr_record_note_refusal(struct pr_record *rec, rd_kafka_resp_err_t er
     rec->refused_topic = topic;
 }
 
+/* Whether err says that the open transaction takes no more records because
+ * an earlier one failed (an abortable error, not a fatal one): it is
+ * aborted and processed again, never a reason to stop. */
+static bool pr_engine_txn_refuses_more(struct pr_engine *engine, rd_kafka_resp_err_t err) {
+    if (!engine->eos || err != RD_KAFKA_RESP_ERR__STATE) return false;
+    if (rd_kafka_fatal_error(engine->producer, NULL, 0)) return false;
+    engine->txn_doomed = true;
+    return true;
+}
+
 /* A delivery that failed. A refusal of the record is settled before the
  * batch commits; a missing topic or a fatal error stops the engine. */
 static void pr_engine_delivery_failed(struct pr_engine *engine, struct pr_delivery *dv,
                                       rd_kafka_resp_err_t err, const char *topic) {
-    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
-        /* Purged by an abort: the transaction is processed again. */
+    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+        pr_engine_txn_refuses_more(engine, err)) {
+        /* Purged by an abort, or produced into a transaction that must
+         * abort: the transaction is processed again. */
         dv->slot->failed = true;
         return;
     }
@@ -360,6 +378,7 @@ static void pr_engine_release_all(struct pr_engine *engine) {
     engine->inflight = 0;
     engine->txn_records = 0;
     engine->txn_open = false;
+    engine->txn_doomed = false;
 }
 
 /* After an abort: seek every assigned partition back to its committed
@@ -892,7 +911,7 @@ static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct
         }
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             pr_engine_delivery_failed(engine, dv, err, pr_engine_topic_label(engine, topic));
-            engine->fatal = true;
+            if (!engine->txn_doomed) engine->fatal = true;
             return PR_PRODUCE_FAILED;
         }
         /* Back-pressure: the local queue is full; serve delivery reports. */
@@ -1046,6 +1065,7 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
     for (size_t i = 0; i < batch->count && !engine->fatal; i++) {
         struct pr_record *rec = &batch->records[i];
         pr_slot_track_offset(slot, rec->partition, rec->offset);
+        if (engine->txn_doomed) continue; /* aborted and processed again */
         if (engine->refusal_count) {
             /* Processed again after a transaction aborted on its refusal. */
             const struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
@@ -1332,7 +1352,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         }
         if (engine->eos && engine->txn_open &&
             (polled == 0 /* input idle */ ||
-             engine->txn_records >= (size_t)cfg->transaction_max_records ||
+             engine->txn_doomed || engine->txn_records >= (size_t)cfg->transaction_max_records ||
              pr_monotonic_us() - engine->txn_started_us >= cfg->transaction_interval_ms * 1000LL))
             pr_engine_txn_commit(engine);
         int64_t now = pr_monotonic_us();

@@ -198,10 +198,18 @@ c.equal(summary.get("consumed"), 0, "refused: offsets committed past them")
 # dead-letters that record and decides the rest; in exactly-once mode through
 # an aborted transaction processed again. (kafka.producer.batch.size=4000
 # keeps produce batches under the new limit; see the next case for what
-# happens when they are not.)
+# happens when they are not.) The big record comes first, alone, and the
+# rest after it in small batches of one long transaction: its refusal
+# reaches the client while later batches are still produced, which the
+# client then refuses too (Local: Erroneous state, the transaction must
+# abort); that must abort and process again, never stop the pipeline.
 for mode in ("at_least_once", "exactly_once"):
     p = Pipeline(f"lowered-{mode[:5]}", extra_sets=[f"processing.guarantee={mode}",
-                                                    "kafka.producer.batch.size=4000"])
+                                                    "kafka.producer.batch.size=4000",
+                                                    "kafka.producer.linger.ms=0",
+                                                    "batch.size=2", "batch.linger_ms=1000",
+                                                    "batch.max_inflight=64",
+                                                    "processing.transaction_interval_ms=5000"])
     p.create_topics()
     produce(p, [declaration("lowered-warmup")])
     proc = p.start()
@@ -209,10 +217,10 @@ for mode in ("at_least_once", "exactly_once"):
     c.check(wait_ok, f"{mode}: lowered: running")
     tool("alter", BOOTSTRAP, p.topics["decisions"], "max.message.bytes=16384")
     time.sleep(2)
-    decls = [declaration(f"lowered-{i}") for i in range(20)]
-    decls.insert(5, declaration("lowered-big", house_bill=incompressible(20000, 2)))
-    produce(p, decls)
-    want = {f"lowered-{i}" for i in range(20)} | {"lowered-warmup"}
+    produce(p, [declaration("lowered-big", house_bill=incompressible(20000, 2))])
+    time.sleep(0.3)
+    produce(p, [declaration(f"lowered-{i}") for i in range(200)])
+    want = {f"lowered-{i}" for i in range(200)} | {"lowered-warmup"}
     wait_for(lambda: want <= set(counts(p, "decisions")) and len(p.tail("dlq")) >= 1, 90, step=2)
     rc = stop(proc)
     c.equal(rc, 0, f"{mode}: lowered: the pipeline kept running and stops cleanly")
