@@ -227,21 +227,23 @@ static void pr_record_note_refusal(struct pr_record *rec, rd_kafka_resp_err_t er
 /* Whether err says that the open transaction takes no more records because
  * an earlier one failed (an abortable error, not a fatal one): it is
  * aborted and processed again, never a reason to stop. */
-static bool pr_engine_txn_refuses_more(struct pr_engine *engine, rd_kafka_resp_err_t err) {
-    if (!engine->eos || err != RD_KAFKA_RESP_ERR__STATE) return false;
-    if (rd_kafka_fatal_error(engine->producer, NULL, 0)) return false;
-    engine->txn_doomed = true;
-    return true;
+static bool pr_engine_txn_refuses_more(const struct pr_engine *engine, rd_kafka_resp_err_t err) {
+    return engine->eos && err == RD_KAFKA_RESP_ERR__STATE && !rd_kafka_fatal_error(engine->producer, NULL, 0);
 }
 
 /* A delivery that failed. A refusal of the record is settled before the
  * batch commits; a missing topic or a fatal error stops the engine. */
 static void pr_engine_delivery_failed(struct pr_engine *engine, struct pr_delivery *dv,
                                       rd_kafka_resp_err_t err, const char *topic) {
-    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
-        pr_engine_txn_refuses_more(engine, err)) {
-        /* Purged by an abort, or produced into a transaction that must
-         * abort: the transaction is processed again. */
+    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        /* Purged by an abort: the transaction is processed again. */
+        dv->slot->failed = true;
+        return;
+    }
+    if (pr_engine_txn_refuses_more(engine, err)) {
+        /* Produced into a transaction that must abort: it aborts at once
+         * and is processed again. */
+        engine->txn_doomed = true;
         dv->slot->failed = true;
         return;
     }
@@ -1062,10 +1064,10 @@ static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32
 
 static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
     struct pr_batch *batch = &slot->batch;
-    for (size_t i = 0; i < batch->count && !engine->fatal; i++) {
+    /* A doomed transaction stops emitting: it is aborted and processed again. */
+    for (size_t i = 0; i < batch->count && !engine->fatal && !engine->txn_doomed; i++) {
         struct pr_record *rec = &batch->records[i];
         pr_slot_track_offset(slot, rec->partition, rec->offset);
-        if (engine->txn_doomed) continue; /* aborted and processed again */
         if (engine->refusal_count) {
             /* Processed again after a transaction aborted on its refusal. */
             const struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
