@@ -193,7 +193,10 @@ struct pr_aggregate_ctx {
 static int pr_aggregate_init(struct pr_operator *op, const struct pr_operator_env *env) {
     const struct pr_config *cfg = env->cfg;
     struct pr_aggregate_ctx *ctx = pr_calloc(1, sizeof(*ctx));
-    if (pr_redis_init(&ctx->redis, cfg->redis_address, cfg->redis_timeout_ms) != PR_OK) {
+    struct pr_redis_auth auth = {cfg->redis_user, cfg->redis_password};
+    if (pr_redis_init(&ctx->redis, cfg->redis_address, cfg->redis_timeout_ms, &auth) != PR_OK ||
+        pr_redis_check_access(&ctx->redis) != PR_OK) {
+        pr_redis_close(&ctx->redis);
         free(ctx);
         return PR_ERR;
     }

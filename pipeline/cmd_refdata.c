@@ -142,7 +142,12 @@ int pr_cmd_refdata(int argc, char **argv) {
         return pr_cli_finish(&cli, 2);
     if (!load)
         return pr_cli_finish(&cli,
-                             pr_refdata_status(cfg->redis_address, 0, stdout) == PR_OK ? 0 : 1);
+                             pr_refdata_status(cfg->redis_address, cfg->redis_user,
+                                               cfg->redis_password, 0, stdout) == PR_OK
+                                 ? 0
+                                 : 1);
     opts.redis_address = cfg->redis_address;
+    opts.redis_user = cfg->redis_user;
+    opts.redis_password = cfg->redis_password;
     return pr_cli_finish(&cli, pr_refdata_cmd_load(&opts));
 }

@@ -6,22 +6,86 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 static enum pr_log_level pr_log_level_current = PR_LOG_INFO;
+static enum pr_log_format pr_log_format_current = PR_LOG_TEXT;
 
 void pr_log_set_level(enum pr_log_level level) { pr_log_level_current = level; }
 enum pr_log_level pr_log_get_level(void) { return pr_log_level_current; }
+void pr_log_set_format(enum pr_log_format format) { pr_log_format_current = format; }
+enum pr_log_format pr_log_get_format(void) { return pr_log_format_current; }
+
+/* RFC 3339 UTC with milliseconds: 2025-05-02T04:01:00.123Z. */
+static void pr_log_timestamp(char *buf, size_t size) {
+    int64_t ms = pr_now_ms();
+    char secs[32];
+    pr_format_utc(ms, secs, sizeof(secs));
+    size_t len = strlen(secs);
+    if (len > 0 && secs[len - 1] == 'Z') secs[len - 1] = '\0';
+    snprintf(buf, size, "%s.%03dZ", secs, (int)(ms % 1000));
+}
+
+void pr_log_emit(enum pr_log_level level, const char *source, const char *msg) {
+    static const char *const names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+    static const char *const json_names[] = {"error", "warn", "info", "debug"};
+    if (level > pr_log_level_current) return;
+    char ts[40];
+    if (pr_log_format_current == PR_LOG_JSON) {
+        pr_log_timestamp(ts, sizeof(ts));
+        /* One object per line; json_dumps escapes control characters and
+         * newlines, so a message can never break the line framing. Invalid
+         * UTF-8 (a librdkafka line quoting bytes) is made safe first. */
+        json_t *obj = json_object();
+        json_object_set_new(obj, "ts", json_string(ts));
+        json_object_set_new(obj, "level", json_string(json_names[level]));
+        json_t *text = json_string(msg);
+        if (!text) {
+            size_t len = strlen(msg);
+            char *safe = pr_strndup(msg, len);
+            for (size_t i = 0; i < len; i++)
+                if ((unsigned char)safe[i] >= 0x80) safe[i] = '?';
+            text = json_string(safe);
+            free(safe);
+        }
+        json_object_set_new(obj, "msg", text);
+        json_object_set_new(obj, "source", json_string(source));
+        char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(obj);
+        if (line) {
+            fprintf(stderr, "%s\n", line);
+            free(line);
+        }
+        return;
+    }
+    pr_format_utc(pr_now_ms(), ts, sizeof(ts));
+    fprintf(stderr, "%s %-5s %s: %s\n", ts, names[level], source, msg);
+}
 
 void pr_log(enum pr_log_level level, const char *fmt, ...) {
-    static const char *names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
     if (level > pr_log_level_current) return;
-    char ts[32];
-    pr_format_utc(pr_now_ms(), ts, sizeof(ts));
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s %-5s parcelrisk: %s\n", ts, names[level], line);
+    pr_log_emit(level, "parcelrisk", line);
+}
+
+const char *pr_redact(const char *text, const char *secret, char *out, size_t size) {
+    size_t secret_len = secret ? strlen(secret) : 0;
+    size_t used = 0;
+    if (size == 0) return out;
+    while (*text && used + 1 < size) {
+        if (secret_len && strncmp(text, secret, secret_len) == 0) {
+            for (const char *m = "***"; *m && used + 1 < size; m++) out[used++] = *m;
+            text += secret_len;
+        } else {
+            out[used++] = *text++;
+        }
+    }
+    out[used] = '\0';
+    return out;
 }
 
 static void pr_oom(size_t size) {

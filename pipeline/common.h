@@ -21,13 +21,27 @@
 /* ---------------------------------------------------------------- logging */
 
 enum pr_log_level { PR_LOG_ERROR = 0, PR_LOG_WARN, PR_LOG_INFO, PR_LOG_DEBUG };
+/* text: "TS LEVEL source: msg"; json: one object per line with ts (RFC 3339
+ * UTC), level, msg and source ("parcelrisk" or "librdkafka"). */
+enum pr_log_format { PR_LOG_TEXT = 0, PR_LOG_JSON };
 
 void pr_log_set_level(enum pr_log_level level);
 enum pr_log_level pr_log_get_level(void);
+void pr_log_set_format(enum pr_log_format format);
+enum pr_log_format pr_log_get_format(void);
 /* Log lines go to stderr with a UTC timestamp. Callers must never pass raw
- * names or addresses: log identifiers (declaration_id, offsets) only. */
+ * names or addresses: log identifiers (declaration_id, offsets) only; nor a
+ * secret (a value of a key that pr_config_key_is_secret names). */
 void pr_log(enum pr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Writes one finished line from source ("parcelrisk", "librdkafka") when
+ * level passes the current level, in the current format. One write per line:
+ * safe from any thread (librdkafka logs from its own threads). */
+void pr_log_emit(enum pr_log_level level, const char *source, const char *msg);
+/* Copies text into out (truncated to size) with every occurrence of secret
+ * replaced by "***"; an empty or NULL secret copies text unchanged. For
+ * messages of other libraries that may quote a value. Returns out. */
+const char *pr_redact(const char *text, const char *secret, char *out, size_t size);
 #define pr_error(...) pr_log(PR_LOG_ERROR, __VA_ARGS__)
 #define pr_warn(...) pr_log(PR_LOG_WARN, __VA_ARGS__)
 #define pr_info(...) pr_log(PR_LOG_INFO, __VA_ARGS__)

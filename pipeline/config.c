@@ -50,6 +50,11 @@ static const struct pr_config_key pr_config_keys[] = {
      "partitions when `parcelrisk topics create` makes the output topics"},
     {"redis.address", PR_CFG_STR, PR_OFF(redis_address), "127.0.0.1:6379", 0, 0, NULL,
      "host:port of the reference-data and state Redis", PR_CHECK_HOSTPORT},
+    {"redis.user", PR_CFG_STR, PR_OFF(redis_user), "", 0, 0, NULL,
+     "Redis ACL user sent with AUTH (empty: the default user; needs redis.password)"},
+    {"redis.password", PR_CFG_STR, PR_OFF(redis_password), "", 0, 0, NULL,
+     "secret: Redis AUTH password, sent on every connection (empty: no AUTH); use "
+     "${file:/path} or ${VAR}"},
     {"redis.on_unavailable", PR_CFG_ENUM, PR_OFF(on_redis_unavailable), "pause", 0, 0,
      "pause|degrade", "pause: stop fetching until Redis is back; degrade: decide from cache"},
     {"redis.timeout_ms", PR_CFG_INT, PR_OFF(redis_timeout_ms), "2000", 10, 600000, NULL,
@@ -94,7 +99,9 @@ static const struct pr_config_key pr_config_keys[] = {
     {"policy.file", PR_CFG_STR, PR_OFF(policy_file), "", 0, 0, NULL,
      "policy timeline file (empty: shipped US default)"},
     {"log.level", PR_CFG_ENUM, PR_OFF(log_level), "info", 0, 0, "error|warn|info|debug",
-     "log verbosity"},
+     "log verbosity (also of librdkafka's own lines)"},
+    {"log.format", PR_CFG_ENUM, PR_OFF(log_format), "text", 0, 0, "text|json",
+     "text lines, or one JSON object per line (ts, level, msg, source)"},
 };
 
 static const struct pr_config_key *pr_config_find(const char *key) {
@@ -115,6 +122,171 @@ static void pr_config_err(const char *origin, int line, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+/* ------------------------------------------------------------ secrets */
+
+bool pr_config_key_is_secret(const char *key) {
+    /* librdkafka properties that hold a secret without saying so in their
+     * last component; its own dumps redact them too (_RK_SENSITIVE). */
+    static const char *const named[] = {"sasl.password", "ssl.key.password",
+                                        "ssl.keystore.password", "ssl.key.pem",
+                                        "sasl.oauthbearer.config", "redis.password"};
+    const char *property = key;
+    if (strncmp(property, "kafka.", 6) == 0) property += 6;
+    if (strncmp(property, "consumer.", 9) == 0 || strncmp(property, "producer.", 9) == 0)
+        property += 9;
+    for (size_t i = 0; i < PR_ARRAY_LEN(named); i++)
+        if (strcmp(property, named[i]) == 0 || strcmp(key, named[i]) == 0) return true;
+    const char *dot = strrchr(key, '.');
+    const char *last = dot ? dot + 1 : key;
+    char lower[128];
+    size_t n = 0;
+    for (; last[n] && n + 1 < sizeof(lower); n++)
+        lower[n] = (char)(last[n] >= 'A' && last[n] <= 'Z' ? last[n] - 'A' + 'a' : last[n]);
+    lower[n] = '\0';
+    return strstr(lower, "password") || strstr(lower, "secret");
+}
+
+/* What a message may show of key's value. */
+static const char *pr_shown(const char *key, const char *value) {
+    return pr_config_key_is_secret(key) ? "***" : value;
+}
+
+/* ---------------------------------------------------------- expansion */
+
+#define PR_EXPAND_FILE_MAX (1 << 20)
+
+/* Reads a ${file:...} reference into out (appended). PR_ERR after printing. */
+static int pr_expand_file(const char *key, const char *path, const char *origin, int line,
+                          struct pr_buf *out) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        pr_config_err(origin, line, "key '%s': cannot read ${file:%s}: %s", key, path,
+                      strerror(errno));
+        return PR_ERR;
+    }
+    struct pr_buf content;
+    pr_buf_init(&content);
+    char chunk[4096];
+    size_t n;
+    int rc = PR_OK;
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+        pr_buf_append(&content, chunk, n);
+        if (content.len > PR_EXPAND_FILE_MAX) break;
+    }
+    if (ferror(fp)) {
+        pr_config_err(origin, line, "key '%s': cannot read ${file:%s}: %s", key, path,
+                      strerror(errno));
+        rc = PR_ERR;
+    } else if (content.len > PR_EXPAND_FILE_MAX) {
+        pr_config_err(origin, line, "key '%s': ${file:%s} is larger than %d bytes", key, path,
+                      PR_EXPAND_FILE_MAX);
+        rc = PR_ERR;
+    } else if (content.len && memchr(content.data, '\0', content.len)) {
+        pr_config_err(origin, line, "key '%s': ${file:%s} contains a NUL byte", key, path);
+        rc = PR_ERR;
+    }
+    fclose(fp);
+    if (rc == PR_OK) {
+        /* One trailing newline (as `echo` or an editor leaves it), \r\n too. */
+        size_t len = content.len;
+        if (len && content.data[len - 1] == '\n') {
+            len--;
+            if (len && content.data[len - 1] == '\r') len--;
+        }
+        pr_buf_append(out, content.data, len);
+    }
+    pr_buf_free(&content);
+    return rc;
+}
+
+static bool pr_env_name_legal(const char *name, size_t len) {
+    if (len == 0 || (name[0] >= '0' && name[0] <= '9')) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* One reference, body = the text between "${" and "}". */
+static int pr_expand_reference(const char *key, const char *body, const char *origin, int line,
+                               struct pr_buf *out) {
+    if (strncmp(body, "file:", 5) == 0) {
+        if (!body[5]) {
+            pr_config_err(origin, line, "key '%s': ${file:} names no file", key);
+            return PR_ERR;
+        }
+        return pr_expand_file(key, body + 5, origin, line, out);
+    }
+    const char *sep = strstr(body, ":-");
+    size_t name_len = sep ? (size_t)(sep - body) : strlen(body);
+    if (!pr_env_name_legal(body, name_len)) {
+        /* The text is not echoed: a secret pasted in by mistake stays unseen. */
+        pr_config_err(origin, line,
+                      "key '%s': a ${...} reference must be ${NAME}, ${NAME:-default} or "
+                      "${file:/path}, NAME of letters, digits and _ (write $${ for a literal ${)",
+                      key);
+        return PR_ERR;
+    }
+    char name[256];
+    if (name_len >= sizeof(name)) {
+        pr_config_err(origin, line, "key '%s': variable name longer than %zu bytes", key,
+                      sizeof(name) - 1);
+        return PR_ERR;
+    }
+    memcpy(name, body, name_len);
+    name[name_len] = '\0';
+    const char *env = getenv(name);
+    if (sep && (!env || !*env)) env = sep + 2;
+    if (!env) {
+        pr_config_err(origin, line,
+                      "key '%s': environment variable '%s' is not set (${%s:-default} gives a "
+                      "default)",
+                      key, name, name);
+        return PR_ERR;
+    }
+    pr_buf_append(out, env, strlen(env));
+    return PR_OK;
+}
+
+char *pr_config_expand(const char *key, const char *value, const char *origin, int line) {
+    struct pr_buf out;
+    pr_buf_init(&out);
+    const char *p = value;
+    while (*p) {
+        if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+            pr_buf_append(&out, "${", 2);
+            p += 3;
+            continue;
+        }
+        if (p[0] != '$' || p[1] != '{') {
+            pr_buf_append(&out, p, 1);
+            p++;
+            continue;
+        }
+        const char *close = strchr(p + 2, '}');
+        if (!close) {
+            pr_config_err(origin, line,
+                          "key '%s': unterminated '${' (no closing '}'; write $${ for a literal ${)",
+                          key);
+            pr_buf_free(&out);
+            return NULL;
+        }
+        char *body = pr_strndup(p + 2, (size_t)(close - (p + 2)));
+        int rc = pr_expand_reference(key, body, origin, line, &out);
+        free(body);
+        if (rc != PR_OK) {
+            pr_buf_free(&out);
+            return NULL;
+        }
+        p = close + 1;
+    }
+    pr_buf_append(&out, "", 1);
+    return (char *)out.data;
 }
 
 int pr_parse_integer(const char *text, long long min, long long max, long long *out) {
@@ -179,12 +351,12 @@ static int pr_check_string(const struct pr_config_key *k, const char *value, con
     if (k->check == PR_CHECK_TOPIC && !pr_topic_name_legal(value)) {
         pr_config_err(origin, line,
                       "key '%s': '%s' is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)",
-                      k->name, value);
+                      k->name, pr_shown(k->name, value));
         return PR_ERR;
     }
     if (k->check == PR_CHECK_HOSTPORT && !pr_hostport_legal(value)) {
         pr_config_err(origin, line, "key '%s': expected host:port with a port from 1 to 65535, "
-                      "got '%s'", k->name, value);
+                      "got '%s'", k->name, pr_shown(k->name, value));
         return PR_ERR;
     }
     return PR_OK;
@@ -214,7 +386,12 @@ static int pr_check_kafka(const char *key, const char *value, const char *origin
     rd_kafka_conf_res_t res = rd_kafka_conf_set(scratch, property, value, err, sizeof(err));
     rd_kafka_conf_destroy(scratch);
     if (res != RD_KAFKA_CONF_OK) {
-        pr_config_err(origin, line, "key '%s': %s", key, err);
+        /* librdkafka's message may quote the value ("Invalid value \"x\" for
+         * ..."): a secret is masked in it. */
+        char shown[512];
+        pr_config_err(origin, line, "key '%s': %s", key,
+                      pr_config_key_is_secret(key) ? pr_redact(err, value, shown, sizeof(shown))
+                                                   : err);
         return PR_ERR;
     }
     return PR_OK;
@@ -264,8 +441,8 @@ static void pr_origin_record(struct pr_config_origin *o, const char *origin, int
     o->line = line;
 }
 
-int pr_config_set(struct pr_config *cfg, const char *key, const char *value, const char *origin,
-                  int line) {
+static int pr_config_set_expanded(struct pr_config *cfg, const char *key, const char *value,
+                                  const char *origin, int line) {
     if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
         if (pr_check_kafka(key, value, origin, line) != PR_OK) return PR_ERR;
         for (size_t i = 0; i < cfg->kafka_count; i++) {
@@ -293,7 +470,8 @@ int pr_config_set(struct pr_config *cfg, const char *key, const char *value, con
     switch (k->type) {
     case PR_CFG_ENUM:
         if (!pr_enum_allows(k->values, value)) {
-            pr_config_err(origin, line, "key '%s': '%s' is not one of %s", key, value, k->values);
+            pr_config_err(origin, line, "key '%s': '%s' is not one of %s", key,
+                          pr_shown(key, value), k->values);
             return PR_ERR;
         }
         /* fall through */
@@ -308,7 +486,7 @@ int pr_config_set(struct pr_config *cfg, const char *key, const char *value, con
         long long v;
         if (pr_parse_integer(value, k->min, k->max, &v) != PR_OK) {
             pr_config_err(origin, line, "key '%s': expected an integer from %ld to %ld, got '%s'",
-                          key, k->min, k->max, value);
+                          key, k->min, k->max, pr_shown(key, value));
             return PR_ERR;
         }
         *(int *)(base + k->offset) = (int)v;
@@ -321,6 +499,19 @@ int pr_config_set(struct pr_config *cfg, const char *key, const char *value, con
     }
     pr_origin_record(&cfg->origins[k - pr_config_keys], origin, line);
     return PR_OK;
+}
+
+int pr_config_set(struct pr_config *cfg, const char *key, const char *value, const char *origin,
+                  int line) {
+    if (!strchr(value, '$')) return pr_config_set_expanded(cfg, key, value, origin, line);
+    char *expanded = pr_config_expand(key, value, origin, line);
+    if (!expanded) return PR_ERR;
+    int rc = pr_config_set_expanded(cfg, key, expanded, origin, line);
+    /* A secret read from a file or the environment is wiped from the heap
+     * copy made here; the configuration keeps its own. */
+    memset(expanded, 0, strlen(expanded));
+    free(expanded);
+    return rc;
 }
 
 static const char *pr_origin_format(const char *origin, int line, char *buf, size_t size) {
@@ -354,6 +545,13 @@ int pr_config_validate(const struct pr_config *cfg) {
     const char *const topics[] = {cfg->topic_declarations, cfg->topic_decisions,
                                   cfg->topic_alerts, cfg->topic_dlq};
     int rc = PR_OK;
+    if (*cfg->redis_user && !*cfg->redis_password) {
+        const struct pr_config_origin *o = &cfg->origins[pr_config_find("redis.user") -
+                                                         pr_config_keys];
+        pr_config_err(o->origin, o->line,
+                      "key 'redis.user' is set but 'redis.password' is empty: AUTH needs both");
+        rc = PR_ERR;
+    }
     for (size_t i = 0; i < PR_ARRAY_LEN(topic_keys); i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(topics[i], topics[j]) != 0) continue;
@@ -569,11 +767,17 @@ void pr_config_print_keys(void) {
     printf("%-34s %-22s %s\n", "key", "default", "meaning");
     for (size_t i = 0; i < PR_ARRAY_LEN(pr_config_keys); i++) {
         const struct pr_config_key *k = &pr_config_keys[i];
-        printf("%-34s %-22s %s", k->name, k->default_value, k->description);
+        printf("%-34s %-22s %s", k->name,
+               *k->default_value ? pr_shown(k->name, k->default_value) : "", k->description);
         if (k->type == PR_CFG_ENUM) printf(" (%s)", k->values);
         printf("\n");
     }
     printf("%-34s %-22s %s\n", "kafka.<property>", "", "passed to librdkafka (both clients)");
     printf("%-34s %-22s %s\n", "kafka.consumer.<property>", "", "passed to the consumer only");
     printf("%-34s %-22s %s\n", "kafka.producer.<property>", "", "passed to the producer only");
+    printf("\nAny value may use ${VAR}, ${VAR:-default} (when VAR is unset or empty) and\n"
+           "${file:/path} (the file's contents, one trailing newline removed); $${ is a literal ${.\n"
+           "Secrets (redis.password, kafka.sasl.password, kafka.ssl.key.password,\n"
+           "kafka.ssl.keystore.password, kafka.ssl.key.pem, kafka.sasl.oauthbearer.config and any\n"
+           "key whose last part contains 'password' or 'secret') are never printed: ***.\n");
 }

@@ -36,6 +36,8 @@ struct pr_config {
     char *group_id;
     char *topic_declarations, *topic_decisions, *topic_alerts, *topic_dlq;
     char *redis_address;
+    char *redis_user;     /* "" : AUTH password alone (the default user) */
+    char *redis_password; /* secret; "" : no AUTH */
     char *on_redis_unavailable; /* pause | degrade */
     char *guarantee;            /* at_least_once | exactly_once */
     char *instance_id;          /* stable per instance: the transactional.id suffix */
@@ -59,6 +61,7 @@ struct pr_config {
     char *rules_file;
     char *policy_file;
     char *log_level;
+    char *log_format; /* text | json */
     size_t chain_len;
     char **chain;
     size_t kafka_count;
@@ -98,6 +101,24 @@ int pr_config_validate(const struct pr_config *cfg);
  * into buf; returns buf. */
 const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf,
                              size_t size);
+
+/* Expands the references of a configuration value: ${VAR} (the environment
+ * variable VAR), ${VAR:-default} (default when VAR is unset or empty),
+ * ${file:/path} (the file's contents, one trailing newline removed) and the
+ * escape $${ (a literal "${"). A '$' before anything else is kept. Expanded
+ * text is not expanded again. Returns a new string, or NULL after printing
+ *   parcelrisk: config error: ORIGIN[:LINE]: key 'KEY': why
+ * where why names the variable or the path, never a value. */
+char *pr_config_expand(const char *key, const char *value, const char *origin, int line);
+
+/* True for keys whose values are secrets and are never printed (shown as
+ * "***"): kafka.sasl.password, kafka.ssl.key.password,
+ * kafka.ssl.keystore.password, kafka.ssl.key.pem,
+ * kafka.sasl.oauthbearer.config, redis.password, and any key whose last
+ * dotted component contains "password" or "secret". key may be given with or
+ * without the "kafka." (or "kafka.consumer."/"kafka.producer.") prefix of a
+ * librdkafka property. */
+bool pr_config_key_is_secret(const char *key);
 
 /* Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..". */
 bool pr_topic_name_legal(const char *name);

@@ -9,14 +9,34 @@ static int pr_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value
                        const char *origin, int line) {
     char err[512];
     if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        /* librdkafka may quote the value in its message: never a secret's. */
+        char shown[512];
+        const char *why = pr_config_key_is_secret(key) ? pr_redact(err, value, shown, sizeof(shown))
+                                                       : err;
         if (line > 0)
             fprintf(stderr, "parcelrisk: config error: %s:%d: key 'kafka.%s': %s\n", origin, line,
-                    key, err);
+                    key, why);
         else
-            fprintf(stderr, "parcelrisk: config error: %s: key 'kafka.%s': %s\n", origin, key, err);
+            fprintf(stderr, "parcelrisk: config error: %s: key 'kafka.%s': %s\n", origin, key, why);
         return PR_ERR;
     }
     return PR_OK;
+}
+
+enum pr_log_level pr_kafka_log_level(int syslog_level) {
+    if (syslog_level <= 3) return PR_LOG_ERROR;
+    if (syslog_level == 4) return PR_LOG_WARN;
+    if (syslog_level <= 6) return PR_LOG_INFO;
+    return PR_LOG_DEBUG;
+}
+
+void pr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    enum pr_log_level ours = pr_kafka_log_level(level);
+    if (ours > pr_log_get_level()) return;
+    char line[2048];
+    snprintf(line, sizeof(line), "%s [%s]: %s", fac ? fac : "", rk ? rd_kafka_name(rk) : "-",
+             buf ? buf : "");
+    pr_log_emit(ours, "librdkafka", line);
 }
 
 void pr_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -70,6 +90,13 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
     };
     for (size_t i = 0; i < PR_ARRAY_LEN(common); i++)
         pr_conf_set(conf, common[i][0], common[i][1], "defaults", 0);
+    /* librdkafka's own lines go through pr_log (same level, same format);
+     * its log_level follows log.level so that it does not even produce what
+     * would be dropped (error 3, warn 4, info 6, debug 7). A kafka.log_level
+     * key may still lower it. */
+    static const char *const syslog_levels[] = {"3", "4", "6", "7"};
+    pr_conf_set(conf, "log_level", syslog_levels[pr_log_get_level()], "defaults", 0);
+    rd_kafka_conf_set_log_cb(conf, pr_kafka_log_cb);
     if (side == PR_KAFKA_CONSUMER) {
         for (size_t i = 0; i < PR_ARRAY_LEN(consumer); i++)
             pr_conf_set(conf, consumer[i][0], consumer[i][1], "defaults", 0);

@@ -44,6 +44,14 @@ bool pr_kafka_err_topic_missing(rd_kafka_resp_err_t err);
 int pr_kafka_topic_max_bytes(rd_kafka_t *rk, const char *const *topics, size_t count,
                              int64_t *max_bytes, int timeout_ms);
 
+/* librdkafka's syslog level as ours: 0-3 error, 4 warn, 5-6 info, 7 debug. */
+enum pr_log_level pr_kafka_log_level(int syslog_level);
+/* The log_cb of every client (set by pr_kafka_conf_new): the line goes
+ * through pr_log_emit with source "librdkafka" as "FAC [client]: message",
+ * dropped when its level is above log.level. Called from librdkafka's
+ * threads. */
+void pr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 /* Logs client errors once per distinct message per 10 s (no log storms
  * while the broker is down). */
 void pr_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);

@@ -221,7 +221,9 @@ struct pr_config *pr_cli_config(struct pr_cli *cli) {
         }
         const char *eq = strchr(arg, '=');
         if (!eq || eq == arg) {
-            fprintf(stderr, "parcelrisk: config error: --set: expected key=value, got '%s'\n", arg);
+            /* A mistyped secret ("--set redis.password:s3cret") is not echoed. */
+            fprintf(stderr, "parcelrisk: config error: --set: expected key=value, got '%s'\n",
+                    pr_config_key_is_secret(arg) ? "***" : arg);
             rc = PR_ERR;
             continue;
         }
@@ -238,6 +240,7 @@ struct pr_config *pr_cli_config(struct pr_cli *cli) {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     for (int l = 0; l < 4; l++)
         if (strcmp(cfg->log_level, levels[l]) == 0) pr_log_set_level((enum pr_log_level)l);
+    pr_log_set_format(strcmp(cfg->log_format, "json") == 0 ? PR_LOG_JSON : PR_LOG_TEXT);
     cli->cfg = cfg;
     return cfg;
 }

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pr_redis_init(struct pr_redis *redis, const char *address, int timeout_ms) {
+int pr_redis_init(struct pr_redis *redis, const char *address, int timeout_ms,
+                  const struct pr_redis_auth *auth) {
     memset(redis, 0, sizeof(*redis));
+    if (auth) redis->auth = *auth;
     const char *colon = strrchr(address, ':');
     if (!colon || colon == address || (size_t)(colon - address) >= sizeof(redis->host)) {
         pr_error("redis.address '%s': expected host:port", address);
@@ -34,6 +36,28 @@ static void pr_redis_log(struct pr_redis *redis, const char *what, const char *w
     pr_warn("Redis %s:%d %s: %s", redis->host, redis->port, what, why);
 }
 
+int pr_redis_authenticate(redisContext *ctx, const struct pr_redis_auth *auth, char *why,
+                          size_t why_size) {
+    if (!auth || !auth->password || !*auth->password) return PR_OK;
+    bool with_user = auth->user && *auth->user;
+    const char *argv[3] = {"AUTH", with_user ? auth->user : auth->password, auth->password};
+    size_t argvlen[3] = {4, strlen(argv[1]), strlen(auth->password)};
+    redisReply *reply = redisCommandArgv(ctx, with_user ? 3 : 2, argv, argvlen);
+    int rc = PR_OK;
+    if (!reply) {
+        pr_redact(ctx->errstr[0] ? ctx->errstr : "connection lost", auth->password, why, why_size);
+        rc = PR_ERR;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        /* "WRONGPASS invalid username-password pair or user is disabled.", or
+         * "ERR AUTH <password> called without any password configured ...":
+         * Redis does not quote the password; masked anyway. */
+        pr_redact(reply->str, auth->password, why, why_size);
+        rc = PR_ERR;
+    }
+    if (reply) freeReplyObject(reply);
+    return rc;
+}
+
 int pr_redis_connect(struct pr_redis *redis) {
     if (redis->ctx) return PR_OK;
     struct timeval tv = {redis->timeout_ms / 1000, (redis->timeout_ms % 1000) * 1000};
@@ -50,10 +74,41 @@ int pr_redis_connect(struct pr_redis *redis) {
      * which cost 10-20 ms per batch. hiredis 0.14 does not set it. */
     int one = 1;
     setsockopt(ctx->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (pr_redis_authenticate(ctx, &redis->auth, redis->refusal, sizeof(redis->refusal)) != PR_OK) {
+        redis->refused = true;
+        redisFree(ctx);
+        pr_redis_log(redis, "refused AUTH (check redis.user and redis.password)", redis->refusal);
+        return PR_ERR;
+    }
+    redis->refused = false;
     redis->ctx = ctx;
     if (redis->errors) pr_info("Redis %s:%d reachable again", redis->host, redis->port);
     redis->errors = 0;
     return PR_OK;
+}
+
+int pr_redis_check_access(struct pr_redis *redis) {
+    if (pr_redis_connect(redis) != PR_OK) {
+        if (!redis->refused) return PR_OK;
+        pr_error("Redis %s:%d refused AUTH: %s (check redis.user and redis.password)",
+                 redis->host, redis->port, redis->refusal);
+        return PR_ERR;
+    }
+    redisReply *reply = redisCommand(redis->ctx, "PING");
+    if (!reply) {
+        pr_redis_close(redis);
+        return PR_OK; /* lost again: the engine's reconnection handles it */
+    }
+    int rc = PR_OK;
+    if (reply->type == REDIS_REPLY_ERROR &&
+        (strncmp(reply->str, "NOAUTH", 6) == 0 || strncmp(reply->str, "WRONGPASS", 9) == 0)) {
+        pr_error("Redis %s:%d needs a password: %s (set redis.password)", redis->host, redis->port,
+                 reply->str);
+        redis->refused = true;
+        rc = PR_ERR;
+    }
+    freeReplyObject(reply);
+    return rc;
 }
 
 void pr_redis_close(struct pr_redis *redis) {

@@ -38,6 +38,7 @@
 #include "codec.h" /* pr_utf8_valid */
 #include "hash.h"
 #include "normalize.h"
+#include "redis.h"
 #include "refdata-int.h"
 #include "refdata_load.h"
 
@@ -756,6 +757,7 @@ struct pr_ref_conn {
     char host[256];
     int port;
     int timeout_ms;
+    struct pr_redis_auth auth; /* AUTH on every connection (redis.user, redis.password) */
 };
 
 static int pr_ref_parse_address(struct pr_ref_conn *conn, const char *address) {
@@ -792,6 +794,13 @@ static int pr_ref_connect(struct pr_ref_conn *conn) {
         return PR_ERR;
     }
     redisSetTimeout(ctx, tv);
+    char why[256];
+    if (pr_redis_authenticate(ctx, &conn->auth, why, sizeof(why)) != PR_OK) {
+        pr_error("refdata: Redis at %s refused AUTH: %s (check redis.user and redis.password)",
+                 conn->address, why);
+        redisFree(ctx);
+        return PR_ERR;
+    }
     conn->ctx = ctx;
     return PR_OK;
 }
@@ -1283,6 +1292,7 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
     struct pr_ref_conn conn;
     memset(&conn, 0, sizeof(conn));
     conn.timeout_ms = opts->timeout_ms;
+    conn.auth = (struct pr_redis_auth){opts->redis_user, opts->redis_password};
     int rc = PR_REFDATA_REDIS;
     if (pr_ref_parse_address(&conn, opts->redis_address ? opts->redis_address : "") != PR_OK ||
         pr_ref_connect(&conn) != PR_OK)
@@ -1336,10 +1346,12 @@ static const char *pr_reply_field(const redisReply *hash, const char *field) {
 static const char pr_ref_verify_script[] =
     PR_REFDATA_VERIFY_LUA "return pr_ref_verify(ARGV[1], " PR_REFDATA_TABLES_LUA ", nil) or 'ok'\n";
 
-int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out) {
+int pr_refdata_status(const char *redis_address, const char *redis_user,
+                      const char *redis_password, int timeout_ms, FILE *out) {
     struct pr_ref_conn conn;
     memset(&conn, 0, sizeof(conn));
     conn.timeout_ms = timeout_ms;
+    conn.auth = (struct pr_redis_auth){redis_user, redis_password};
     if (pr_ref_parse_address(&conn, redis_address ? redis_address : "") != PR_OK ||
         pr_ref_connect(&conn) != PR_OK)
         return PR_ERR;

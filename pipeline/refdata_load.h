@@ -35,6 +35,8 @@ struct pr_refdata_load_options {
     const char *violators_path;
     const char *countries_path;
     const char *redis_address; /* host:port */
+    const char *redis_user;     /* AUTH user ("" or NULL: the default user) */
+    const char *redis_password; /* AUTH password, a secret ("" or NULL: no AUTH) */
     bool skip_bad;             /* load the good rows, count the bad ones as skipped */
     bool dry_run;              /* validate only: never connects to Redis */
     bool quiet;                /* no progress lines */
@@ -79,7 +81,9 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
  * @returns PR_OK, or PR_ERR with a message on stderr when Redis cannot be
  *          reached, no version is loaded, or the current version does not
  *          check out against its manifest (readers treat it as unavailable).
+ *          redis_user and redis_password are sent with AUTH as by a load.
  */
-int pr_refdata_status(const char *redis_address, int timeout_ms, FILE *out);
+int pr_refdata_status(const char *redis_address, const char *redis_user,
+                      const char *redis_password, int timeout_ms, FILE *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "kafka.h"
@@ -442,6 +443,204 @@ static void test_set_override(void **state) {
     pr_config_free(cfg);
 }
 
+
+/* pr_config_set on a fresh default config with stderr captured into err. */
+static int set_capture(struct pr_config *cfg, const char *key, const char *value, char *err,
+                       size_t size) {
+    memset(err, 0, size);
+    fflush(stderr);
+    FILE *saved = stderr;
+    stderr = fmemopen(err, size, "w");
+    int rc = pr_config_set(cfg, key, value, "--set", 0);
+    fclose(stderr);
+    stderr = saved;
+    return rc;
+}
+
+static void test_expand_references(void **state) {
+    (void)state;
+    setenv("PR_TEST_GROUP", "alpha", 1);
+    setenv("PR_TEST_EMPTY", "", 1);
+    unsetenv("PR_TEST_UNSET");
+    char *path = write_temp("s3cr3t-from-file\n");
+    char value[128];
+    struct pr_config *cfg = pr_config_default();
+    assert_int_equal(pr_config_set(cfg, "group", "g-${PR_TEST_GROUP}-${PR_TEST_GROUP}", "--set", 0),
+                     PR_OK);
+    assert_string_equal(cfg->group_id, "g-alpha-alpha");
+    assert_int_equal(pr_config_set(cfg, "group", "${PR_TEST_UNSET:-fallback}", "--set", 0), PR_OK);
+    assert_string_equal(cfg->group_id, "fallback");
+    assert_int_equal(pr_config_set(cfg, "group", "${PR_TEST_EMPTY:-used}", "--set", 0), PR_OK);
+    assert_string_equal(cfg->group_id, "used");
+    assert_int_equal(pr_config_set(cfg, "group", "${PR_TEST_GROUP:-unused}", "--set", 0), PR_OK);
+    assert_string_equal(cfg->group_id, "alpha");
+    snprintf(value, sizeof(value), "${file:%s}", path);
+    assert_int_equal(pr_config_set(cfg, "redis.password", value, "--set", 0), PR_OK);
+    assert_string_equal(cfg->redis_password, "s3cr3t-from-file"); /* one newline stripped */
+    /* The escape, a lone '$', and expanded text that is not expanded again. */
+    setenv("PR_TEST_REF", "${PR_TEST_GROUP}", 1);
+    assert_int_equal(pr_config_set(cfg, "group", "a$${b}$c$", "--set", 0), PR_OK);
+    assert_string_equal(cfg->group_id, "a${b}$c$");
+    assert_int_equal(pr_config_set(cfg, "group", "${PR_TEST_REF}", "--set", 0), PR_OK);
+    assert_string_equal(cfg->group_id, "${PR_TEST_GROUP}");
+    /* Integers and kafka.* values are expanded before they are checked. */
+    setenv("PR_TEST_SIZE", "77", 1);
+    assert_int_equal(pr_config_set(cfg, "batch.size", "${PR_TEST_SIZE}", "--set", 0), PR_OK);
+    assert_int_equal(cfg->batch_size, 77);
+    assert_int_equal(pr_config_set(cfg, "kafka.sasl.username", "${PR_TEST_GROUP}", "--set", 0),
+                     PR_OK);
+    assert_string_equal(cfg->kafka[cfg->kafka_count - 1].value, "alpha");
+    pr_config_free(cfg);
+    unlink(path);
+}
+
+static void test_expand_errors(void **state) {
+    (void)state;
+    unsetenv("PR_TEST_UNSET");
+    char err[512];
+    struct pr_config *cfg = pr_config_default();
+    assert_int_equal(set_capture(cfg, "redis.password", "x${PR_TEST_UNSET}", err, sizeof(err)),
+                     PR_ERR);
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'redis.password': environment "
+                             "variable 'PR_TEST_UNSET' is not set (${PR_TEST_UNSET:-default} "
+                             "gives a default)\n");
+    assert_int_equal(set_capture(cfg, "redis.password", "${file:/nonexistent/pr-secret}", err,
+                                 sizeof(err)),
+                     PR_ERR);
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'redis.password': cannot read "
+                             "${file:/nonexistent/pr-secret}: No such file or directory\n");
+    assert_int_equal(set_capture(cfg, "group", "abc${PR_TEST_UNSET", err, sizeof(err)), PR_ERR);
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'group': unterminated '${' (no "
+                             "closing '}'; write $${ for a literal ${)\n");
+    /* A malformed reference is not echoed: it may be a pasted secret. */
+    assert_int_equal(set_capture(cfg, "redis.password", "${hunter 2}", err, sizeof(err)), PR_ERR);
+    assert_string_equal(err, "parcelrisk: config error: --set: key 'redis.password': a ${...} "
+                             "reference must be ${NAME}, ${NAME:-default} or ${file:/path}, NAME "
+                             "of letters, digits and _ (write $${ for a literal ${)\n");
+    assert_null(strstr(err, "hunter"));
+    assert_int_equal(set_capture(cfg, "group", "${file:}", err, sizeof(err)), PR_ERR);
+    assert_string_equal(err,
+                        "parcelrisk: config error: --set: key 'group': ${file:} names no file\n");
+    /* The value is left unchanged by a failed expansion. */
+    assert_string_equal(cfg->group_id, "parcelrisk");
+    pr_config_free(cfg);
+
+    /* In a file the message names file and line. */
+    char yaml_err[512] = {0};
+    cfg = load_capture("group: g\nredis:\n  password: \"${PR_TEST_UNSET}\"\n", yaml_err,
+                       sizeof(yaml_err));
+    assert_null(cfg);
+    assert_true(strncmp(yaml_err, "parcelrisk: config error: /tmp/pr-test-config-", 46) == 0);
+    assert_non_null(strstr(yaml_err, ":3: key 'redis.password': environment variable "
+                                     "'PR_TEST_UNSET' is not set (${PR_TEST_UNSET:-default} gives "
+                                     "a default)\n"));
+    /* redis.user needs a password. */
+    memset(yaml_err, 0, sizeof(yaml_err));
+    cfg = pr_config_default();
+    assert_int_equal(pr_config_set(cfg, "redis.user", "app", "--set", 0), PR_OK);
+    fflush(stderr);
+    FILE *saved = stderr;
+    stderr = fmemopen(yaml_err, sizeof(yaml_err), "w");
+    assert_int_equal(pr_config_validate(cfg), PR_ERR);
+    fclose(stderr);
+    stderr = saved;
+    assert_string_equal(yaml_err, "parcelrisk: config error: --set: key 'redis.user' is set but "
+                                  "'redis.password' is empty: AUTH needs both\n");
+    pr_config_free(cfg);
+}
+
+static void test_secrets_redacted(void **state) {
+    (void)state;
+    assert_true(pr_config_key_is_secret("redis.password"));
+    assert_true(pr_config_key_is_secret("kafka.sasl.password"));
+    assert_true(pr_config_key_is_secret("sasl.password"));
+    assert_true(pr_config_key_is_secret("kafka.ssl.key.password"));
+    assert_true(pr_config_key_is_secret("kafka.ssl.keystore.password"));
+    assert_true(pr_config_key_is_secret("kafka.producer.ssl.key.pem"));
+    assert_true(pr_config_key_is_secret("kafka.sasl.oauthbearer.client.secret"));
+    assert_true(pr_config_key_is_secret("custom.DB_Password"));
+    assert_false(pr_config_key_is_secret("redis.user"));
+    assert_false(pr_config_key_is_secret("kafka.sasl.username"));
+    assert_false(pr_config_key_is_secret("password.file.path"));
+
+    char out[64];
+    assert_string_equal(pr_redact("Invalid value \"pw1\" for pw1x", "pw1", out, sizeof(out)),
+                        "Invalid value \"***\" for ***x");
+    assert_string_equal(pr_redact("nothing here", "", out, sizeof(out)), "nothing here");
+    assert_string_equal(pr_redact("abc", NULL, out, sizeof(out)), "abc");
+
+    /* A secret value is never echoed by a refusal of librdkafka. */
+    char err[512];
+    struct pr_config *cfg = pr_config_default();
+    assert_int_equal(set_capture(cfg, "kafka.sasl.password", "", err, sizeof(err)), PR_OK);
+    assert_int_equal(set_capture(cfg, "kafka.ssl.keystore.password", "topsecret", err, sizeof(err)),
+                     PR_OK);
+    assert_string_equal(err, "");
+    pr_config_free(cfg);
+
+    /* config-keys lists the secret keys and no value. */
+    char listing[16384] = {0};
+    fflush(stdout);
+    FILE *saved = stdout;
+    stdout = fmemopen(listing, sizeof(listing), "w");
+    pr_config_print_keys();
+    fclose(stdout);
+    stdout = saved;
+    assert_non_null(strstr(listing, "redis.password "));
+    assert_non_null(strstr(listing, "redis.user "));
+    assert_non_null(strstr(listing, "log.format "));
+    assert_non_null(strstr(listing, "are never printed: ***."));
+}
+
+/* librdkafka's lines through our logger: level mapping, filtering, JSON. */
+static void test_kafka_log_routing(void **state) {
+    (void)state;
+    assert_int_equal(pr_kafka_log_level(0), PR_LOG_ERROR);
+    assert_int_equal(pr_kafka_log_level(3), PR_LOG_ERROR);
+    assert_int_equal(pr_kafka_log_level(4), PR_LOG_WARN);
+    assert_int_equal(pr_kafka_log_level(5), PR_LOG_INFO);
+    assert_int_equal(pr_kafka_log_level(6), PR_LOG_INFO);
+    assert_int_equal(pr_kafka_log_level(7), PR_LOG_DEBUG);
+    char out[4096] = {0};
+    fflush(stderr);
+    FILE *saved = stderr;
+    stderr = fmemopen(out, sizeof(out), "w");
+    pr_log_set_format(PR_LOG_JSON);
+    pr_log_set_level(PR_LOG_INFO);
+    pr_kafka_log_cb(NULL, 3, "FAIL", "Connect to ipv4#127.0.0.1:1 failed: \"quoted\"\n");
+    pr_kafka_log_cb(NULL, 7, "BROKER", "debug chatter dropped at info");
+    pr_kafka_log_cb(NULL, 4, "CONFWARN", "a warning");
+    pr_info("ours %d", 42);
+    fclose(stderr);
+    stderr = saved;
+    pr_log_set_format(PR_LOG_TEXT);
+    assert_null(strstr(out, "debug chatter"));
+    const char *want_level[] = {"error", "warn", "info"};
+    const char *want_source[] = {"librdkafka", "librdkafka", "parcelrisk"};
+    const char *want_msg[] = {"FAIL [-]: Connect to ipv4#127.0.0.1:1 failed: \"quoted\"\n",
+                              "CONFWARN [-]: a warning", "ours 42"};
+    char *line = out;
+    for (int i = 0; i < 3; i++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        json_error_t jerr;
+        json_t *obj = json_loads(line, 0, &jerr);
+        assert_non_null(obj);
+        assert_string_equal(json_string_value(json_object_get(obj, "level")), want_level[i]);
+        assert_string_equal(json_string_value(json_object_get(obj, "source")), want_source[i]);
+        assert_string_equal(json_string_value(json_object_get(obj, "msg")), want_msg[i]);
+        const char *ts = json_string_value(json_object_get(obj, "ts"));
+        assert_non_null(ts);
+        assert_int_equal(strlen(ts), 24); /* 2025-05-02T04:01:00.123Z */
+        assert_int_equal(ts[10], 'T');
+        assert_int_equal(ts[23], 'Z');
+        json_decref(obj);
+        line = nl + 1;
+    }
+    assert_string_equal(line, "");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
@@ -460,6 +659,10 @@ int main(void) {
         cmocka_unit_test(test_redis_address),
         cmocka_unit_test(test_duplicate_key_in_file),
         cmocka_unit_test(test_parse_integer),
+        cmocka_unit_test(test_expand_references),
+        cmocka_unit_test(test_expand_errors),
+        cmocka_unit_test(test_secrets_redacted),
+        cmocka_unit_test(test_kafka_log_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
