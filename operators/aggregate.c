@@ -52,10 +52,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../pipeline/hash.h"
-#include "../pipeline/normalize.h"
-#include "../pipeline/redis.h"
-#include "../pipeline/rules.h"
+#include "hash.h"
+#include "normalize.h"
+#include "redis.h"
+#include "rules.h"
 #include "operator.h"
 
 static const char pr_aggregate_lua[] =

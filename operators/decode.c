@@ -1,7 +1,7 @@
 /*
  * decode - turns each consumed message into a struct pr_declaration, or
  * dead-letters it: EMPTY, TOO_LARGE (over input.max_message_bytes),
- * DECODE_ERROR, TRAILING_BYTES, INVALID_UTF8. The decoder (pipeline/codec.c)
+ * DECODE_ERROR, TRAILING_BYTES, INVALID_UTF8. The decoder (pipeline/codec/codec.c)
  * checks every length against the bytes left before reading or allocating.
  *
  * A declaration that decodes is dead-lettered INVALID_ID when its
@@ -16,7 +16,7 @@
  * Country codes are then put in the form the reference data uses
  * (pr_country_canon).
  */
-#include "../pipeline/codec.h"
+#include "codec.h"
 #include "operator.h"
 
 #include <stdio.h>

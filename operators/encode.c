@@ -2,8 +2,8 @@
  * encode - writes the Avro-binary Decision or DeadLetter of each record into
  * the batch arena, ready for the engine to produce.
  */
-#include "../pipeline/codec.h"
-#include "../pipeline/rules.h"
+#include "codec.h"
+#include "rules.h"
 #include "operator.h"
 
 #include <stdlib.h>

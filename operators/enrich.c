@@ -42,11 +42,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../pipeline/cache.h"
-#include "../pipeline/hash.h"
-#include "../pipeline/normalize.h"
-#include "../pipeline/redis.h"
-#include "../pipeline/refdata.h"
+#include "cache.h"
+#include "hash.h"
+#include "normalize.h"
+#include "redis.h"
+#include "refdata.h"
 #include "operator.h"
 
 /* Per record: 5 party keys, then 6 keys per line (10, 8, 6, 4, 2 digits,

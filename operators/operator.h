@@ -31,8 +31,8 @@
 #ifndef PR_OPERATOR_H
 #define PR_OPERATOR_H
 
-#include "../pipeline/config.h"
-#include "../pipeline/record-t.h"
+#include "config.h"
+#include "record-t.h"
 
 #define PR_OP_DONE 0
 #define PR_OP_RETRY 1
@@ -72,6 +72,9 @@ struct pr_operator {
 /* All operators known to the engine, NULL-terminated. */
 extern const struct pr_operator_ops *const pr_operator_registry[];
 const struct pr_operator_ops *pr_operator_lookup(const char *name);
+/* Tells the configuration layer which operator names key 'chain' may hold,
+ * so that a bad name is refused where it was written (file line, --set). */
+void pr_operators_register(void);
 
 /* A chain: the operators a config names, in order. */
 struct pr_chain {

@@ -11,8 +11,8 @@
  * EXCLUDED_GOODS when a line's HTS flags include ADCVD, QUOTA or EXCISE,
  * PGA_REGULATED when they include a PGA_ flag.
  */
-#include "../pipeline/refdata.h"
-#include "../pipeline/rules.h"
+#include "refdata.h"
+#include "rules.h"
 #include "operator.h"
 
 #include <stdio.h>

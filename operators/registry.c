@@ -25,6 +25,10 @@ const struct pr_operator_ops *pr_operator_lookup(const char *name) {
     return NULL;
 }
 
+static bool pr_operator_known(const char *name) { return pr_operator_lookup(name) != NULL; }
+
+void pr_operators_register(void) { pr_config_set_operator_check(pr_operator_known); }
+
 int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg) {
     chain->count = 0;
     chain->ops = pr_calloc(cfg->chain_len, sizeof(*chain->ops));

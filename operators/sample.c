@@ -4,8 +4,8 @@
  * deterministic, so a replay decides the same and filers cannot predict it
  * without the key.
  */
-#include "../pipeline/hash.h"
-#include "../pipeline/rules.h"
+#include "hash.h"
+#include "rules.h"
 #include "operator.h"
 
 #include <math.h>

@@ -2,7 +2,7 @@
  * score - adds up the points of the reasons that fired (capped), then sets
  * de_minimis and the lane by the first rule that holds (DOMAIN.md section 5).
  */
-#include "../pipeline/rules.h"
+#include "rules.h"
 #include "operator.h"
 
 void pr_score_record(const struct pr_rules *rules, struct pr_record *rec, int64_t now_ms);

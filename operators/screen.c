@@ -18,8 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../pipeline/normalize.h"
-#include "../pipeline/rules.h"
+#include "normalize.h"
+#include "rules.h"
 #include "operator.h"
 
 struct pr_evidence {

@@ -5,9 +5,9 @@
  *
  * Details name fields and line numbers, never the text of a name or address.
  */
-#include "../pipeline/hash.h"
-#include "../pipeline/normalize.h"
-#include "../pipeline/rules.h"
+#include "hash.h"
+#include "normalize.h"
+#include "rules.h"
 #include "operator.h"
 
 #include <stdio.h>

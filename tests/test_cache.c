@@ -1,4 +1,4 @@
-/* Unit tests: the bounded reference-data cache (pipeline/cache.c). */
+/* Unit tests: the bounded reference-data cache (pipeline/base/cache.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

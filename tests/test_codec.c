@@ -1,7 +1,7 @@
 /*
- * test_codec.c - the hand-written Avro codec (pipeline/codec.c) against the
+ * test_codec.c - the hand-written Avro codec (pipeline/codec/codec.c) against the
  * reference implementation, Avro-C's generic API, on the schema texts that
- * are embedded at build time (pipeline/schemas.h), and the decoder against
+ * are embedded at build time (pipeline/codec/schemas.h), and the decoder against
  * hostile input.
  *
  * Every expected value is concrete: symbol names, reason names and dead-letter

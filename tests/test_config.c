@@ -1,4 +1,4 @@
-/* Unit tests: configuration parsing, validation and errors (pipeline/config.c). */
+/* Unit tests: configuration parsing, validation and errors (pipeline/config/config.c). */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "kafka.h"
+#include "operator.h"
 
 static char *write_temp(const char *text) {
     static char path[64];
@@ -308,6 +309,22 @@ static void test_origins(void **state) {
     assert_string_equal(err, "parcelrisk: config error: --set: key 'chain': unknown operator "
                              "'bogus'\n");
     assert_int_equal(cfg->chain_len, 10); /* unchanged */
+    /* Before the operators layer registers its check, the names are taken as
+     * written (pr_chain_init refuses an unknown one at start); after, refused. */
+    pr_config_set_operator_check(NULL);
+    assert_int_equal(pr_config_set(cfg, "chain", "decode,bogus", "--set", 0), PR_OK);
+    assert_int_equal(cfg->chain_len, 2);
+    assert_string_equal(cfg->chain[1], "bogus");
+    struct pr_chain chain;
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_chain_init(&chain, cfg), PR_ERR);
+    capture_end();
+    assert_non_null(strstr(err, "key 'chain': unknown operator 'bogus'"));
+    pr_operators_register();
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "chain", "bogus", "--set", 0), PR_ERR);
+    capture_end();
+    assert_int_equal(cfg->chain_len, 2);
     pr_config_free(cfg);
     /* Without a file, the defaults are the origin of untouched keys only. */
     cfg = pr_config_default();
@@ -642,6 +659,7 @@ static void test_kafka_log_routing(void **state) {
 }
 
 int main(void) {
+    pr_operators_register(); /* key 'chain' checks names as parcelrisk does */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_full_file),

@@ -10,7 +10,7 @@ The example set:
 - hts.csv: rule rows (2/4/6/8-digit prefixes: PGA chapters, excise goods,
   AD/CVD and quota lines, WATCH rows with points for counterfeit-prone goods)
   and 10-digit statistical lines, among them every code that `parcelrisk gen`
-  uses (pipeline/gen.c, pr_items), with unit-value floors for the watched ones.
+  uses (pipeline/gen/gen.c, pr_items), with unit-value floors for the watched ones.
 - violators.csv: a few hundred synthetic rows of each kind, with legal forms
   and spelling variety so that matching through normalization is exercised.
   A few of the generator's shipper stems and "<stem> Store <n>" sellers are
@@ -30,7 +30,7 @@ SEED = 20251127
 
 # ----------------------------------------------------------------- HTS
 
-# The codes the generator uses (pipeline/gen.c pr_items) with the typical unit
+# The codes the generator uses (pipeline/gen/gen.c pr_items) with the typical unit
 # price there; every one must be a known 10-digit line.
 GEN_ITEMS = [
     ("6109100012", "Men's or boys' T-shirts, knitted, of cotton", 900),
@@ -327,7 +327,7 @@ def check_unique(values, what):
 
 # ----------------------------------------------------------- violators
 
-# Mirror of pr_norm_name / pr_norm_address (pipeline/normalize.c), used to
+# Mirror of pr_norm_name / pr_norm_address (pipeline/domain/normalize.c), used to
 # keep accidental collisions with the generator's parties out of the data.
 LEGAL = {"CO", "LTD", "LLC", "INC", "CORP", "LIMITED", "COMPANY", "GMBH", "PLC", "SA", "AG"}
 ABBREV = {"STREET": "ST", "AVENUE": "AVE", "ROAD": "RD", "APARTMENT": "APT", "SUITE": "STE",
@@ -351,7 +351,7 @@ def norm_address(s):
     return " ".join(ABBREV.get(t, t) for t in norm_text(s).split())
 
 
-# The generator's parties (pipeline/gen.c).
+# The generator's parties (pipeline/gen/gen.c).
 GEN_STEMS = ["Shenzhen Bright Trading", "Yiwu Global Commerce", "Guangzhou Star Apparel",
              "Hangzhou Sunrise E-Commerce", "Dongguan Everlight Electronics",
              "Hong Kong Pacific Express", "Hanoi Lotus Export", "Mumbai Crafts Export",

@@ -35,12 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h" /* pr_utf8_valid */
 #include "hash.h"
 #include "normalize.h"
 #include "redis.h"
 #include "refdata-int.h"
 #include "refdata_load.h"
+#include "utf8.h"
 
 /* ================================================================ tables */
 

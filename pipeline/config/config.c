@@ -8,8 +8,6 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "operator.h"
-
 enum pr_config_type { PR_CFG_STR, PR_CFG_INT, PR_CFG_LIST, PR_CFG_ENUM };
 
 /* Checks on a PR_CFG_STR value beyond its type. */
@@ -402,8 +400,12 @@ static void pr_list_free(char **list, size_t len) {
     free(list);
 }
 
+static bool (*pr_operator_known)(const char *name);
+
+void pr_config_set_operator_check(bool (*known)(const char *name)) { pr_operator_known = known; }
+
 /* Splits a comma- or space-separated operator list; every name must be a
- * registered operator. */
+ * registered operator (once the operators layer has said which they are). */
 static int pr_set_chain(struct pr_config *cfg, const char *key, const char *value,
                         const char *origin, int line) {
     char **chain = NULL;
@@ -423,7 +425,7 @@ static int pr_set_chain(struct pr_config *cfg, const char *key, const char *valu
         return PR_ERR;
     }
     for (size_t i = 0; i < chain_len; i++) {
-        if (!pr_operator_lookup(chain[i])) {
+        if (pr_operator_known && !pr_operator_known(chain[i])) {
             pr_config_err(origin, line, "key '%s': unknown operator '%s'", key, chain[i]);
             pr_list_free(chain, chain_len);
             return PR_ERR;

@@ -74,7 +74,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../operators/operator.h"
+#include "operator.h"
 #include "codec.h"
 #include "histogram.h"
 #include "kafka.h"

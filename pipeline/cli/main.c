@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "engine.h"
 #include "kafka.h"
+#include "operator.h"
 
 #ifndef PR_VERSION
 #define PR_VERSION "0.1.0"
@@ -442,6 +443,7 @@ static int pr_dispatch(const char *cmd, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    pr_operators_register();
     if (argc < 2) {
         pr_usage(stderr);
         return 2;

@@ -13,6 +13,7 @@
 #define PR_CODEC_H
 
 #include "record-t.h"
+#include "utf8.h"
 
 /* Largest number of lines a declaration may carry; more is DECODE_ERROR. */
 #define PR_MAX_LINES 10000
@@ -69,6 +70,5 @@ void pr_deadletter_encode(const struct pr_batch *batch, const struct pr_record *
 /* Low-level Avro primitives, exposed for the generator and tests. */
 void pr_avro_write_long(struct pr_buf *out, int64_t v);
 void pr_avro_write_string(struct pr_buf *out, const char *s, size_t len);
-bool pr_utf8_valid(const uint8_t *s, size_t len);
 
 #endif

@@ -76,6 +76,13 @@ struct pr_config {
  * "--brokers" for the command line, or "(defaults)"; callers exit with
  * status 2 on any of them. */
 
+/* The operators layer sits above this one, so the configuration cannot look
+ * an operator name up itself: the layer that owns the registry tells it how
+ * (pr_operators_register does, and every program that loads a configuration
+ * for a run calls that first). Until then the names of key 'chain' are taken
+ * as written and pr_chain_init refuses an unknown one when the run starts. */
+void pr_config_set_operator_check(bool (*known)(const char *name));
+
 /* Loads and checks path. A file that sets no key at all (empty, only
  * comments, an empty document) is refused unless allow_defaults: it would
  * run on every default (a broker and a Redis on 127.0.0.1) without a word.
