@@ -4,7 +4,7 @@
  * exactly as `parcelrisk run` calls them.
  *
  *   pr_micro [--count N] [--distinct D] [--batch B] [--redis HOST:PORT] [--chain LIST]
- *            [--consignees N] [--cache-entries N] [--cache-mb N] [--cold]
+ *            [--consignees N] [--cache-entries N] [--cache-mb N] [--cold] [--digest]
  *
  * With --redis the full default chain runs (enrich with its cache warmed by
  * one untimed pass over the distinct declarations; the aggregate state is
@@ -13,6 +13,11 @@
  * Prints declarations/s on one core, CPU microseconds per declaration, and
  * each operator's share. For instruction counts run it under
  * `valgrind --tool=callgrind --toggle-collect=pr_micro_timed` (benchmarks/micro).
+ *
+ * --digest: after the timed pass, one more untimed pass over the distinct
+ * declarations prints the SHA-256 of every output it encodes (decision,
+ * dead letter, aggregate alert, in order; the processing time is fixed), so
+ * that two builds can be shown to decide byte for byte the same.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +25,12 @@
 #include <sys/resource.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "codec.h"
 #include "config.h"
 #include "gen.h"
+#include "hash.h"
 #include "operator.h"
 #include "rules.h"
 
@@ -92,7 +99,8 @@ static void pr_forget_state(const char *address) {
 }
 
 static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
-                               size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor) {
+                               size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor,
+                               EVP_MD_CTX *digest) {
     uint64_t encoded_bytes = 0;
     size_t done = 0;
     while (done < count) {
@@ -118,6 +126,15 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, c
         }
         for (size_t i = 0; i < batch->count; i++)
             encoded_bytes += batch->records[i].out_decision.len + batch->records[i].out_dlq.len;
+        for (size_t i = 0; digest && i < batch->count; i++) {
+            const struct pr_record *rec = &batch->records[i];
+            const struct pr_str outs[3] = {rec->out_decision, rec->out_dlq, rec->out_aggregate_alert};
+            for (int k = 0; k < 3; k++) {
+                uint64_t len = outs[k].len;
+                EVP_DigestUpdate(digest, &len, sizeof(len));
+                if (outs[k].len) EVP_DigestUpdate(digest, outs[k].ptr, outs[k].len);
+            }
+        }
         done += n;
     }
     return encoded_bytes;
@@ -130,19 +147,20 @@ __attribute__((noinline)) uint64_t pr_micro_timed(struct pr_chain *chain, struct
                                                   const struct pr_prepared *p, size_t count,
                                                   size_t batch_size, const struct pr_rules *rules,
                                                   size_t *cursor) {
-    return pr_run_batches(chain, batch, p, count, batch_size, rules, cursor);
+    return pr_run_batches(chain, batch, p, count, batch_size, rules, cursor, NULL);
 }
 
 int main(int argc, char **argv) {
     size_t count = 1000000, distinct = 100000, batch_size = 1000;
     uint32_t consignees = 0;
-    bool cold = false;
+    bool cold = false, digest = false;
     long cache_entries = 0, cache_mb = 0;
     const char *redis = NULL, *chain_list = NULL;
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--cold") == 0) cold = true;
+        else if (strcmp(argv[i], "--digest") == 0) digest = true;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--cold") == 0) {
+        if (strcmp(argv[i], "--cold") == 0 || strcmp(argv[i], "--digest") == 0) {
             i--; /* a flag without a value */
             continue;
         }
@@ -181,7 +199,7 @@ int main(int argc, char **argv) {
     size_t cursor = 0;
     /* Warm-up: one pass over the distinct declarations (fills the cache);
      * --cold skips it, so enrich starts with an empty cache. */
-    if (!cold) pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor);
+    if (!cold) pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor, NULL);
     for (size_t i = 0; i < chain.count; i++) memset(&chain.ops[i].stats, 0, sizeof(chain.ops[i].stats));
     if (redis) pr_forget_state(redis);
 
@@ -217,6 +235,19 @@ int main(int argc, char **argv) {
     printf("{\"count\": %zu, \"declarations_per_second\": %.0f, \"cpu_us_per_declaration\": %.4f, "
            "\"peak_rss_mb\": %.1f}\n", count, (double)count / wall, cpu * 1e6 / (double)count,
            (double)ru.ru_maxrss / 1024.0);
+    if (digest) {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        size_t at = 0;
+        pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &at, ctx);
+        unsigned char md[32];
+        unsigned int md_len = 0;
+        EVP_DigestFinal_ex(ctx, md, &md_len);
+        EVP_MD_CTX_free(ctx);
+        char hex[65];
+        pr_sha256_to_hex(md, hex);
+        printf("micro: outputs of the %zu distinct declarations: sha256 %s\n", distinct, hex);
+    }
     pr_batch_destroy(&batch);
     pr_buf_free(&prepared.data);
     free(prepared.offsets);
