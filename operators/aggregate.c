@@ -329,14 +329,7 @@ static void pr_agg_arg(struct pr_aggregate_ctx *ctx, size_t *n, const char *ptr,
 
 static int pr_aggregate_degraded(struct pr_aggregate_ctx *ctx, struct pr_batch *batch) {
     if (!ctx->degrade) return PR_OP_RETRY;
-    /* degrade: decide without the day's state, and say so. */
-    size_t vlen = strlen(batch->refdata_version);
-    if (vlen < 9 || strcmp(batch->refdata_version + vlen - 9, "+degraded") != 0) {
-        char *v = pr_arena_alloc(&batch->arena, vlen + 10);
-        memcpy(v, batch->refdata_version, vlen);
-        memcpy(v + vlen, "+degraded", 10);
-        batch->refdata_version = v;
-    }
+    batch->degraded = true; /* degrade: decide without the day's state, and say so */
     return PR_OP_DONE;
 }
 

@@ -90,6 +90,7 @@ static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch
         .random_selection = false,
         .ruleset_version = pr_rules_version(batch->rules),
         .refdata_version = batch->refdata_version,
+        .refdata_degraded = batch->degraded,
         .source_topic = batch->source_topic,
         .source_partition = rec->partition,
         .source_offset = rec->offset,

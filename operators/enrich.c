@@ -31,9 +31,10 @@
  *   pause   (default) return PR_OP_RETRY: the engine stops fetching, backs off
  *           and retries the batch; nothing is decided on missing data.
  *   degrade decide from the cache alone; misses count as "not listed"; the
- *           batch's refdata_version is the cache's version with the suffix
- *           "+degraded". With nothing cached yet (no version ever checked
- *           out) it pauses as above.
+ *           batch's refdata_version is the cache's version and the batch is
+ *           marked degraded (batch->degraded: its decisions say
+ *           "<version>+degraded"). With nothing cached yet (no version ever
+ *           checked out) it pauses as above.
  *
  * Results go to rec->line_refs and rec->party_severity for the policy and
  * screen operators.
@@ -533,20 +534,15 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
         }
     }
     /* One round trip: the version check plus every miss. */
-    const char *version_suffix = "";
     if (pr_enrich_fetch(op, batch) != PR_OK) {
         bool from_cache = ctx->degrade && ctx->version[0];
         if (ctx->unavailable[0]) pr_enrich_log_unavailable(ctx, from_cache);
         if (!from_cache) return PR_OP_RETRY;
-        version_suffix = "+degraded"; /* decide from the cache; misses count as unlisted */
+        batch->degraded = true; /* decide from the cache; misses count as unlisted */
         for (size_t i = 0; i < ctx->key_count; i++)
             if (ctx->keys[i].state == PR_KEY_PENDING) ctx->keys[i].state = PR_KEY_ABSENT;
     }
-    size_t vlen = strlen(ctx->version), slen = strlen(version_suffix);
-    char *version = pr_arena_alloc(&batch->arena, vlen + slen + 1);
-    memcpy(version, ctx->version, vlen);
-    memcpy(version + vlen, version_suffix, slen + 1);
-    batch->refdata_version = version;
+    batch->refdata_version = pr_arena_strndup(&batch->arena, ctx->version, strlen(ctx->version));
     for (size_t i = 0; i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
         if (!pr_record_dead(rec)) pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);

@@ -11,6 +11,7 @@
  * Expected values come from DOMAIN.md sections 5-8, checked against the
  * default rules where a number is a rule (points, thresholds).
  */
+#define _GNU_SOURCE /* memmem */
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -730,9 +731,24 @@ static void test_aggregate_unavailable(void **state) {
     f.batch.refdata_version = "v1";
     struct pr_record *rec = agg_push(&f, "U1", "Jane O'Neil", 90000);
     assert_int_equal(run(&f), PR_OP_DONE);
-    assert_string_equal(f.batch.refdata_version, "v1+degraded");
+    assert_true(f.batch.degraded);
+    assert_string_equal(f.batch.refdata_version, "v1");
     assert_int_equal(rec->fired, 0);
     kill(redis_srv.pid, SIGCONT);
+    /* The decision encoded from the degraded batch says so. */
+    struct op_fixture e;
+    fixture_start(&e, "encode");
+    batch_begin(&e);
+    e.batch.refdata_version = "v1";
+    e.batch.degraded = true;
+    struct pr_record *d = push(&e, "U1");
+    d->outputs = PR_OUT_DECISION;
+    assert_int_equal(e.op.ops->process(&e.op, &e.batch), PR_OP_DONE);
+    assert_true(d->out_decision.len > 0);
+    assert_non_null(memmem(d->out_decision.ptr, d->out_decision.len, "\x16v1+degraded", 12));
+    batch_begin(&e); /* a new batch is not degraded */
+    assert_false(e.batch.degraded);
+    fixture_stop(&e);
     fixture_stop(&f);
 
     fixture_start_with(&f, "aggregate", redis_config("pause"));

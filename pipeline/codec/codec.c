@@ -295,7 +295,17 @@ void pr_decision_view_encode(const struct pr_decision_view *v, struct pr_buf *ou
     uint8_t flag = v->random_selection ? 1 : 0;
     pr_buf_append(out, &flag, 1);
     pr_write_cstr(out, v->ruleset_version);
-    pr_write_cstr(out, v->refdata_version);
+    if (v->refdata_degraded) {
+        /* DOMAIN.md section 5: a decision made without some of its state or
+         * reference data says so in its refdata_version. */
+        static const char suffix[] = "+degraded";
+        size_t len = strlen(v->refdata_version);
+        pr_avro_write_long(out, (int64_t)(len + sizeof(suffix) - 1));
+        pr_buf_append(out, v->refdata_version, len);
+        pr_buf_append(out, suffix, sizeof(suffix) - 1);
+    } else {
+        pr_write_cstr(out, v->refdata_version);
+    }
     pr_write_cstr(out, v->source_topic);
     pr_avro_write_long(out, v->source_partition);
     pr_avro_write_long(out, v->source_offset);
@@ -325,6 +335,7 @@ void pr_decision_encode(const struct pr_batch *batch, const struct pr_record *re
         .random_selection = rec->random_selection,
         .ruleset_version = pr_rules_version(batch->rules),
         .refdata_version = batch->refdata_version,
+        .refdata_degraded = batch->degraded,
         .source_topic = batch->source_topic,
         .source_partition = rec->partition,
         .source_offset = rec->offset,

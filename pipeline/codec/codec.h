@@ -46,6 +46,7 @@ struct pr_decision_view {
     const struct pr_reason *reasons;
     bool random_selection;
     const char *ruleset_version, *refdata_version, *source_topic;
+    bool refdata_degraded; /* written as refdata_version + "+degraded" */
     int32_t source_partition;
     int64_t source_offset;
 };

@@ -223,6 +223,10 @@ struct pr_batch {
     int64_t now_ms; /* decided_at for every record of the batch */
     const struct pr_rules *rules;
     const char *refdata_version;
+    /* Decided without some of the state or reference data it needs (enrich
+     * or aggregate in degrade mode): every decision of the batch says
+     * refdata_version + "+degraded". Cleared by pr_batch_reset. */
+    bool degraded;
 };
 
 void pr_batch_init(struct pr_batch *batch, size_t capacity);

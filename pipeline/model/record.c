@@ -41,6 +41,7 @@ void pr_batch_init(struct pr_batch *batch, size_t capacity) {
 
 void pr_batch_reset(struct pr_batch *batch) {
     batch->count = 0;
+    batch->degraded = false;
     pr_arena_reset(&batch->arena);
 }
 
