@@ -62,6 +62,8 @@ struct pr_config {
     char *policy_file;
     char *log_level;
     char *log_format; /* text | json */
+    char *http_listen; /* "" : no HTTP endpoint */
+    int http_stall_ms;
     size_t chain_len;
     char **chain;
     size_t kafka_count;
