@@ -1668,10 +1668,6 @@ out:
             pr_engine_tick(engine);
         }
     }
-    pr_http_stop(engine->http);
-    pr_probe_stop(engine->probe);
-    pr_metrics_free(engine->metrics);
-    free(engine->snap);
     /* Polled messages hold references that rd_kafka_destroy waits for. */
     for (size_t i = 0; i < engine->slot_count; i++) pr_engine_release_messages(&engine->slots[i]);
     if (engine->consumer) {
@@ -1685,6 +1681,12 @@ out:
         if (!engine->fatal) rd_kafka_flush(engine->producer, 10000);
         rd_kafka_destroy(engine->producer);
     }
+    /* After the clients: closing the consumer still calls the rebalance
+     * callback, which writes into the snapshot. */
+    pr_http_stop(engine->http);
+    pr_probe_stop(engine->probe);
+    pr_metrics_free(engine->metrics);
+    free(engine->snap);
     for (size_t i = 0; i < engine->slot_count; i++) {
         pr_batch_destroy(&engine->slots[i].batch);
         free(engine->slots[i].messages);
