@@ -265,10 +265,10 @@ static int pr_lag_compare(const void *a, const void *b) {
     return (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* librdkafka's statistics (statistics.interval.ms, served by the consumer's
- * poll on the engine thread): whether some broker connection is UP (the
- * "kafka" condition of /ready), and consumer_lag of every assigned input
- * partition (-1, unknown, omitted). */
+/* librdkafka's statistics (statistics.interval.ms, 5 s by default here,
+ * served by the consumer's poll on the engine thread): whether some broker
+ * connection is UP (the "kafka" condition of /ready), and consumer_lag of
+ * every assigned input partition (-1, unknown, omitted). */
 static int pr_engine_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
     struct pr_engine *engine = opaque;
     struct pr_metrics_snapshot *snap = engine->snap;
@@ -787,6 +787,9 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             engine->snap->assigned_partitions = cooperative ? engine->snap->assigned_partitions + partitions->cnt
                                                             : partitions->cnt;
             engine->snap->joined = true;
+            /* An assignment comes from the group coordinator: Kafka is
+             * reachable now, whatever the last statistics said. */
+            engine->snap->kafka = PR_READY_OK;
             engine->publish_pending = true;
         }
         engine->last_message_us = pr_monotonic_us();
@@ -986,13 +989,16 @@ static int pr_engine_setup(struct pr_engine *engine) {
     rd_kafka_conf_set_opaque(cconf, engine);
     rd_kafka_conf_set_rebalance_cb(cconf, pr_engine_rebalance_cb);
     if (engine->metrics) {
-        /* Lag and broker state for the HTTP endpoint, once a second unless
-         * kafka.statistics.interval.ms says otherwise. */
+        /* Lag and broker state for the HTTP endpoint, every 5 s unless
+         * kafka.statistics.interval.ms says otherwise: librdkafka's JSON
+         * for one consumer is large, and making and parsing it costs about
+         * 10 million instructions (3-4 ms of CPU) each time (callgrind,
+         * benchmarks/README.md), too much to do every second. */
         char value[32];
         size_t size = sizeof(value);
         if (rd_kafka_conf_get(cconf, "statistics.interval.ms", value, &size) == RD_KAFKA_CONF_OK &&
             strcmp(value, "0") == 0 &&
-            rd_kafka_conf_set(cconf, "statistics.interval.ms", "1000", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
             pr_error("statistics.interval.ms: %s", err);
             rd_kafka_conf_destroy(cconf);
             return 2;
@@ -1663,8 +1669,9 @@ out:
         /* The last counts, before the endpoint goes (a scrape during the
          * drain saw them already, unless the lock was busy then). */
         engine->snap->stopping = true;
+        engine->publish_pending = true;
         for (int attempt = 0; attempt < 100 && engine->publish_pending; attempt++) {
-            engine->publish_pending = true;
+            if (attempt) nanosleep(&(struct timespec){0, 1000000}, NULL); /* a scrape holds the lock */
             pr_engine_tick(engine);
         }
     }

@@ -158,6 +158,8 @@ try:
     alerts = p.tail("alerts")
     c.equal(scalar("parcelrisk_alerts_total") + scalar("parcelrisk_aggregate_alerts_total"),
             float(len(alerts)), "Prometheus: alerts and aggregate alerts = the alerts read back")
+    # librdkafka's statistics come every 5 s.
+    wait_for(lambda: query('parcelrisk_consumer_lag_messages{job="parcelrisk"}'), 60, 1)
     lag = query('parcelrisk_consumer_lag_messages{job="parcelrisk"}') or []
     c.check(len(lag) > 0 and all(m.get("topic") == p.topics["declarations"] for m, _ in lag),
             "Prometheus: parcelrisk_consumer_lag_messages present for the input topic", str(lag))
