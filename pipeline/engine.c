@@ -63,6 +63,14 @@
  *   letter rule as above. Once a refusal has made the transaction abortable
  *   the client refuses every later record of it (Local: Erroneous state);
  *   the batches then stop emitting and the transaction aborts at once.
+ *
+ * Metrics (http.listen, metrics.h): each slot counts what its records became
+ *   (lanes, dead-letter codes, alerts) as they are produced; the counts join
+ *   the engine's committed totals when the batch commits, or vanish with an
+ *   aborted transaction, so the counters HTTP shows never go back. Every
+ *   loop of the engine, including each wait, calls pr_engine_tick: the
+ *   heartbeat of /health, and about once a second a snapshot for the HTTP
+ *   thread (a trylock: the engine never waits on a scrape).
  */
 #include "engine.h"
 
