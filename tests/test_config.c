@@ -393,6 +393,33 @@ static void test_redis_address(void **state) {
     pr_config_free(cfg);
 }
 
+static void test_http_listen(void **state) {
+    (void)state;
+    static const char *const bad[] = {"9477", ":9477", "host:", "host:65536", "host:-1", "[::1:9477",
+                                      "host:94 77"};
+    struct pr_config *cfg = pr_config_default();
+    assert_string_equal(cfg->http_listen, ""); /* off by default */
+    assert_int_equal(cfg->http_stall_ms, 60000);
+    char err[512], want[512];
+    for (size_t i = 0; i < PR_ARRAY_LEN(bad); i++) {
+        capture_begin(err, sizeof(err));
+        assert_int_equal(pr_config_set(cfg, "http.listen", bad[i], "--set", 0), PR_ERR);
+        capture_end();
+        snprintf(want, sizeof(want),
+                 "parcelrisk: config error: --set: key 'http.listen': expected HOST:PORT with a port "
+                 "from 0 to 65535 (0: a free port), or empty for no HTTP endpoint, got '%s'\n",
+                 bad[i]);
+        assert_string_equal(err, want);
+    }
+    static const char *const good[] = {"", "127.0.0.1:0", "0.0.0.0:9477", "[::1]:9477", "localhost:65535"};
+    for (size_t i = 0; i < PR_ARRAY_LEN(good); i++)
+        assert_int_equal(pr_config_set(cfg, "http.listen", good[i], "--set", 0), PR_OK);
+    capture_begin(err, sizeof(err));
+    assert_int_equal(pr_config_set(cfg, "http.stall_ms", "999", "--set", 0), PR_ERR);
+    capture_end();
+    pr_config_free(cfg);
+}
+
 static void test_duplicate_key_in_file(void **state) {
     (void)state;
     char err[1024], path[64], want[512];
@@ -675,6 +702,7 @@ int main(void) {
         cmocka_unit_test(test_origins),
         cmocka_unit_test(test_topic_names_and_distinct),
         cmocka_unit_test(test_redis_address),
+        cmocka_unit_test(test_http_listen),
         cmocka_unit_test(test_duplicate_key_in_file),
         cmocka_unit_test(test_parse_integer),
         cmocka_unit_test(test_expand_references),

@@ -24,6 +24,7 @@ static uint64_t pr_histogram_upper(size_t index) {
 void pr_histogram_record(struct pr_histogram *h, uint64_t value) {
     h->buckets[pr_histogram_index(value)]++;
     h->count++;
+    h->sum += value;
     if (value > h->max) h->max = value;
 }
 
@@ -40,4 +41,12 @@ uint64_t pr_histogram_quantile(const struct pr_histogram *h, double q) {
         }
     }
     return h->max;
+}
+
+uint64_t pr_histogram_count_at_most(const struct pr_histogram *h, uint64_t bound) {
+    if (bound >= h->max) return h->count;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < PR_HIST_POWERS * PR_HIST_SUB && pr_histogram_upper(i) <= bound; i++)
+        seen += h->buckets[i];
+    return seen;
 }

@@ -90,6 +90,7 @@ int pr_cmd_run(int argc, char **argv) {
     pr_cli_init(&cli, "run", pr_run_usage, argc);
     struct pr_engine_options options_run = {.stop = &pr_stop_requested,
                                             .reload = &pr_reload_requested};
+    options_run.build_version = PR_VERSION;
     const char *summary_path = NULL;
     long long number = 0;
     int opt;

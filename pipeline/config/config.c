@@ -16,6 +16,7 @@ enum pr_config_check {
     PR_CHECK_REQUIRED, /* must not be empty or blank: no usable default */
     PR_CHECK_TOPIC,    /* required, and a legal Kafka topic name */
     PR_CHECK_HOSTPORT, /* required, host:port with a port 1-65535 */
+    PR_CHECK_LISTEN,   /* empty (off), or HOST:PORT with a port 0-65535 */
 };
 
 struct pr_config_key {
@@ -100,6 +101,11 @@ static const struct pr_config_key pr_config_keys[] = {
      "log verbosity (also of librdkafka's own lines)"},
     {"log.format", PR_CFG_ENUM, PR_OFF(log_format), "text", 0, 0, "text|json",
      "text lines, or one JSON object per line (ts, level, msg, source)"},
+    {"http.listen", PR_CFG_STR, PR_OFF(http_listen), "", 0, 0, NULL,
+     "HOST:PORT of the HTTP endpoint (/metrics /health /ready); port 0: a free port, logged; empty: off",
+     PR_CHECK_LISTEN},
+    {"http.stall_ms", PR_CFG_INT, PR_OFF(http_stall_ms), "60000", 1000, 86400000, NULL,
+     "/health answers 503 once the engine loop has not turned for this long"},
 };
 
 static const struct pr_config_key *pr_config_find(const char *key) {
@@ -338,10 +344,34 @@ static bool pr_hostport_legal(const char *address) {
            pr_parse_integer(colon + 1, 1, 65535, &port) == PR_OK;
 }
 
+bool pr_config_listen_split(const char *listen, char *host, size_t host_size, long long *port) {
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen) return false;
+    const char *start = listen, *end = colon;
+    if (*start == '[') {
+        if (end[-1] != ']') return false;
+        start++;
+        end--;
+    }
+    size_t len = (size_t)(end - start);
+    if (len == 0 || len >= host_size) return false;
+    memcpy(host, start, len);
+    host[len] = '\0';
+    return pr_parse_integer(colon + 1, 0, 65535, port) == PR_OK;
+}
+
 /* Checks a PR_CFG_STR value as its key requires; prints the error. */
 static int pr_check_string(const struct pr_config_key *k, const char *value, const char *origin,
                            int line) {
     if (k->check == PR_CHECK_NONE) return PR_OK;
+    if (k->check == PR_CHECK_LISTEN) {
+        char host[256];
+        long long port;
+        if (!*value || pr_config_listen_split(value, host, sizeof(host), &port)) return PR_OK;
+        pr_config_err(origin, line, "key '%s': expected HOST:PORT with a port from 0 to 65535 "
+                      "(0: a free port), or empty for no HTTP endpoint, got '%s'", k->name, value);
+        return PR_ERR;
+    }
     if (pr_blank(value)) {
         pr_config_err(origin, line, "key '%s' must not be empty (%s)", k->name, k->description);
         return PR_ERR;

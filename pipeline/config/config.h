@@ -62,6 +62,8 @@ struct pr_config {
     char *policy_file;
     char *log_level;
     char *log_format; /* text | json */
+    char *http_listen; /* "" : no HTTP endpoint */
+    int http_stall_ms;
     size_t chain_len;
     char **chain;
     size_t kafka_count;
@@ -82,6 +84,10 @@ struct pr_config {
  * for a run calls that first). Until then the names of key 'chain' are taken
  * as written and pr_chain_init refuses an unknown one when the run starts. */
 void pr_config_set_operator_check(bool (*known)(const char *name));
+
+/* Splits an http.listen value, "HOST:PORT" or "[V6]:PORT" (port 0 to 65535,
+ * 0 for a free one), into host and port; false when malformed. */
+bool pr_config_listen_split(const char *listen, char *host, size_t host_size, long long *port);
 
 /* Loads and checks path. A file that sets no key at all (empty, only
  * comments, an empty document) is refused unless allow_defaults: it would

@@ -63,9 +63,18 @@
  *   letter rule as above. Once a refusal has made the transaction abortable
  *   the client refuses every later record of it (Local: Erroneous state);
  *   the batches then stop emitting and the transaction aborts at once.
+ *
+ * Metrics (http.listen, metrics.h): each slot counts what its records became
+ *   (lanes, dead-letter codes, alerts) as they are produced; the counts join
+ *   the engine's committed totals when the batch commits, or vanish with an
+ *   aborted transaction, so the counters HTTP shows never go back. Every
+ *   loop of the engine, including each wait, calls pr_engine_tick: the
+ *   heartbeat of /health, and about once a second a snapshot for the HTTP
+ *   thread (a trylock: the engine never waits on a scrape).
  */
 #include "engine.h"
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +86,10 @@
 #include "operator.h"
 #include "codec.h"
 #include "histogram.h"
+#include "http.h"
 #include "kafka.h"
+#include "metrics.h"
+#include "probe.h"
 #include "rules.h"
 
 /* Record batch header (61 bytes) and one record's framing, rounded up: what
@@ -112,6 +124,15 @@ struct pr_refusal {
     const char *topic;
 };
 
+/* What a batch's records became, counted as they are produced and added to
+ * the metrics only when the batch commits (so the counters never go back
+ * when a transaction aborts). */
+struct pr_slot_counts {
+    uint64_t lanes[4];
+    uint64_t dead_letters[PR_DLQ_COUNT];
+    uint64_t alerts, aggregate_alerts;
+};
+
 /* One batch from poll to commit. */
 struct pr_slot {
     struct pr_engine *engine;
@@ -125,6 +146,7 @@ struct pr_slot {
     size_t offset_count;
     int32_t *partitions;
     int64_t *next_offsets;
+    struct pr_slot_counts counts;
 };
 
 struct pr_engine {
@@ -170,10 +192,133 @@ struct pr_engine {
     int64_t last_produce_error_log_us, last_consumer_error_log_us, last_refusal_log_us;
     size_t refusals_unlogged;
     bool topic_missing_logged;
+    /* The HTTP endpoint (http.listen; all NULL when off). snap is the
+     * engine's own working copy: the rebalance and statistics callbacks
+     * (engine thread) write its state, pr_engine_publish its counters. */
+    struct pr_metrics *metrics;
+    struct pr_http *http;
+    struct pr_probe *probe;
+    struct pr_metrics_snapshot *snap;
+    struct pr_slot_counts committed;
+    uint64_t committed_declarations, committed_batches;
+    int64_t last_publish_us;
+    bool publish_pending; /* a state changed: publish at the next turn */
 };
 
 static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset);
 static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch);
+
+/* ----------------------------------------------------------------- metrics */
+
+/* Fills the engine's snapshot with its counters and publishes it; a
+ * publish that finds the HTTP thread holding the lock is left for the next
+ * turn. Once a second (and at a state change) only: it copies the latency
+ * histogram (20 KiB). */
+static void pr_engine_publish(struct pr_engine *engine, int64_t now) {
+    struct pr_metrics_snapshot *snap = engine->snap;
+    snap->declarations = engine->committed_declarations;
+    memcpy(snap->decisions, engine->committed.lanes, sizeof(snap->decisions));
+    memcpy(snap->dead_letters, engine->committed.dead_letters, sizeof(snap->dead_letters));
+    snap->alerts = engine->committed.alerts;
+    snap->aggregate_alerts = engine->committed.aggregate_alerts;
+    snap->batches = engine->committed_batches;
+    snap->transactions_committed = engine->txn_commits;
+    snap->transactions_aborted = engine->txn_aborts;
+    snap->operator_count = 0;
+    snap->cache_count = 0;
+    snap->redis_round_trips = 0;
+    for (size_t i = 0; i < engine->chain.count && i < PR_METRICS_MAX_OPERATORS; i++) {
+        const struct pr_operator *op = &engine->chain.ops[i];
+        struct pr_metrics_operator *m = &snap->operators[snap->operator_count++];
+        snprintf(m->name, sizeof(m->name), "%s", op->ops->name);
+        m->busy_us = op->stats.busy_us;
+        snap->redis_round_trips += op->stats.round_trips;
+        /* enrich holds the one cache: reference-data answers. */
+        if (strcmp(op->ops->name, "enrich") == 0 && snap->cache_count < PR_METRICS_MAX_CACHES) {
+            struct pr_metrics_cache *c = &snap->caches[snap->cache_count++];
+            snprintf(c->name, sizeof(c->name), "refdata");
+            c->hits = op->stats.cache_hits;
+            c->misses = op->stats.cache_misses;
+            c->entries = op->stats.cache_entries;
+            c->bytes = op->stats.cache_bytes;
+        }
+    }
+    snap->producer_queue_messages = engine->producer ? rd_kafka_outq_len(engine->producer) : 0;
+    snprintf(snap->ruleset_version, sizeof(snap->ruleset_version), "%s", engine->rules->version);
+    snap->latency_ms = engine->latency;
+    if (pr_metrics_publish(engine->metrics, snap)) {
+        engine->last_publish_us = now;
+        engine->publish_pending = false;
+    }
+}
+
+/* One turn of an engine loop: the heartbeat of /health, and the snapshot
+ * about once a second or after a state change. Called once per batch and
+ * in every wait loop, never per record. */
+static void pr_engine_tick(struct pr_engine *engine) {
+    if (!engine->metrics) return;
+    int64_t now = pr_monotonic_us();
+    pr_metrics_heartbeat(engine->metrics, now);
+    if (engine->publish_pending || now - engine->last_publish_us >= 1000000) pr_engine_publish(engine, now);
+}
+
+static void pr_engine_set_paused(struct pr_engine *engine, bool paused) {
+    if (!engine->snap || engine->snap->paused == paused) return;
+    engine->snap->paused = paused;
+    engine->publish_pending = true;
+}
+
+static int pr_lag_compare(const void *a, const void *b) {
+    const struct pr_metrics_lag *x = a, *y = b;
+    return (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* librdkafka's statistics (statistics.interval.ms, 5 s by default here,
+ * served by the consumer's poll on the engine thread): whether some broker
+ * connection is UP (the "kafka" condition of /ready), and consumer_lag of
+ * every assigned input partition (-1, unknown, omitted). */
+static int pr_engine_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+    struct pr_engine *engine = opaque;
+    struct pr_metrics_snapshot *snap = engine->snap;
+    if (!snap) return 0;
+    json_error_t error;
+    json_t *root = json_loadb(json, json_len, 0, &error);
+    if (!root) {
+        pr_debug("librdkafka statistics not parsed: %s", error.text);
+        return 0;
+    }
+    bool up = false;
+    const char *name;
+    json_t *item;
+    json_object_foreach(json_object_get(root, "brokers"), name, item) {
+        const char *state = json_string_value(json_object_get(item, "state"));
+        if (state && strcmp(state, "UP") == 0) up = true;
+    }
+    enum pr_ready_state kafka = up ? PR_READY_OK : PR_READY_FAILED;
+    if (snap->kafka != kafka) {
+        snap->kafka = kafka;
+        engine->publish_pending = true;
+    }
+    rd_kafka_topic_partition_list_t *assigned = NULL;
+    if (rd_kafka_assignment(rk, &assigned)) assigned = NULL;
+    const char *topic = engine->cfg->topic_declarations;
+    json_t *partitions = json_object_get(json_object_get(json_object_get(root, "topics"), topic), "partitions");
+    size_t count = 0;
+    json_object_foreach(partitions, name, item) {
+        long long id;
+        if (pr_parse_integer(name, 0, INT32_MAX, &id) != PR_OK) continue; /* "-1": unassigned messages */
+        if (!assigned || !rd_kafka_topic_partition_list_find(assigned, topic, (int32_t)id)) continue;
+        json_t *lag = json_object_get(item, "consumer_lag");
+        if (!json_is_integer(lag) || json_integer_value(lag) < 0) continue;
+        if (count == PR_METRICS_MAX_PARTITIONS) break;
+        snap->lag[count++] = (struct pr_metrics_lag){(int32_t)id, (int64_t)json_integer_value(lag)};
+    }
+    qsort(snap->lag, count, sizeof(snap->lag[0]), pr_lag_compare);
+    snap->lag_count = count;
+    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
+    json_decref(root);
+    return 0; /* librdkafka frees json */
+}
 
 /* ---------------------------------------------------------------- delivery */
 
@@ -325,9 +470,23 @@ static void pr_slot_release(struct pr_slot *slot) {
     slot->offset_count = 0;
     slot->failed = false;
     slot->refused = false;
+    memset(&slot->counts, 0, sizeof(slot->counts));
 }
 
 static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot);
+
+/* A batch's outputs are durable (its offsets or its transaction committed):
+ * they count in the metrics from now on. O(1) per batch. */
+static void pr_engine_count_committed(struct pr_engine *engine, const struct pr_slot *slot) {
+    struct pr_slot_counts *to = &engine->committed;
+    const struct pr_slot_counts *from = &slot->counts;
+    for (size_t i = 0; i < PR_ARRAY_LEN(to->lanes); i++) to->lanes[i] += from->lanes[i];
+    for (size_t i = 0; i < PR_ARRAY_LEN(to->dead_letters); i++) to->dead_letters[i] += from->dead_letters[i];
+    to->alerts += from->alerts;
+    to->aggregate_alerts += from->aggregate_alerts;
+    engine->committed_declarations += slot->batch.count;
+    engine->committed_batches++;
+}
 
 /* Commits every leading batch whose outputs are all acknowledged. */
 static void pr_engine_complete(struct pr_engine *engine, bool sync) {
@@ -349,6 +508,7 @@ static void pr_engine_complete(struct pr_engine *engine, bool sync) {
         }
         pr_engine_commit(engine, slot, sync);
         engine->last_commit_us = pr_monotonic_us();
+        pr_engine_count_committed(engine, slot);
         pr_slot_release(slot);
         engine->head = (engine->head + 1) % engine->slot_count;
         engine->inflight--;
@@ -498,6 +658,7 @@ static bool pr_engine_txn_wait_reports(struct pr_engine *engine) {
         if (outstanding == 0) return true;
         if (pr_monotonic_us() > deadline) return false;
         rd_kafka_poll(engine->producer, 50);
+        pr_engine_tick(engine);
     }
 }
 
@@ -546,6 +707,9 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
                     engine->txn_commits++;
                     engine->commits++;
                     engine->last_commit_us = pr_monotonic_us();
+                    for (size_t i = 0; i < engine->inflight; i++)
+                        pr_engine_count_committed(engine,
+                                                  &engine->slots[(engine->head + i) % engine->slot_count]);
                     pr_engine_release_all(engine);
                     pr_engine_txn_counters_reset(engine);
                     if (engine->refusal_count) pr_engine_forget_refusals(engine, offsets);
@@ -585,6 +749,7 @@ static void pr_engine_drain(struct pr_engine *engine, bool sync) {
     while (engine->inflight > 0 && !engine->fatal) {
         rd_kafka_poll(engine->producer, 100);
         pr_engine_complete(engine, sync);
+        pr_engine_tick(engine);
         if (pr_monotonic_us() - last_log > 5000000) {
             pr_warn("waiting for %zu batches to be acknowledged by Kafka", engine->inflight);
             last_log = pr_monotonic_us();
@@ -625,6 +790,16 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         pr_info("rebalance: assigned %d partitions", partitions->cnt);
         engine->assigned_once = true;
+        if (engine->snap) {
+            /* Joined, even with nothing to own (more members than partitions). */
+            engine->snap->assigned_partitions = cooperative ? engine->snap->assigned_partitions + partitions->cnt
+                                                            : partitions->cnt;
+            engine->snap->joined = true;
+            /* An assignment comes from the group coordinator: Kafka is
+             * reachable now, whatever the last statistics said. */
+            engine->snap->kafka = PR_READY_OK;
+            engine->publish_pending = true;
+        }
         engine->last_message_us = pr_monotonic_us();
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, partitions);
@@ -635,6 +810,14 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     pr_info("rebalance: %d partitions revoked; finishing batches in flight", partitions->cnt);
+    if (engine->snap) {
+        /* Eager: everything goes, and the member is between generations
+         * until the next assignment. Cooperative: only these partitions. */
+        engine->snap->assigned_partitions = cooperative ? engine->snap->assigned_partitions - partitions->cnt : 0;
+        if (engine->snap->assigned_partitions < 0) engine->snap->assigned_partitions = 0;
+        if (!cooperative || rd_kafka_assignment_lost(rk)) engine->snap->joined = false;
+        engine->publish_pending = true;
+    }
     pr_engine_drop_revoked(engine, partitions);
     pr_engine_drain(engine, true);
     if (cooperative) {
@@ -673,6 +856,7 @@ static bool pr_engine_wait_output_topics(struct pr_engine *engine) {
         }
         for (int i = 0; i < 10; i++) {
             if (*engine->options->stop) return false;
+            pr_engine_tick(engine);
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
@@ -793,6 +977,7 @@ static int pr_engine_producer_start(struct pr_engine *engine) {
             pr_warn("init_transactions: %s%s", rd_kafka_error_string(error), retriable ? "; retrying" : "");
             rd_kafka_error_destroy(error);
             if (!retriable || *engine->options->stop) return 1;
+            pr_engine_tick(engine);
         }
     }
     const struct pr_config *cfg = engine->cfg;
@@ -811,6 +996,23 @@ static int pr_engine_setup(struct pr_engine *engine) {
     if (!cconf) return 2;
     rd_kafka_conf_set_opaque(cconf, engine);
     rd_kafka_conf_set_rebalance_cb(cconf, pr_engine_rebalance_cb);
+    if (engine->metrics) {
+        /* Lag and broker state for the HTTP endpoint, every 5 s unless
+         * kafka.statistics.interval.ms says otherwise: librdkafka's JSON
+         * for one consumer is large, and making and parsing it costs about
+         * 10 million instructions (3-4 ms of CPU) each time (callgrind,
+         * benchmarks/README.md), too much to do every second. */
+        char value[32];
+        size_t size = sizeof(value);
+        if (rd_kafka_conf_get(cconf, "statistics.interval.ms", value, &size) == RD_KAFKA_CONF_OK &&
+            strcmp(value, "0") == 0 &&
+            rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            pr_error("statistics.interval.ms: %s", err);
+            rd_kafka_conf_destroy(cconf);
+            return 2;
+        }
+        rd_kafka_conf_set_stats_cb(cconf, pr_engine_stats_cb);
+    }
     engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
     if (!engine->consumer) {
         pr_error("cannot create the Kafka consumer: %s", err);
@@ -920,6 +1122,7 @@ static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct
         engine->produce_retries++;
         rd_kafka_poll(engine->producer, 50);
         pr_engine_complete(engine, false);
+        pr_engine_tick(engine);
     }
 }
 
@@ -992,7 +1195,8 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
     }
 }
 
-static void pr_engine_count_rejected(struct pr_engine *engine) {
+static void pr_engine_count_rejected(struct pr_engine *engine, struct pr_slot *slot) {
+    slot->counts.dead_letters[PR_DLQ_OUTPUT_REJECTED]++;
     engine->totals.dead_letters++;
     engine->txn_dead_letters++;
     engine->totals.output_rejected++;
@@ -1013,7 +1217,7 @@ static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot
 static void pr_engine_emit_rejected(struct pr_engine *engine, struct pr_slot *slot, struct pr_record *rec) {
     if (!(rec->rejected & PR_OUT_DECIDED) || rec->rejected_sent) return;
     rec->rejected_sent = true;
-    if (pr_engine_produce_dead_letter(engine, slot, rec) == PR_PRODUCED) pr_engine_count_rejected(engine);
+    if (pr_engine_produce_dead_letter(engine, slot, rec) == PR_PRODUCED) pr_engine_count_rejected(engine, slot);
 }
 
 /* After every delivery report of slot: what the broker refused is produced
@@ -1047,9 +1251,18 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
         rec->rejected |= refused & PR_OUT_DECIDED & ~again;
         /* Counted as produced by pr_engine_emit; they are dead letters now. */
         uint32_t given_up = rec->rejected & ~rejected_before;
-        if (given_up & PR_OUT_DECISION) engine->totals.decisions--;
-        if (given_up & PR_OUT_ALERT) engine->totals.alerts--;
-        if (given_up & PR_OUT_AGGREGATE_ALERT) engine->totals.aggregate_alerts--;
+        if (given_up & PR_OUT_DECISION) {
+            engine->totals.decisions--;
+            slot->counts.lanes[rec->lane]--;
+        }
+        if (given_up & PR_OUT_ALERT) {
+            engine->totals.alerts--;
+            slot->counts.alerts--;
+        }
+        if (given_up & PR_OUT_AGGREGATE_ALERT) {
+            engine->totals.aggregate_alerts--;
+            slot->counts.aggregate_alerts--;
+        }
         pr_engine_emit_rejected(engine, slot, rec);
     }
     engine->settling = false;
@@ -1091,6 +1304,7 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
             }
             engine->totals.dead_letters++;
             engine->txn_dead_letters++;
+            slot->counts.dead_letters[rec->dlq_code]++;
         }
         for (size_t k = 0; k < PR_ARRAY_LEN(pr_decided_outputs); k++) {
             uint32_t bit = pr_decided_outputs[k];
@@ -1101,13 +1315,17 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
         if ((rec->outputs & PR_OUT_DECISION) && !(rec->rejected & PR_OUT_DECISION)) {
             engine->totals.decisions++;
             engine->txn_decisions++;
+            slot->counts.lanes[rec->lane]++;
         }
         if ((rec->outputs & PR_OUT_ALERT) && !(rec->rejected & PR_OUT_ALERT)) {
             engine->totals.alerts++;
             engine->txn_alerts++;
+            slot->counts.alerts++;
         }
-        if ((rec->outputs & PR_OUT_AGGREGATE_ALERT) && !(rec->rejected & PR_OUT_AGGREGATE_ALERT))
+        if ((rec->outputs & PR_OUT_AGGREGATE_ALERT) && !(rec->rejected & PR_OUT_AGGREGATE_ALERT)) {
             engine->totals.aggregate_alerts++;
+            slot->counts.aggregate_alerts++;
+        }
     }
 }
 
@@ -1187,6 +1405,7 @@ static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct
     for (;;) {
         int rc = pr_chain_process(&engine->chain, batch, start, &failed_at);
         if (rc == PR_OP_DONE) break;
+        pr_engine_set_paused(engine, rc > 0);
         if (rc < 0) {
             pr_error("operator %s failed; stopping without committing the batch",
                      engine->chain.ops[failed_at].ops->name);
@@ -1203,9 +1422,16 @@ static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct
         for (int waited = 0; waited < backoff_ms; waited += 100) {
             rd_kafka_poll(engine->producer, 100);
             pr_engine_complete(engine, false);
+            pr_engine_tick(engine);
         }
         backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
         start = failed_at;
+    }
+    pr_engine_set_paused(engine, false);
+    if (engine->snap && strcmp(batch->refdata_version, engine->snap->refdata_version) != 0) {
+        snprintf(engine->snap->refdata_version, sizeof(engine->snap->refdata_version), "%s",
+                 batch->refdata_version);
+        engine->publish_pending = true;
     }
     return PR_PROCESSED;
 }
@@ -1292,6 +1518,19 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         goto out;
     }
     pr_buf_init(&engine->scratch);
+    if (cfg->http_listen && cfg->http_listen[0]) {
+        engine->metrics = pr_metrics_new(cfg->http_stall_ms, options->build_version);
+        engine->snap = pr_calloc(1, sizeof(*engine->snap));
+        *engine->snap = engine->metrics->shared;
+        snprintf(engine->snap->lag_topic, sizeof(engine->snap->lag_topic), "%s", cfg->topic_declarations);
+        pr_engine_tick(engine);
+        engine->probe = pr_probe_start(cfg, engine->metrics);
+        engine->http = engine->probe ? pr_http_start(cfg->http_listen, engine->metrics) : NULL;
+        if (!engine->http) {
+            rc = 1;
+            goto out;
+        }
+    }
     rc = pr_engine_setup(engine);
     if (rc == -1) {
         pr_info("stopped while waiting for the output topics");
@@ -1309,6 +1548,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     int64_t last_backlog_check = 0, last_backlog_log = 0;
     engine->last_message_us = wall0;
     while (!engine->fatal) {
+        pr_engine_tick(engine);
         if (engine->inflight == engine->slot_count) {
             if (engine->eos) {
                 pr_engine_txn_commit(engine); /* releases every slot */
@@ -1396,6 +1636,11 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             }
         }
     }
+    if (engine->snap) {
+        engine->snap->stopping = true; /* /ready: 503 from now on */
+        engine->publish_pending = true;
+        pr_engine_tick(engine);
+    }
     if (!engine->fatal) {
         pr_info("stopping: finishing %zu batches in flight", engine->inflight);
         pr_engine_drain(engine, true);
@@ -1428,6 +1673,16 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     rc = engine->fatal ? 1 : 0;
 
 out:
+    if (engine->snap) {
+        /* The last counts, before the endpoint goes (a scrape during the
+         * drain saw them already, unless the lock was busy then). */
+        engine->snap->stopping = true;
+        engine->publish_pending = true;
+        for (int attempt = 0; attempt < 100 && engine->publish_pending; attempt++) {
+            if (attempt) nanosleep(&(struct timespec){0, 1000000}, NULL); /* a scrape holds the lock */
+            pr_engine_tick(engine);
+        }
+    }
     /* Polled messages hold references that rd_kafka_destroy waits for. */
     for (size_t i = 0; i < engine->slot_count; i++) pr_engine_release_messages(&engine->slots[i]);
     if (engine->consumer) {
@@ -1441,6 +1696,12 @@ out:
         if (!engine->fatal) rd_kafka_flush(engine->producer, 10000);
         rd_kafka_destroy(engine->producer);
     }
+    /* After the clients: closing the consumer still calls the rebalance
+     * callback, which writes into the snapshot. */
+    pr_http_stop(engine->http);
+    pr_probe_stop(engine->probe);
+    pr_metrics_free(engine->metrics);
+    free(engine->snap);
     for (size_t i = 0; i < engine->slot_count; i++) {
         pr_batch_destroy(&engine->slots[i].batch);
         free(engine->slots[i].messages);

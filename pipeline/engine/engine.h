@@ -20,6 +20,8 @@ struct pr_engine_options {
     /* Set to nonzero by SIGHUP: reload the rule and policy files between
      * batches; an invalid file is refused and the old rules stay. */
     volatile sig_atomic_t *reload;
+    /* The parcelrisk version, for parcelrisk_build_info (http.listen). */
+    const char *build_version;
 };
 
 #define PR_MAX_OPERATOR_STATS 32
