@@ -68,6 +68,18 @@ versions = re.findall(r"ok \(version ([^,]+),", res.stdout)
 c.equal(len(versions), 2, "check-config names the rule and policy versions", res.stdout)
 ruleset = "/".join(versions)
 
+# The README's example configuration, with /etc/parcelrisk/ where this prefix has it.
+with open(os.path.join(ROOT, "README.md")) as fh:
+    readme = fh.read()
+blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "rules: {file: /etc/parcelrisk/" in b]
+c.equal(len(blocks), 1, "the README has one example configuration naming /etc/parcelrisk")
+example = os.path.join(WORK, f"install-{tag}-readme.yaml")
+with open(example, "w") as fh:
+    fh.write(blocks[0].replace("/etc/parcelrisk/", etc + "/") if blocks else "")
+res = subprocess.run([BIN, "check-config", "--config", example], capture_output=True, text=True, timeout=120)
+c.equal(res.returncode, 0, "the README's example configuration checks out once installed",
+        res.stdout + res.stderr)
+
 # -------------------------------------- the installed layout decides
 loaded = load_refdata()
 c.equal(loaded.returncode, 0, "reference data loads", loaded.stderr[-500:])
