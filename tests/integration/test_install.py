@@ -185,6 +185,18 @@ if shutil.which("promtool"):
         fh.write(alerts_text.replace("expr: ", "expr: sum(", 1))
     res = subprocess.run(["promtool", "check", "rules", broken], capture_output=True, text=True, timeout=120)
     c.check(res.returncode != 0, "promtool check rules refuses a broken expression")
+    res = subprocess.run(["promtool", "test", "rules", "alerts_test.yml"], capture_output=True, text=True,
+                         timeout=120, cwd=os.path.join(ROOT, "ops", "prometheus"))
+    c.equal(res.returncode, 0, "promtool test rules: the alerts fire as ops/prometheus/alerts_test.yml says",
+            res.stdout[-1500:] + res.stderr[-500:])
+    wrong = os.path.join(WORK, f"install-{tag}-alerts_test.yml")
+    with open(os.path.join(ROOT, "ops", "prometheus", "alerts_test.yml")) as fh:
+        test_text = fh.read()
+    with open(wrong, "w") as fh:
+        fh.write(test_text.replace("rule_files:\n  - alerts.yml", f"rule_files:\n  - {alerts}")
+                 .replace("values: '0 1 1 1 1 1'", "values: '0 0 0 0 0 0'"))
+    res = subprocess.run(["promtool", "test", "rules", wrong], capture_output=True, text=True, timeout=120)
+    c.check(res.returncode != 0, "promtool test rules fails when an expected alert does not fire")
 else:
     print("skip promtool check rules: not installed")
 with open(os.path.join(share, "grafana", "parcelrisk.json")) as fh:
