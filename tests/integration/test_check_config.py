@@ -223,6 +223,25 @@ try:
     c.equal(res.returncode, 2, "no reference data: exit 2")
     c.equal(line_of(lines, "refdata"), "refdata: FAIL: no reference data loaded (pr:ref:current is not "
             "set): run `parcelrisk refdata load`", "no reference data: named")
+    # An ACL user with the password in a file: AUTH succeeds, the reference
+    # data loaded there checks out; a wrong password is refused, unprinted.
+    acl = subprocess.run(["redis-cli", "-p", str(port), "ACL", "SETUSER", "prcheck", "on", ">" + SECRET,
+                          "~*", "&*", "+@all"], capture_output=True, text=True, timeout=30)
+    c.equal(acl.stdout.strip(), "OK", "ACL user created")
+    loaded = load_refdata(extra=("--redis", f"127.0.0.1:{port}"))
+    c.equal(loaded.returncode, 0, "reference data loaded into the second Redis", loaded.stderr[-300:])
+    auth_yaml = good_yaml(redis=f"127.0.0.1:{port}",
+                          extra=f"redis.user: prcheck\nredis.password: ${{file:{secret_file}}}\n")
+    res, lines = check_config(write("acl", auth_yaml), "--connect")
+    c.equal(res.returncode, 0, "AUTH as an ACL user: exit 0", res.stdout + res.stderr[-500:])
+    c.equal(line_of(lines, f"redis 127.0.0.1:{port}"),
+            f"redis 127.0.0.1:{port}: ok (PING answered, AUTH as user 'prcheck')", "AUTH as the ACL user")
+    c.check(line_of(lines, "refdata: ok (version "), "the second Redis's reference data checks out")
+    res, lines = check_config(write("acl-wrong", auth_yaml.replace(f"${{file:{secret_file}}}", SECRET + "x")),
+                              "--connect")
+    c.equal(res.returncode, 2, "a wrong password: exit 2")
+    c.check(line_of(lines, f"redis 127.0.0.1:{port}: FAIL: refused AUTH: WRONGPASS"),
+            "a wrong password: refused, Redis's words", str(lines))
 finally:
     empty.terminate()
     empty.wait(timeout=30)
