@@ -20,7 +20,7 @@ static void pr_tail_usage(FILE *out) {
                  "                       [--brokers LIST] [--follow] [--max N] [--topic NAME]\n"
                  "Prints every record from the beginning; exits at the end unless --follow.\n"
                  "  decisions, alerts, dlq  the topic of that name in the configuration, decoded\n"
-                 "  raw          (with --topic) prints key and value bytes as hex\n"
+                 "  raw          (with --topic) prints key and value bytes (and headers) as hex\n"
                  "  --follow     keep waiting for new records\n"
                  "  --max N      stop after N records, 0 or more (default: no limit)\n"
                  "  --topic NAME read this topic instead of the configured one\n"
@@ -28,6 +28,29 @@ static void pr_tail_usage(FILE *out) {
 }
 
 enum { PR_TAIL_FOLLOW = PR_CLI_OWN, PR_TAIL_MAX, PR_TAIL_TOPIC };
+
+/* The record's headers, when it has any, as ", \"_headers\": [[\"name\",
+ * \"value hex\"], ...]" (a replayed declaration carries parcelrisk-replay). */
+static void pr_tail_print_headers(rd_kafka_message_t *m) {
+    rd_kafka_headers_t *headers = NULL;
+    if (rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR || !headers) return;
+    printf(", \"_headers\": [");
+    const char *name;
+    const void *value;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; i++) {
+        printf("%s[\"", i ? ", " : "");
+        for (const char *c = name; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == '"' || *c == '\\')
+                printf("\\u%04x", (unsigned char)*c);
+            else
+                putchar(*c);
+        printf("\", \"");
+        for (size_t b = 0; value && b < size; b++) printf("%02x", ((const unsigned char *)value)[b]);
+        printf("\"]");
+    }
+    printf("]");
+}
 
 int pr_cmd_tail(int argc, char **argv) {
     static const struct option options[] = {
@@ -151,7 +174,9 @@ int pr_cmd_tail(int argc, char **argv) {
             for (size_t i = 0; i < m->key_len; i++) printf("%02x", ((const unsigned char *)m->key)[i]);
             printf("\", \"value_hex\": \"");
             for (size_t i = 0; i < m->len; i++) printf("%02x", ((const unsigned char *)m->payload)[i]);
-            printf("\"}\n");
+            printf("\"");
+            pr_tail_print_headers(m);
+            printf("}\n");
             printed++;
             rd_kafka_message_destroy(m);
             continue;

@@ -27,6 +27,8 @@ static void pr_usage(FILE *out) {
             "  topics       create the topics of the configuration\n"
             "  refdata      load reference data (HTS, violators, countries) into Redis; status\n"
             "  config-keys  list every configuration key with its default\n"
+            "  check-config check a configuration file (--connect: Kafka, Redis, refdata too)\n"
+            "  dlq replay   send the original payloads of chosen dead letters back to the input\n"
             "  version      print the version\n"
             "  help [COMMAND]  this help, or the options of COMMAND\n\n"
             "Every command but config-keys, version and help takes the configuration options:\n"
@@ -81,6 +83,7 @@ static const struct {
     {"tail", pr_cmd_tail},       {"topics", pr_cmd_topics},
     {"produce", pr_cmd_produce}, {"refdata", pr_cmd_refdata},
     {"config-keys", pr_cmd_config_keys}, {"version", pr_cmd_version},
+    {"check-config", pr_cmd_check_config}, {"dlq", pr_cmd_dlq},
 };
 
 static int pr_dispatch(const char *cmd, int argc, char **argv) {
