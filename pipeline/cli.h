@@ -118,5 +118,6 @@ int pr_cmd_tail(int argc, char **argv);
 int pr_cmd_topics(int argc, char **argv);
 int pr_cmd_produce(int argc, char **argv);
 int pr_cmd_refdata(int argc, char **argv);
+int pr_cmd_whatif(int argc, char **argv);
 
 #endif

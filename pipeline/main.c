@@ -373,6 +373,7 @@ static void pr_usage(FILE *out) {
             "  tail         print decisions, alerts or dlq records as JSON lines\n"
             "  topics       create the topics of the configuration\n"
             "  refdata      load reference data (HTS, violators, countries) into Redis; status\n"
+            "  whatif       replay a window under candidate rules or policy; report the change\n"
             "  config-keys  list every configuration key with its default\n"
             "  version      print the version\n"
             "  help [COMMAND]  this help, or the options of COMMAND\n\n"
@@ -428,6 +429,7 @@ static const struct {
     {"tail", pr_cmd_tail},       {"topics", pr_cmd_topics},
     {"produce", pr_cmd_produce}, {"refdata", pr_cmd_refdata},
     {"config-keys", pr_cmd_config_keys}, {"version", pr_cmd_version},
+    {"whatif", pr_cmd_whatif},
 };
 
 static int pr_dispatch(const char *cmd, int argc, char **argv) {

@@ -50,6 +50,11 @@
 
 struct pr_state;
 
+/* The total cap of the aggregate operator's Redis script (2^53, the largest
+ * integer Lua's doubles hold exactly): a store given it as total_cap answers
+ * exactly as Redis does, saturated days included. */
+#define PR_STATE_SCRIPT_TOTAL_CAP 9007199254740992LL
+
 struct pr_state_options {
     int64_t ttl_ms;    /* life of an entry after its last update; <= 0: never expires */
     size_t max_bytes;  /* memory bound; 0: unbounded */
