@@ -13,6 +13,7 @@ static void pr_whatif_usage(FILE *out) {
             "usage: parcelrisk whatif --from T1 --to T2 [--rules CANDIDATE.yaml] [--policy CANDIDATE.yaml]\n"
             "                         [--baseline-rules FILE] [--baseline-policy FILE] [--out DIR]\n"
             "                         [--by arrival_time|timestamp] [--scan-from T] [--list N]\n"
+            "                         [--all FILE.jsonl]\n"
             "                         [--batch N] [--state-max-mb N] [--no-charts] [--quiet]\n"
             "Replays the declarations of the input topic in [T1, T2) under the baseline rules and\n"
             "policy and under the candidate files, and reports what would have changed. Writes\n"
@@ -31,6 +32,8 @@ static void pr_whatif_usage(FILE *out) {
             "  --by timestamp         window by the Kafka timestamp: reading starts at offsetsForTimes(T1)\n"
             "  --scan-from T          arrival_time mode: start reading each partition at the first\n"
             "                         record with a Kafka timestamp at or after T\n"
+            "  --all FILE.jsonl       also write every decided declaration there (the lines of\n"
+            "                         changed.jsonl, for audits and tests)\n"
             "  --list N               changed declarations listed in report.md (default 100; all of\n"
             "                         them are in changed.jsonl)\n"
             "  --batch N              records per step and side (default 8192)\n"
@@ -58,6 +61,7 @@ enum {
     PR_WHATIF_STATE_MAX_MB,
     PR_WHATIF_NO_CHARTS,
     PR_WHATIF_QUIET,
+    PR_WHATIF_ALL,
 };
 
 static int pr_whatif_instant(struct pr_cli *cli, const char *flag, const char *text, int64_t *ms) {
@@ -83,6 +87,7 @@ int pr_cmd_whatif(int argc, char **argv) {
         {"state-max-mb", required_argument, NULL, PR_WHATIF_STATE_MAX_MB},
         {"no-charts", no_argument, NULL, PR_WHATIF_NO_CHARTS},
         {"quiet", no_argument, NULL, PR_WHATIF_QUIET},
+        {"all", required_argument, NULL, PR_WHATIF_ALL},
         PR_CLI_OPTIONS_END,
     };
     struct pr_cli cli;
@@ -135,6 +140,7 @@ int pr_cmd_whatif(int argc, char **argv) {
             break;
         case PR_WHATIF_NO_CHARTS: o.charts = false; break;
         case PR_WHATIF_QUIET: o.quiet = true; break;
+        case PR_WHATIF_ALL: o.all_path = optarg; break;
         default:
             return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
         }

@@ -189,6 +189,7 @@ struct pr_whatif {
     struct pr_whatif_listed *listed;
     size_t listed_count;
     FILE *changed_file;
+    FILE *all_file; /* --all */
     struct pr_buf line;
     int64_t started_us, last_progress_us;
     double snapshot_seconds;
@@ -517,6 +518,30 @@ static void pr_whatif_json_string(struct pr_buf *line, struct pr_str s) {
     json_decref(j);
 }
 
+/* One JSON line for a declaration decided on both sides (changed.jsonl,
+ * --all): identifiers, day, port, both lanes, scores and reason lists.
+ * Never a name or address. Keys in sorted order. */
+static void pr_whatif_line(struct pr_buf *line, const struct pr_record *ra, const struct pr_record *rb,
+                           const char *day, int port_len) {
+    const struct pr_declaration *d = &ra->decl;
+    pr_buf_reset(line);
+    pr_buf_append(line, "{\"arrival_day\":\"", 16);
+    pr_buf_append(line, day, strlen(day));
+    pr_buf_appendf(line, "\",\"baseline\":{\"lane\":\"%s\",\"reasons\":", pr_lane_names[ra->lane]);
+    pr_whatif_reasons_json(line, ra);
+    pr_buf_appendf(line, ",\"score\":%d},\"candidate\":{\"lane\":\"%s\",\"reasons\":", ra->score,
+                   pr_lane_names[rb->lane]);
+    pr_whatif_reasons_json(line, rb);
+    pr_buf_appendf(line, ",\"score\":%d},\"declaration_id\":", rb->score);
+    pr_whatif_json_string(line, d->declaration_id);
+    pr_buf_append(line, ",\"house_bill\":", 14);
+    pr_whatif_json_string(line, d->house_bill);
+    pr_buf_append(line, ",\"port_of_entry\":", 17);
+    pr_whatif_json_string(line, (struct pr_str){d->port_of_entry.ptr, (uint32_t)port_len});
+    pr_buf_appendf(line, ",\"source_offset\":%lld,\"source_partition\":%d}\n", (long long)ra->offset,
+                   ra->partition);
+}
+
 static int pr_whatif_compare(struct pr_whatif *w) {
     struct pr_batch *a = &w->sides[0].batch, *b = &w->sides[1].batch;
     if (a->count != b->count) {
@@ -548,26 +573,16 @@ static int pr_whatif_compare(struct pr_whatif *w) {
             bk->lanes[1][rb->lane]++;
             if (bk == bp) break;
         }
-        if (ra->lane == rb->lane) continue;
+        bool changed = ra->lane != rb->lane;
+        if (!changed && !w->all_file) continue;
+        pr_whatif_line(&w->line, ra, rb, day, port_len);
+        if (w->all_file && fwrite(w->line.data, 1, w->line.len, w->all_file) != w->line.len) {
+            pr_error("whatif: cannot write %s: %s", w->o->all_path, strerror(errno));
+            return PR_ERR;
+        }
+        if (!changed) continue;
         w->changed++;
-        struct pr_buf *line = &w->line;
-        pr_buf_reset(line);
-        pr_buf_append(line, "{\"arrival_day\":\"", 16);
-        pr_buf_append(line, day, strlen(day));
-        pr_buf_appendf(line, "\",\"baseline\":{\"lane\":\"%s\",\"reasons\":", pr_lane_names[ra->lane]);
-        pr_whatif_reasons_json(line, ra);
-        pr_buf_appendf(line, ",\"score\":%d},\"candidate\":{\"lane\":\"%s\",\"reasons\":", ra->score,
-                       pr_lane_names[rb->lane]);
-        pr_whatif_reasons_json(line, rb);
-        pr_buf_appendf(line, ",\"score\":%d},\"declaration_id\":", rb->score);
-        pr_whatif_json_string(line, d->declaration_id);
-        pr_buf_append(line, ",\"house_bill\":", 14);
-        pr_whatif_json_string(line, d->house_bill);
-        pr_buf_append(line, ",\"port_of_entry\":", 17);
-        pr_whatif_json_string(line, (struct pr_str){d->port_of_entry.ptr, (uint32_t)port_len});
-        pr_buf_appendf(line, ",\"source_offset\":%lld,\"source_partition\":%d}\n", (long long)ra->offset,
-                       ra->partition);
-        if (fwrite(line->data, 1, line->len, w->changed_file) != line->len) {
+        if (fwrite(w->line.data, 1, w->line.len, w->changed_file) != w->line.len) {
             pr_error("whatif: cannot write changed.jsonl: %s", strerror(errno));
             return PR_ERR;
         }
@@ -964,6 +979,13 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     if (!w.changed_file) pr_error("whatif: cannot write %s: %s", changed_path, strerror(errno));
     free(changed_path);
     if (!w.changed_file) goto out;
+    if (o->all_path) {
+        w.all_file = fopen(o->all_path, "w");
+        if (!w.all_file) {
+            pr_error("whatif: cannot write %s: %s", o->all_path, strerror(errno));
+            goto out;
+        }
+    }
     w.listed = pr_calloc((size_t)(o->listed_max > 0 ? o->listed_max : 1), sizeof(*w.listed));
     pr_buf_init(&w.line);
     if (pr_whatif_open(&w) != PR_OK) goto out;
@@ -1017,6 +1039,11 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
         failed = true;
     }
     w.changed_file = NULL;
+    if (w.all_file && fclose(w.all_file) != 0) {
+        pr_error("whatif: cannot write %s: %s", o->all_path, strerror(errno));
+        failed = true;
+    }
+    w.all_file = NULL;
     if (failed) goto out;
     if (pr_whatif_write(&w, wall, cpu) != PR_OK) goto out;
     pr_info("whatif: %llu decided in %.1f s (%.0f messages/s, %.2f us CPU each), %llu changed lane; report in %s",
@@ -1027,6 +1054,7 @@ out:
     for (size_t i = 0; i < message_count; i++) rd_kafka_message_destroy(messages[i]);
     free(messages);
     if (w.changed_file) fclose(w.changed_file);
+    if (w.all_file) fclose(w.all_file);
     for (int s = 0; s < 2; s++) pr_whatif_side_free(&w.sides[s]);
     pr_whatif_close(&w);
     pr_refdata_snapshot_free(w.snapshot);

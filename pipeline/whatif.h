@@ -23,6 +23,7 @@ struct pr_whatif_options {
     const char *rules_path, *policy_path;                   /* candidate (NULL: the baseline's) */
     const char *baseline_rules_path, *baseline_policy_path; /* NULL: the configuration's */
     const char *out_dir;
+    const char *all_path; /* --all: every decided declaration as a JSON line; NULL: none */
     int listed_max;     /* changed declarations listed in report.md */
     size_t batch_size;  /* records decided per side per step */
     size_t state_max_mb; /* per side; 0: unbounded */
