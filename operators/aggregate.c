@@ -409,8 +409,24 @@ static int pr_aggregate_degraded(struct pr_aggregate_ctx *ctx, struct pr_batch *
  * through pr_aggregate_decide; a crossing lists the house bills of its day
  * as they stand after the whole batch is counted, as the script's HGETALL
  * does. The state's clock is batch->now_ms. Keys and names are the digests
- * the Redis path uses.
+ * the Redis path uses, as raw bytes rather than hex.
  */
+/* The raw SHA-256 of data followed by the day text: an in-process key,
+ * 42 bytes in the arena (the Redis path's hex keys would double the
+ * memory of the state). */
+static struct pr_str pr_local_key(struct pr_batch *batch, struct pr_sha256 *sha, const void *data, size_t len,
+                                  const char day[11]) {
+    unsigned char *k = pr_arena_alloc(&batch->arena, 32 + 10);
+    unsigned int md_len = 0;
+    EVP_DigestInit_ex(sha->ctx, sha->md, NULL);
+    EVP_DigestUpdate(sha->ctx, data, len);
+    EVP_DigestFinal_ex(sha->ctx, k, &md_len);
+    memcpy(k + 32, day, 10);
+    return (struct pr_str){(const char *)k, 42};
+}
+
+static int pr_hex_nibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
 static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_batch *batch) {
     const struct pr_rules *rules = batch->rules;
     size_t n = batch->count ? batch->count : 1;
@@ -423,7 +439,12 @@ static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_ba
         if (pr_record_dead(rec)) continue;
         const struct pr_declaration *d = &rec->decl;
         pr_day_text(d->arrival_time, rules->day_offset_minutes, days[i]);
-        day_keys[i] = pr_key3(batch, "pr:cd:", rec->consignee_key, 64, days[i], 10);
+        /* consignee_key (64 hex digits) as its 32 bytes, then the day. */
+        char *key = pr_arena_alloc(&batch->arena, 42);
+        for (int b = 0; b < 32; b++)
+            key[b] = (char)(pr_hex_nibble(rec->consignee_key[2 * b]) << 4 | pr_hex_nibble(rec->consignee_key[2 * b + 1]));
+        memcpy(key + 32, days[i], 10);
+        day_keys[i] = (struct pr_str){key, 42};
         const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
         bool applies = !row->repealed && !rec->suspended;
         bool within = d->value_usd_cents <= row->threshold_cents;
@@ -435,12 +456,11 @@ static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_ba
         pr_record_norms(batch, rec);
         struct pr_str delivery = rec->norms.delivery_address;
         if (delivery.len > 0) {
-            char digest[65];
-            pr_sha256_hex_with(&ctx->sha, delivery.ptr, delivery.len, digest);
-            struct pr_str key = pr_key3(batch, "pr:ac:", digest, 64, days[i], 10);
-            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, digest);
-            names[i] = pr_state_address_count(ctx->state, key, d->declaration_id, (struct pr_str){digest, 32},
-                                              batch->now_ms);
+            struct pr_str address_key = pr_local_key(batch, &ctx->sha, delivery.ptr, delivery.len, days[i]);
+            struct pr_str name_key = pr_local_key(batch, &ctx->sha, rec->norms.consignee_name.ptr,
+                                                  rec->norms.consignee_name.len, days[i]);
+            name_key.len = 16; /* 128 bits of the name's digest, as the Redis path keeps */
+            names[i] = pr_state_address_count(ctx->state, address_key, d->declaration_id, name_key, batch->now_ms);
         }
     }
     for (size_t i = 0; i < batch->count; i++) {

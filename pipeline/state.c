@@ -1,18 +1,19 @@
 /*
  * state.c - the in-process consignee-day and address-day store (state.h).
  *
- * Layout: two chained hash tables. Entries (one per consignee-day or
- * address-day key) hold the key's running numbers; members (one per
- * declaration id counted under a key, and for address-days one per distinct
- * name) hold what was remembered for it. A member is found by hashing its
- * entry's identity with its own bytes, so a lookup is one probe whatever the
- * number of declarations under the key. Every entry is on an LRU list
+ * Layout: entries (one per consignee-day or address-day key) hold the
+ * key's running numbers; members (one per declaration id counted under a
+ * key, and for address-days one per distinct name) hold what was
+ * remembered for it and hang off their entry. Entries are found through one
+ * open-addressing table of (hash, pointer) slots, linear probing, at most
+ * half full, with backward-shift deletion (no tombstones, although entries
+ * are deleted all the time by TTL): a miss, the common case for a new
+ * consignee-day, costs one cache line. Members are found by a walk of their
+ * entry's list while it is short (most consignee-days hold one or two
+ * declarations), and through a small per-entry index of the same kind once
+ * it holds more than PR_STATE_LIST_MAX. Every entry is on an LRU list
  * ordered by last update: expiry and the memory bound both pop from its
  * tail, so pr_state_expire costs what it drops.
- *
- * Chained tables rather than open addressing because entries are deleted
- * all the time (TTL) and a chain unlinks without tombstones; each table
- * doubles when it holds as many items as buckets.
  */
 #include "state.h"
 
@@ -24,122 +25,155 @@
 enum { PR_ENTRY_DAY = 0, PR_ENTRY_ADDRESS = 1 };
 enum { PR_MEMBER_ID = 0, PR_MEMBER_NAME = 1 };
 
-struct pr_state_entry;
+/* Members of an entry walked as a list up to this many; an index beyond. */
+#define PR_STATE_LIST_MAX 8
 
 struct pr_state_member {
-    struct pr_state_member *bucket_next;
-    struct pr_state_member *entry_next; /* the entry's members */
-    struct pr_state_entry *entry;
+    struct pr_state_member *next; /* the entry's members, newest first */
     uint64_t hash;
     int64_t total;  /* day: the total as first counted; address: the names then */
     uint32_t overs; /* day: over count as first counted */
-    uint8_t kind;   /* PR_MEMBER_ID or PR_MEMBER_NAME */
-    uint32_t id_len, bill_len;
+    uint32_t id_len;
+    uint32_t bill_len;
+    uint8_t kind; /* PR_MEMBER_ID or PR_MEMBER_NAME */
     char bytes[]; /* id (or name), then the house bill */
 };
 
+struct pr_state_slot {
+    uint64_t hash; /* 0: empty */
+    void *item;
+};
+
+/* Open addressing, linear probing, at most half full. */
+struct pr_state_table {
+    struct pr_state_slot *slots;
+    size_t cap, count;
+};
+
 struct pr_state_entry {
-    struct pr_state_entry *bucket_next;
     struct pr_state_entry *lru_prev, *lru_next; /* prev: more recent */
     struct pr_state_member *members;
     struct pr_state_member *owner; /* day: the alert owner */
+    struct pr_state_table *index;  /* members, once more than PR_STATE_LIST_MAX */
     uint64_t hash;
     int64_t total; /* day: running total; address: distinct names */
-    uint32_t overs;
-    uint8_t kind;
     int64_t updated_ms;
     size_t bytes; /* this entry and its members */
+    uint32_t overs;
+    uint32_t member_count;
     uint32_t key_len;
+    uint8_t kind;
     char key[];
 };
 
 struct pr_state {
     struct pr_state_options options;
-    struct pr_state_entry **entries;
-    size_t entry_buckets, entry_count;
-    struct pr_state_member **members;
-    size_t member_buckets, member_count;
+    struct pr_state_table entries;
+    size_t member_count;
     struct pr_state_entry *lru_head, *lru_tail;
-    size_t bytes; /* entries and members; tables are added in stats */
+    size_t bytes; /* entries, members and member indexes */
     uint64_t expired, evicted;
 };
 
-#define PR_STATE_INITIAL_BUCKETS 1024
+#define PR_STATE_INITIAL_SLOTS 1024
+
+/* ---------------------------------------------------------------- tables */
+
+static uint64_t pr_state_nonzero(uint64_t h) { return h ? h : 0x9e3779b97f4a7c15ULL; }
+
+static void pr_table_init(struct pr_state_table *t, size_t cap) {
+    t->cap = cap;
+    t->count = 0;
+    t->slots = pr_calloc(cap, sizeof(*t->slots));
+}
+
+static void pr_table_put(struct pr_state_table *t, uint64_t hash, void *item);
+
+static void pr_table_grow(struct pr_state_table *t) {
+    struct pr_state_slot *old = t->slots;
+    size_t old_cap = t->cap;
+    pr_table_init(t, old_cap * 2);
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].hash) pr_table_put(t, old[i].hash, old[i].item);
+    free(old);
+}
+
+static void pr_table_put(struct pr_state_table *t, uint64_t hash, void *item) {
+    if ((t->count + 1) * 2 > t->cap) pr_table_grow(t);
+    size_t mask = t->cap - 1, i = hash & mask;
+    while (t->slots[i].hash) i = (i + 1) & mask;
+    t->slots[i] = (struct pr_state_slot){hash, item};
+    t->count++;
+}
+
+/* Removes item (which is in t) and shifts back the run after it, so that
+ * every remaining item stays reachable from its home slot. */
+static void pr_table_remove(struct pr_state_table *t, uint64_t hash, const void *item) {
+    size_t mask = t->cap - 1, i = hash & mask;
+    while (t->slots[i].item != item) i = (i + 1) & mask;
+    size_t hole = i;
+    for (size_t j = (hole + 1) & mask; t->slots[j].hash; j = (j + 1) & mask) {
+        size_t home = t->slots[j].hash & mask;
+        /* j's item may fill the hole when its home is not in (hole, j]. */
+        bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            t->slots[hole] = t->slots[j];
+            hole = j;
+        }
+    }
+    t->slots[hole] = (struct pr_state_slot){0, NULL};
+    t->count--;
+}
+
+static size_t pr_table_bytes(const struct pr_state_table *t) { return t->cap * sizeof(*t->slots); }
+
+/* ------------------------------------------------------------- lifetime */
 
 struct pr_state *pr_state_new(const struct pr_state_options *options) {
     struct pr_state *st = pr_calloc(1, sizeof(*st));
     st->options = *options;
     if (st->options.total_cap <= 0) st->options.total_cap = INT64_MAX;
-    st->entry_buckets = st->member_buckets = PR_STATE_INITIAL_BUCKETS;
-    st->entries = pr_calloc(st->entry_buckets, sizeof(*st->entries));
-    st->members = pr_calloc(st->member_buckets, sizeof(*st->members));
+    pr_table_init(&st->entries, PR_STATE_INITIAL_SLOTS);
     return st;
+}
+
+static void pr_entry_free(struct pr_state_entry *e) {
+    for (struct pr_state_member *m = e->members, *next; m; m = next) {
+        next = m->next;
+        free(m);
+    }
+    if (e->index) {
+        free(e->index->slots);
+        free(e->index);
+    }
+    free(e);
 }
 
 void pr_state_free(struct pr_state *st) {
     if (!st) return;
     for (struct pr_state_entry *e = st->lru_head, *next; e; e = next) {
         next = e->lru_next;
-        for (struct pr_state_member *m = e->members, *mn; m; m = mn) {
-            mn = m->entry_next;
-            free(m);
-        }
-        free(e);
+        pr_entry_free(e);
     }
-    free(st->entries);
-    free(st->members);
+    free(st->entries.slots);
     free(st);
-}
-
-/* ------------------------------------------------------------- hashing */
-
-static uint64_t pr_entry_hash(uint8_t kind, struct pr_str key) {
-    return pr_hash64(key.ptr, key.len) ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ULL);
-}
-
-static uint64_t pr_member_hash(const struct pr_state_entry *e, uint8_t kind, struct pr_str bytes) {
-    uint64_t h = pr_hash64(bytes.ptr, bytes.len);
-    h ^= e->hash + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    return h ^ kind;
-}
-
-static void pr_entries_grow(struct pr_state *st) {
-    size_t buckets = st->entry_buckets * 2;
-    struct pr_state_entry **table = pr_calloc(buckets, sizeof(*table));
-    for (size_t b = 0; b < st->entry_buckets; b++)
-        for (struct pr_state_entry *e = st->entries[b], *next; e; e = next) {
-            next = e->bucket_next;
-            size_t i = e->hash & (buckets - 1);
-            e->bucket_next = table[i];
-            table[i] = e;
-        }
-    free(st->entries);
-    st->entries = table;
-    st->entry_buckets = buckets;
-}
-
-static void pr_members_grow(struct pr_state *st) {
-    size_t buckets = st->member_buckets * 2;
-    struct pr_state_member **table = pr_calloc(buckets, sizeof(*table));
-    for (size_t b = 0; b < st->member_buckets; b++)
-        for (struct pr_state_member *m = st->members[b], *next; m; m = next) {
-            next = m->bucket_next;
-            size_t i = m->hash & (buckets - 1);
-            m->bucket_next = table[i];
-            table[i] = m;
-        }
-    free(st->members);
-    st->members = table;
-    st->member_buckets = buckets;
 }
 
 /* -------------------------------------------------------------- entries */
 
+static uint64_t pr_entry_hash(uint8_t kind, struct pr_str key) {
+    return pr_state_nonzero(pr_hash64(key.ptr, key.len) ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ULL));
+}
+
 static struct pr_state_entry *pr_entry_find(const struct pr_state *st, uint8_t kind, struct pr_str key,
                                             uint64_t hash) {
-    for (struct pr_state_entry *e = st->entries[hash & (st->entry_buckets - 1)]; e; e = e->bucket_next)
-        if (e->hash == hash && e->kind == kind && e->key_len == key.len && memcmp(e->key, key.ptr, key.len) == 0)
-            return e;
+    const struct pr_state_table *t = &st->entries;
+    size_t mask = t->cap - 1;
+    for (size_t i = hash & mask; t->slots[i].hash; i = (i + 1) & mask) {
+        if (t->slots[i].hash != hash) continue;
+        struct pr_state_entry *e = t->slots[i].item;
+        if (e->kind == kind && e->key_len == key.len && memcmp(e->key, key.ptr, key.len) == 0) return e;
+    }
     return NULL;
 }
 
@@ -172,7 +206,6 @@ static struct pr_state_entry *pr_entry_get(struct pr_state *st, uint8_t kind, st
     uint64_t hash = pr_entry_hash(kind, key);
     struct pr_state_entry *e = pr_entry_find(st, kind, key, hash);
     if (e) return e;
-    if (st->entry_count >= st->entry_buckets) pr_entries_grow(st);
     e = pr_calloc(1, sizeof(*e) + key.len);
     e->hash = hash;
     e->kind = kind;
@@ -180,63 +213,72 @@ static struct pr_state_entry *pr_entry_get(struct pr_state *st, uint8_t kind, st
     memcpy(e->key, key.ptr, key.len);
     e->updated_ms = now_ms;
     e->bytes = sizeof(*e) + key.len;
-    size_t i = hash & (st->entry_buckets - 1);
-    e->bucket_next = st->entries[i];
-    st->entries[i] = e;
-    st->entry_count++;
-    st->bytes += e->bytes;
+    size_t before = pr_table_bytes(&st->entries);
+    pr_table_put(&st->entries, hash, e);
+    st->bytes += e->bytes + pr_table_bytes(&st->entries) - before;
     pr_lru_push_head(st, e);
     return e;
 }
 
 static void pr_entry_drop(struct pr_state *st, struct pr_state_entry *e) {
-    for (struct pr_state_member *m = e->members, *next; m; m = next) {
-        next = m->entry_next;
-        struct pr_state_member **link = &st->members[m->hash & (st->member_buckets - 1)];
-        while (*link != m) link = &(*link)->bucket_next;
-        *link = m->bucket_next;
-        st->member_count--;
-        free(m);
-    }
-    struct pr_state_entry **link = &st->entries[e->hash & (st->entry_buckets - 1)];
-    while (*link != e) link = &(*link)->bucket_next;
-    *link = e->bucket_next;
+    pr_table_remove(&st->entries, e->hash, e);
     pr_lru_unlink(st, e);
-    st->entry_count--;
+    st->member_count -= e->member_count;
     st->bytes -= e->bytes;
-    free(e);
+    pr_entry_free(e);
 }
 
 /* -------------------------------------------------------------- members */
 
-static struct pr_state_member *pr_member_find(const struct pr_state *st, const struct pr_state_entry *e,
-                                              uint8_t kind, struct pr_str bytes) {
-    uint64_t hash = pr_member_hash(e, kind, bytes);
-    for (struct pr_state_member *m = st->members[hash & (st->member_buckets - 1)]; m; m = m->bucket_next)
-        if (m->hash == hash && m->entry == e && m->kind == kind && m->id_len == bytes.len &&
-            memcmp(m->bytes, bytes.ptr, bytes.len) == 0)
-            return m;
+static uint64_t pr_member_hash(uint8_t kind, struct pr_str bytes) {
+    return pr_state_nonzero(pr_hash64(bytes.ptr, bytes.len) + kind);
+}
+
+static bool pr_member_is(const struct pr_state_member *m, uint64_t hash, uint8_t kind, struct pr_str bytes) {
+    return m->hash == hash && m->kind == kind && m->id_len == bytes.len && memcmp(m->bytes, bytes.ptr, bytes.len) == 0;
+}
+
+static struct pr_state_member *pr_member_find(const struct pr_state_entry *e, uint8_t kind, struct pr_str bytes) {
+    if (!e->members) return NULL;
+    uint64_t hash = pr_member_hash(kind, bytes);
+    if (!e->index) {
+        for (struct pr_state_member *m = e->members; m; m = m->next)
+            if (pr_member_is(m, hash, kind, bytes)) return m;
+        return NULL;
+    }
+    const struct pr_state_table *t = e->index;
+    size_t mask = t->cap - 1;
+    for (size_t i = hash & mask; t->slots[i].hash; i = (i + 1) & mask) {
+        struct pr_state_member *m = t->slots[i].item;
+        if (t->slots[i].hash == hash && pr_member_is(m, hash, kind, bytes)) return m;
+    }
     return NULL;
 }
 
 static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_state_entry *e, uint8_t kind,
                                              struct pr_str bytes, struct pr_str bill) {
-    if (st->member_count >= st->member_buckets) pr_members_grow(st);
     struct pr_state_member *m = pr_calloc(1, sizeof(*m) + bytes.len + bill.len);
-    m->entry = e;
     m->kind = kind;
-    m->hash = pr_member_hash(e, kind, bytes);
+    m->hash = pr_member_hash(kind, bytes);
     m->id_len = bytes.len;
     m->bill_len = bill.len;
     memcpy(m->bytes, bytes.ptr, bytes.len);
     if (bill.len) memcpy(m->bytes + bytes.len, bill.ptr, bill.len);
-    size_t i = m->hash & (st->member_buckets - 1);
-    m->bucket_next = st->members[i];
-    st->members[i] = m;
-    m->entry_next = e->members;
+    m->next = e->members;
     e->members = m;
+    e->member_count++;
     st->member_count++;
     size_t size = sizeof(*m) + bytes.len + bill.len;
+    size_t index_before = e->index ? sizeof(*e->index) + pr_table_bytes(e->index) : 0;
+    if (e->index) {
+        pr_table_put(e->index, m->hash, m);
+    } else if (e->member_count > PR_STATE_LIST_MAX) {
+        e->index = pr_malloc(sizeof(*e->index));
+        pr_table_init(e->index, 4 * PR_STATE_LIST_MAX);
+        for (struct pr_state_member *x = e->members; x; x = x->next) pr_table_put(e->index, x->hash, x);
+    }
+    size_t index_after = e->index ? sizeof(*e->index) + pr_table_bytes(e->index) : 0;
+    size += index_after - index_before;
     e->bytes += size;
     st->bytes += size;
     return m;
@@ -256,7 +298,7 @@ void pr_state_day_count(struct pr_state *st, struct pr_str key, struct pr_str id
                         bool candidate, int64_t threshold, struct pr_str house_bill, int64_t now_ms,
                         struct pr_state_day *out) {
     struct pr_state_entry *e = pr_entry_get(st, PR_ENTRY_DAY, key, now_ms);
-    struct pr_state_member *m = pr_member_find(st, e, PR_MEMBER_ID, id);
+    struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     bool first = m == NULL;
     if (first) {
         if (value < 0) value = 0;
@@ -282,7 +324,7 @@ bool pr_state_day_lookup(const struct pr_state *st, struct pr_str key, struct pr
                          struct pr_state_day *out) {
     const struct pr_state_entry *e = pr_entry_find(st, PR_ENTRY_DAY, key, pr_entry_hash(PR_ENTRY_DAY, key));
     if (!e) return false;
-    const struct pr_state_member *m = pr_member_find(st, e, PR_MEMBER_ID, id);
+    const struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     if (!m) return false;
     pr_day_result(e, m, false, out);
     return true;
@@ -300,11 +342,11 @@ static int pr_bill_cmp(const void *a, const void *b) {
 void pr_state_day_house_bills(const struct pr_state *st, struct pr_str key, struct pr_buf *out) {
     const struct pr_state_entry *e = pr_entry_find(st, PR_ENTRY_DAY, key, pr_entry_hash(PR_ENTRY_DAY, key));
     if (!e) return;
-    size_t n = 0;
-    for (const struct pr_state_member *m = e->members; m; m = m->entry_next) n++;
+    size_t n = e->member_count;
     const struct pr_state_member **list = pr_malloc((n ? n : 1) * sizeof(*list));
     n = 0;
-    for (const struct pr_state_member *m = e->members; m; m = m->entry_next) list[n++] = m;
+    for (const struct pr_state_member *m = e->members; m; m = m->next)
+        if (m->kind == PR_MEMBER_ID) list[n++] = m;
     qsort(list, n, sizeof(*list), pr_bill_cmp);
     for (size_t i = 0; i < n; i++) {
         if (i) pr_buf_append(out, ",", 1);
@@ -318,9 +360,9 @@ void pr_state_day_house_bills(const struct pr_state *st, struct pr_str key, stru
 int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr_str id, struct pr_str name,
                                int64_t now_ms) {
     struct pr_state_entry *e = pr_entry_get(st, PR_ENTRY_ADDRESS, key, now_ms);
-    struct pr_state_member *m = pr_member_find(st, e, PR_MEMBER_ID, id);
+    struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     if (m) return (int32_t)m->total;
-    if (!pr_member_find(st, e, PR_MEMBER_NAME, name)) {
+    if (!pr_member_find(e, PR_MEMBER_NAME, name)) {
         pr_member_add(st, e, PR_MEMBER_NAME, name, (struct pr_str){NULL, 0});
         e->total++;
     }
@@ -332,9 +374,7 @@ int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr
 
 /* ---------------------------------------------------------------- expiry */
 
-static size_t pr_state_table_bytes(const struct pr_state *st) {
-    return sizeof(*st) + st->entry_buckets * sizeof(*st->entries) + st->member_buckets * sizeof(*st->members);
-}
+static size_t pr_state_table_bytes(const struct pr_state *st) { return sizeof(*st); }
 
 size_t pr_state_expire(struct pr_state *st, int64_t now_ms) {
     size_t dropped = 0;
@@ -357,7 +397,7 @@ size_t pr_state_expire(struct pr_state *st, int64_t now_ms) {
 }
 
 void pr_state_get_stats(const struct pr_state *st, struct pr_state_stats *out) {
-    out->keys = st->entry_count;
+    out->keys = st->entries.count;
     out->members = st->member_count;
     out->bytes = st->bytes + pr_state_table_bytes(st);
     out->expired = st->expired;

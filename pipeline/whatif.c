@@ -17,14 +17,15 @@
  * follows when they were written, and it is the same on every run, so the
  * same window and files give the same report byte for byte.
  *
- * Deciding. Each side (baseline, candidate) has its own operator chain (the
- * operators of `run`: decode, then validate, enrich, policy, screen,
- * aggregate, sample, score), its own rules, its own pr_state and its own
- * batch of the same messages. enrich answers from one in-memory snapshot of
- * the reference-data version current at start (pipeline/refdata_snapshot.c);
- * aggregate counts in the side's pr_state. The candidate runs on a second
- * thread while the main thread runs the baseline (2 cores); the main thread
- * then compares the two batches record by record, in order. The state's
+ * Deciding. Through the operators of `run`. decode and enrich read no rules,
+ * so they run once per message on a shared batch (enrich answers from one
+ * in-memory snapshot of the reference-data version current at start,
+ * pipeline/refdata_snapshot.c). Each side (baseline, candidate) then copies
+ * the records and runs validate, policy, screen, aggregate, sample and score
+ * with its own rules and its own pr_state (aggregate counts there). The
+ * candidate runs on a second thread while the main thread runs the
+ * baseline (2 cores); the main thread then compares the two batches record
+ * by record, in order. The state's
  * clock is the batch's newest Kafka timestamp (when production would have
  * decided), so state.ttl_hours applies as it would have.
  *
@@ -73,9 +74,10 @@ extern char **environ;
 #define PR_WHATIF_PORT_MAX 16          /* bytes of a port code kept */
 
 static const char *const pr_whatif_side_names[2] = {"baseline", "candidate"};
-static const char *const pr_whatif_decode_chain[] = {"decode"};
-static const char *const pr_whatif_rest_chain[] = {"validate", "enrich", "policy", "screen",
-                                                   "aggregate", "sample", "score"};
+/* decode and enrich do not read the rules: they run once per message, on
+ * the shared batch; each side copies the records and runs the rest. */
+static const char *const pr_whatif_shared_chain[] = {"decode", "enrich"};
+static const char *const pr_whatif_side_chain[] = {"validate", "policy", "screen", "aggregate", "sample", "score"};
 
 /* ------------------------------------------------------------- sides */
 
@@ -84,8 +86,9 @@ struct pr_whatif_side {
     const char *rules_path, *policy_path;
     struct pr_rules *rules;
     struct pr_state *state;
-    struct pr_chain decode, rest;
+    struct pr_chain rest;
     struct pr_batch batch;
+    const struct pr_batch *shared; /* the records to decide */
     int rc; /* of the last step */
 };
 
@@ -172,6 +175,8 @@ struct pr_whatif {
     const struct pr_config *cfg;
     const struct pr_whatif_options *o;
     struct pr_whatif_side sides[2];
+    struct pr_chain shared; /* decode, enrich */
+    struct pr_batch batch;  /* the shared batch: decoded, enriched, in the window */
     struct pr_refdata_snapshot *snapshot;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
@@ -423,42 +428,27 @@ static int pr_whatif_side_init(struct pr_whatif *w, struct pr_whatif_side *side,
                                   .total_cap = PR_STATE_SCRIPT_TOTAL_CAP};
     side->state = pr_state_new(&so);
     struct pr_operator_env env = {.cfg = cfg, .refdata = w->snapshot, .state = side->state};
-    if (pr_chain_init_env(&side->decode, pr_whatif_decode_chain, PR_ARRAY_LEN(pr_whatif_decode_chain), &env) !=
-            PR_OK ||
-        pr_chain_init_env(&side->rest, pr_whatif_rest_chain, PR_ARRAY_LEN(pr_whatif_rest_chain), &env) != PR_OK)
+    if (pr_chain_init_env(&side->rest, pr_whatif_side_chain, PR_ARRAY_LEN(pr_whatif_side_chain), &env) != PR_OK)
         return 1;
     pr_batch_init(&side->batch, w->o->batch_size);
     return 0;
 }
 
 static void pr_whatif_side_free(struct pr_whatif_side *side) {
-    pr_chain_destroy(&side->decode);
     pr_chain_destroy(&side->rest);
     if (side->batch.records) pr_batch_destroy(&side->batch);
     pr_state_free(side->state);
     if (side->rules) pr_rules_free(side->rules);
 }
 
-struct pr_whatif_step {
-    struct pr_whatif *w;
-    struct pr_whatif_side *side;
-    rd_kafka_message_t **messages;
-    size_t count;
-    int64_t now_ms;
-    bool count_dropped; /* this side counts the undecodable and out-of-window (one side does) */
-};
-
-/* Decodes, keeps the records of the window, decides them: one side, one
- * step. Runs on either thread; touches only its side (and, for the side
- * that counts, the drop counters, which the other side never touches). */
-static void *pr_whatif_side_step(void *arg) {
-    struct pr_whatif_step *step = arg;
-    struct pr_whatif *w = step->w;
-    struct pr_whatif_side *side = step->side;
-    struct pr_batch *batch = &side->batch;
+/* Decodes and enriches the messages of one step on the shared batch and
+ * keeps, in order, the records that decoded and lie in the window (the
+ * others are counted). PR_ERR when an operator fails. */
+static int pr_whatif_shared_step(struct pr_whatif *w, rd_kafka_message_t **messages, size_t count, int64_t now_ms) {
+    struct pr_batch *batch = &w->batch;
     pr_batch_reset(batch);
-    for (size_t i = 0; i < step->count; i++) {
-        rd_kafka_message_t *m = step->messages[i];
+    for (size_t i = 0; i < count; i++) {
+        rd_kafka_message_t *m = messages[i];
         struct pr_record *rec = pr_batch_push(batch);
         rec->payload = m->payload;
         rec->payload_len = m->len;
@@ -467,30 +457,53 @@ static void *pr_whatif_side_step(void *arg) {
         rec->partition = m->partition;
         rec->offset = m->offset;
     }
-    batch->now_ms = step->now_ms;
-    batch->rules = side->rules;
+    batch->now_ms = now_ms;
+    batch->rules = w->sides[0].rules;
     batch->source_topic = w->cfg->topic_declarations;
     batch->refdata_version = w->snapshot->version;
+    /* decode alone first: enrich then sees only the window. */
     size_t failed_at = 0;
-    side->rc = pr_chain_process(&side->decode, batch, 0, &failed_at);
-    if (side->rc != PR_OP_DONE) return NULL;
-    /* Keep what decoded and lies in the window, in order. */
+    int rc = w->shared.ops[0].ops->process(&w->shared.ops[0], batch);
     size_t kept = 0;
-    for (size_t i = 0; i < batch->count; i++) {
+    for (size_t i = 0; rc == PR_OP_DONE && i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
         if (pr_record_dead(rec)) {
-            if (step->count_dropped) w->undecodable[rec->dlq_code]++;
+            w->undecodable[rec->dlq_code]++;
             continue;
         }
-        if (!w->o->by_timestamp &&
-            (rec->decl.arrival_time < w->o->from_ms || rec->decl.arrival_time >= w->o->to_ms)) {
-            if (step->count_dropped) w->out_of_window++;
+        if (!w->o->by_timestamp && (rec->decl.arrival_time < w->o->from_ms || rec->decl.arrival_time >= w->o->to_ms)) {
+            w->out_of_window++;
             continue;
         }
         if (kept != i) batch->records[kept] = *rec;
         kept++;
     }
     batch->count = kept;
+    if (rc == PR_OP_DONE) rc = pr_chain_process(&w->shared, batch, 1, &failed_at);
+    else failed_at = 0;
+    if (rc != PR_OP_DONE) {
+        pr_error("whatif: operator %s failed", w->shared.ops[failed_at].ops->name);
+        return PR_ERR;
+    }
+    return PR_OK;
+}
+
+/* One side decides the shared batch's records: a copy of each (the
+ * strings, lines and reference answers stay in the shared batch's arena,
+ * read only), then validate, policy, screen, aggregate, sample, score.
+ * Runs on either thread and touches only its side. */
+static void *pr_whatif_side_step(void *arg) {
+    struct pr_whatif_side *side = arg;
+    const struct pr_batch *shared = side->shared;
+    struct pr_batch *batch = &side->batch;
+    pr_batch_reset(batch);
+    memcpy(batch->records, shared->records, shared->count * sizeof(*batch->records));
+    batch->count = shared->count;
+    batch->now_ms = shared->now_ms;
+    batch->rules = side->rules;
+    batch->source_topic = shared->source_topic;
+    batch->refdata_version = shared->refdata_version;
+    size_t failed_at = 0;
     side->rc = pr_chain_process(&side->rest, batch, 0, &failed_at);
     if (side->rc != PR_OP_DONE)
         pr_error("whatif: %s: operator %s failed", side->name, side->rest.ops[failed_at].ops->name);
@@ -973,7 +986,12 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             status = rc;
             goto out;
         }
+        w.sides[s].shared = &w.batch;
     }
+    struct pr_operator_env env = {.cfg = cfg, .refdata = w.snapshot};
+    if (pr_chain_init_env(&w.shared, pr_whatif_shared_chain, PR_ARRAY_LEN(pr_whatif_shared_chain), &env) != PR_OK)
+        goto out;
+    pr_batch_init(&w.batch, o->batch_size);
     char *changed_path = pr_whatif_path(o->out_dir, "changed.jsonl");
     w.changed_file = fopen(changed_path, "w");
     if (!w.changed_file) pr_error("whatif: cannot write %s: %s", changed_path, strerror(errno));
@@ -1012,14 +1030,15 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
         }
         if (failed) break;
         if (message_count == 0) break;
-        struct pr_whatif_step steps[2];
-        for (int s = 0; s < 2; s++)
-            steps[s] = (struct pr_whatif_step){&w, &w.sides[s], messages, message_count, newest, s == 0};
+        if (pr_whatif_shared_step(&w, messages, message_count, newest) != PR_OK) {
+            failed = true;
+            break;
+        }
         pthread_t thread;
-        bool threaded = pthread_create(&thread, NULL, pr_whatif_side_step, &steps[1]) == 0;
-        pr_whatif_side_step(&steps[0]);
+        bool threaded = pthread_create(&thread, NULL, pr_whatif_side_step, &w.sides[1]) == 0;
+        pr_whatif_side_step(&w.sides[0]);
         if (threaded) pthread_join(thread, NULL);
-        else pr_whatif_side_step(&steps[1]);
+        else pr_whatif_side_step(&w.sides[1]);
         if (w.sides[0].rc != PR_OP_DONE || w.sides[1].rc != PR_OP_DONE) {
             failed = true;
             break;
@@ -1056,6 +1075,8 @@ out:
     if (w.changed_file) fclose(w.changed_file);
     if (w.all_file) fclose(w.all_file);
     for (int s = 0; s < 2; s++) pr_whatif_side_free(&w.sides[s]);
+    pr_chain_destroy(&w.shared);
+    if (w.batch.records) pr_batch_destroy(&w.batch);
     pr_whatif_close(&w);
     pr_refdata_snapshot_free(w.snapshot);
     for (size_t i = 0; i < w.listed_count; i++) {

@@ -149,6 +149,13 @@ static void test_ttl_and_bounds(void **unused) {
     assert_true(s.bytes <= (size_t)1 << 20);
     assert_true(s.evicted > 0);
     assert_int_equal(s.keys + s.evicted, 20000);
+    /* Oldest first: exactly the newest s.keys remain, every one reachable
+     * after the deletions shifted the table's runs back. */
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(id, sizeof(id), "id%d", i);
+        assert_int_equal(pr_state_day_lookup(st, S(key), S(id), &r), i >= (int)s.evicted);
+    }
     assert_true(pr_state_day_lookup(st, S("k19999"), S("id19999"), &r)); /* newest kept */
     assert_false(pr_state_day_lookup(st, S("k0"), S("id0"), &r));       /* oldest gone */
     pr_state_free(st);
