@@ -961,6 +961,14 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     rd_kafka_message_t **messages = pr_malloc(o->batch_size * sizeof(*messages));
     size_t message_count = 0;
 
+    for (int s = 0; s < 2; s++) {
+        int rc = pr_whatif_side_init(&w, &w.sides[s], s);
+        if (rc) {
+            status = rc;
+            goto out;
+        }
+        w.sides[s].shared = &w.batch;
+    }
     if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST) {
         pr_error("whatif: cannot create %s: %s", o->out_dir, strerror(errno));
         goto out;
@@ -980,14 +988,6 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             w.snapshot->version, (unsigned long long)w.snapshot->hts_rows,
             (unsigned long long)w.snapshot->violator_keys, (unsigned long long)w.snapshot->country_rows,
             (double)w.snapshot->bytes / 1e6, w.snapshot_seconds);
-    for (int s = 0; s < 2; s++) {
-        int rc = pr_whatif_side_init(&w, &w.sides[s], s);
-        if (rc) {
-            status = rc;
-            goto out;
-        }
-        w.sides[s].shared = &w.batch;
-    }
     struct pr_operator_env env = {.cfg = cfg, .refdata = w.snapshot};
     if (pr_chain_init_env(&w.shared, pr_whatif_shared_chain, PR_ARRAY_LEN(pr_whatif_shared_chain), &env) != PR_OK)
         goto out;
