@@ -9,7 +9,8 @@
  * offsetsForTimes of the window start (--by timestamp) or of --scan-from
  * (arrival_time mode; the log start without it: a hub's Kafka timestamps
  * say nothing about arrival_time), and stops at its high watermark as it was
- * at start, so a replay terminates while hubs keep producing. Fetches are
+ * at start, so a replay terminates while hubs keep producing; with --by
+ * timestamp also at its first record stamped at or after the window's end. Fetches are
  * large (fetch.max.bytes, queued.max.messages.kbytes).
  *
  * Order. The partitions are merged by (Kafka timestamp, partition, offset):
@@ -388,28 +389,40 @@ static int pr_whatif_fill(struct pr_whatif *w, struct pr_whatif_partition *part)
 /* The next message in (timestamp, partition, offset) order, NULL at the
  * end; *failed on a reading error. */
 static rd_kafka_message_t *pr_whatif_next(struct pr_whatif *w, bool *failed) {
-    struct pr_whatif_partition *best = NULL;
-    int64_t best_ts = 0;
-    for (int i = 0; i < w->part_count; i++) {
-        struct pr_whatif_partition *part = &w->parts[i];
-        if (pr_whatif_fill(w, part) != PR_OK) {
-            *failed = true;
-            return NULL;
+    for (;;) {
+        struct pr_whatif_partition *best = NULL;
+        int64_t best_ts = 0;
+        for (int i = 0; i < w->part_count; i++) {
+            struct pr_whatif_partition *part = &w->parts[i];
+            if (pr_whatif_fill(w, part) != PR_OK) {
+                *failed = true;
+                return NULL;
+            }
+            if (part->count == 0) continue;
+            int64_t ts = rd_kafka_message_timestamp(part->buf[part->head], NULL);
+            if (!best || ts < best_ts) {
+                best = part;
+                best_ts = ts;
+            }
         }
-        if (part->count == 0) continue;
-        int64_t ts = rd_kafka_message_timestamp(part->buf[part->head], NULL);
-        if (!best || ts < best_ts) {
-            best = part;
-            best_ts = ts;
+        if (!best) return NULL;
+        rd_kafka_message_t *m = best->buf[best->head++];
+        best->count--;
+        best->next = m->offset + 1;
+        if (best->next >= best->end) best->done = true;
+        if (w->o->by_timestamp && best_ts >= w->o->to_ms) {
+            /* The end of the window in this partition (the first record at or
+             * after T2, as offsetsForTimes finds the first at or after T1):
+             * the partition is done; what it has buffered is not read. */
+            rd_kafka_message_destroy(m);
+            for (size_t k = 0; k < best->count; k++) rd_kafka_message_destroy(best->buf[best->head + k]);
+            best->count = 0;
+            best->done = true;
+            continue;
         }
+        w->read++;
+        return m;
     }
-    if (!best) return NULL;
-    rd_kafka_message_t *m = best->buf[best->head++];
-    best->count--;
-    best->next = m->offset + 1;
-    if (best->next >= best->end) best->done = true;
-    w->read++;
-    return m;
 }
 
 /* ------------------------------------------------------------- deciding */
