@@ -19,7 +19,8 @@
  * same window and files give the same report byte for byte.
  *
  * Deciding. Through the operators of `run`. decode and enrich read no rules,
- * so they run once per message on a shared batch (enrich answers from one
+ * so they run once per message, on two halves of each step's messages, one
+ * per thread, each half with its own operator instances (enrich answers from one
  * in-memory snapshot of the reference-data version current at start,
  * pipeline/refdata_snapshot.c). Each side (baseline, candidate) then copies
  * the records and runs validate, policy, screen, aggregate, sample and score
@@ -76,7 +77,8 @@ extern char **environ;
 
 static const char *const pr_whatif_side_names[2] = {"baseline", "candidate"};
 /* decode and enrich do not read the rules: they run once per message, on
- * the shared batch; each side copies the records and runs the rest. */
+ * two half batches (one per thread); each side copies the records of both
+ * and runs the rest. */
 static const char *const pr_whatif_shared_chain[] = {"decode", "enrich"};
 static const char *const pr_whatif_side_chain[] = {"validate", "policy", "screen", "aggregate", "sample", "score"};
 
@@ -89,8 +91,9 @@ struct pr_whatif_side {
     struct pr_state *state;
     struct pr_chain rest;
     struct pr_batch batch;
-    const struct pr_batch *shared; /* the records to decide */
+    const struct pr_batch *shared[2]; /* the records to decide: both halves, in order */
     int rc; /* of the last step */
+    uint64_t busy_us; /* time deciding, over the run */
 };
 
 /* ------------------------------------------------------------- counters */
@@ -162,6 +165,18 @@ struct pr_whatif_listed {
     uint32_t fired[2];
 };
 
+/* Half of a step's messages, decoded and enriched on one thread. */
+struct pr_whatif_half {
+    struct pr_whatif *w;
+    struct pr_chain shared; /* decode, enrich: operator instances of this half */
+    struct pr_batch batch;  /* decoded, enriched, in the window */
+    rd_kafka_message_t **messages;
+    size_t count;
+    int64_t now_ms;
+    int rc;
+    uint64_t undecodable[PR_DLQ_COUNT], out_of_window; /* added to the totals after the step */
+};
+
 struct pr_whatif_partition {
     int32_t partition;
     int64_t start, end; /* [start, end): end is the high watermark at start */
@@ -176,8 +191,7 @@ struct pr_whatif {
     const struct pr_config *cfg;
     const struct pr_whatif_options *o;
     struct pr_whatif_side sides[2];
-    struct pr_chain shared; /* decode, enrich */
-    struct pr_batch batch;  /* the shared batch: decoded, enriched, in the window */
+    struct pr_whatif_half halves[2]; /* a step's messages, split in two, one per thread */
     struct pr_refdata_snapshot *snapshot;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
@@ -199,6 +213,8 @@ struct pr_whatif {
     struct pr_buf line;
     int64_t started_us, last_progress_us;
     double snapshot_seconds;
+    /* Wall time of the main thread's stages (run.json). */
+    uint64_t read_us, shared_us, wait_us, compare_us;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -454,14 +470,16 @@ static void pr_whatif_side_free(struct pr_whatif_side *side) {
     if (side->rules) pr_rules_free(side->rules);
 }
 
-/* Decodes and enriches the messages of one step on the shared batch and
- * keeps, in order, the records that decoded and lie in the window (the
- * others are counted). PR_ERR when an operator fails. */
-static int pr_whatif_shared_step(struct pr_whatif *w, rd_kafka_message_t **messages, size_t count, int64_t now_ms) {
-    struct pr_batch *batch = &w->batch;
+/* Decodes and enriches half of a step's messages and keeps, in order, the
+ * records that decoded and lie in the window (the others are counted in
+ * the half). Runs on either thread; touches only its half. */
+static void *pr_whatif_half_step(void *arg) {
+    struct pr_whatif_half *half = arg;
+    struct pr_whatif *w = half->w;
+    struct pr_batch *batch = &half->batch;
     pr_batch_reset(batch);
-    for (size_t i = 0; i < count; i++) {
-        rd_kafka_message_t *m = messages[i];
+    for (size_t i = 0; i < half->count; i++) {
+        rd_kafka_message_t *m = half->messages[i];
         struct pr_record *rec = pr_batch_push(batch);
         rec->payload = m->payload;
         rec->payload_len = m->len;
@@ -470,54 +488,68 @@ static int pr_whatif_shared_step(struct pr_whatif *w, rd_kafka_message_t **messa
         rec->partition = m->partition;
         rec->offset = m->offset;
     }
-    batch->now_ms = now_ms;
+    batch->now_ms = half->now_ms;
     batch->rules = w->sides[0].rules;
     batch->source_topic = w->cfg->topic_declarations;
     batch->refdata_version = w->snapshot->version;
     /* decode alone first: enrich then sees only the window. */
     size_t failed_at = 0;
-    int rc = w->shared.ops[0].ops->process(&w->shared.ops[0], batch);
+    int rc = half->shared.ops[0].ops->process(&half->shared.ops[0], batch);
     size_t kept = 0;
     for (size_t i = 0; rc == PR_OP_DONE && i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
         if (pr_record_dead(rec)) {
-            w->undecodable[rec->dlq_code]++;
+            half->undecodable[rec->dlq_code]++;
             continue;
         }
         if (!w->o->by_timestamp && (rec->decl.arrival_time < w->o->from_ms || rec->decl.arrival_time >= w->o->to_ms)) {
-            w->out_of_window++;
+            half->out_of_window++;
             continue;
         }
         if (kept != i) batch->records[kept] = *rec;
         kept++;
     }
     batch->count = kept;
-    if (rc == PR_OP_DONE) rc = pr_chain_process(&w->shared, batch, 1, &failed_at);
-    else failed_at = 0;
-    if (rc != PR_OP_DONE) {
-        pr_error("whatif: operator %s failed", w->shared.ops[failed_at].ops->name);
-        return PR_ERR;
-    }
-    return PR_OK;
+    if (rc == PR_OP_DONE) rc = pr_chain_process(&half->shared, batch, 1, &failed_at);
+    if (rc != PR_OP_DONE) pr_error("whatif: operator %s failed", half->shared.ops[failed_at].ops->name);
+    half->rc = rc;
+    return NULL;
 }
 
-/* One side decides the shared batch's records: a copy of each (the
- * strings, lines and reference answers stay in the shared batch's arena,
+/* Runs fn(a) on a second thread and fn(b) on this one; waits for both.
+ * Returns the time spent waiting for the second thread, us. */
+static int64_t pr_whatif_both(void *(*fn)(void *), void *a, void *b) {
+    pthread_t thread;
+    bool threaded = pthread_create(&thread, NULL, fn, a) == 0;
+    fn(b);
+    int64_t t0 = pr_monotonic_us();
+    if (threaded) pthread_join(thread, NULL);
+    else fn(a);
+    return pr_monotonic_us() - t0;
+}
+
+/* One side decides the records of both halves, in order: a copy of each
+ * (the strings, lines and reference answers stay in the halves' arenas,
  * read only), then validate, policy, screen, aggregate, sample, score.
  * Runs on either thread and touches only its side. */
 static void *pr_whatif_side_step(void *arg) {
     struct pr_whatif_side *side = arg;
-    const struct pr_batch *shared = side->shared;
     struct pr_batch *batch = &side->batch;
     pr_batch_reset(batch);
-    memcpy(batch->records, shared->records, shared->count * sizeof(*batch->records));
-    batch->count = shared->count;
-    batch->now_ms = shared->now_ms;
+    batch->count = 0;
+    for (int h = 0; h < 2; h++) {
+        const struct pr_batch *shared = side->shared[h];
+        memcpy(batch->records + batch->count, shared->records, shared->count * sizeof(*batch->records));
+        batch->count += shared->count;
+    }
+    batch->now_ms = side->shared[1]->now_ms;
     batch->rules = side->rules;
-    batch->source_topic = shared->source_topic;
-    batch->refdata_version = shared->refdata_version;
+    batch->source_topic = side->shared[0]->source_topic;
+    batch->refdata_version = side->shared[0]->refdata_version;
     size_t failed_at = 0;
+    int64_t t0 = pr_monotonic_us();
     side->rc = pr_chain_process(&side->rest, batch, 0, &failed_at);
+    side->busy_us += (uint64_t)(pr_monotonic_us() - t0);
     if (side->rc != PR_OP_DONE)
         pr_error("whatif: %s: operator %s failed", side->name, side->rest.ops[failed_at].ops->name);
     return NULL;
@@ -945,13 +977,17 @@ static int pr_whatif_write(struct pr_whatif *w, double wall, double cpu) {
     struct pr_state_stats st[2];
     pr_state_get_stats(w->sides[0].state, &st[0]);
     pr_state_get_stats(w->sides[1].state, &st[1]);
-    json_t *run = json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:b}", "wall_seconds", wall,
+    json_t *stages = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read", (double)w->read_us / 1e6,
+                               "decode_enrich", (double)w->shared_us / 1e6, "baseline",
+                               (double)w->sides[0].busy_us / 1e6, "candidate", (double)w->sides[1].busy_us / 1e6,
+                               "wait_for_candidate", (double)w->wait_us / 1e6, "compare", (double)w->compare_us / 1e6);
+    json_t *run = json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:b, s:o}", "wall_seconds", wall,
                             "cpu_seconds", cpu, "messages_per_second", wall > 0 ? (double)w->read / wall : 0.0,
                             "decided_per_second", wall > 0 ? (double)w->decided / wall : 0.0, "messages_read",
                             (json_int_t)w->read, "decided", (json_int_t)w->decided, "snapshot_seconds",
                             w->snapshot_seconds, "snapshot_bytes", (json_int_t)w->snapshot->bytes,
                             "state_bytes_baseline", (json_int_t)st[0].bytes, "state_bytes_candidate",
-                            (json_int_t)st[1].bytes, "charts", charts);
+                            (json_int_t)st[1].bytes, "charts", charts, "stage_seconds", stages);
     path = pr_whatif_path(dir, "run.json");
     if (rc == PR_OK && json_dump_file(run, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
         pr_error("whatif: cannot write %s", path);
@@ -980,7 +1016,8 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             status = rc;
             goto out;
         }
-        w.sides[s].shared = &w.batch;
+        w.sides[s].shared[0] = &w.halves[0].batch;
+        w.sides[s].shared[1] = &w.halves[1].batch;
     }
     if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST) {
         pr_error("whatif: cannot create %s: %s", o->out_dir, strerror(errno));
@@ -1002,9 +1039,13 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             (unsigned long long)w.snapshot->violator_keys, (unsigned long long)w.snapshot->country_rows,
             (double)w.snapshot->bytes / 1e6, w.snapshot_seconds);
     struct pr_operator_env env = {.cfg = cfg, .refdata = w.snapshot};
-    if (pr_chain_init_env(&w.shared, pr_whatif_shared_chain, PR_ARRAY_LEN(pr_whatif_shared_chain), &env) != PR_OK)
-        goto out;
-    pr_batch_init(&w.batch, o->batch_size);
+    for (int h = 0; h < 2; h++) {
+        w.halves[h].w = &w;
+        if (pr_chain_init_env(&w.halves[h].shared, pr_whatif_shared_chain, PR_ARRAY_LEN(pr_whatif_shared_chain),
+                              &env) != PR_OK)
+            goto out;
+        pr_batch_init(&w.halves[h].batch, o->batch_size);
+    }
     char *changed_path = pr_whatif_path(o->out_dir, "changed.jsonl");
     w.changed_file = fopen(changed_path, "w");
     if (!w.changed_file) pr_error("whatif: cannot write %s: %s", changed_path, strerror(errno));
@@ -1029,6 +1070,7 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     for (;;) {
         message_count = 0;
         int64_t newest = INT64_MIN;
+        int64_t t_read = pr_monotonic_us();
         while (message_count < o->batch_size) {
             rd_kafka_message_t *m = pr_whatif_next(&w, &failed);
             if (!m) break;
@@ -1041,17 +1083,33 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             if (ts > newest) newest = ts;
             messages[message_count++] = m;
         }
+        int64_t t_shared = pr_monotonic_us();
+        w.read_us += (uint64_t)(t_shared - t_read);
         if (failed) break;
         if (message_count == 0) break;
-        if (pr_whatif_shared_step(&w, messages, message_count, newest) != PR_OK) {
-            failed = true;
-            break;
+        /* Decode and enrich: the first half here, the second on the other
+         * thread; then baseline here, candidate there. */
+        size_t first = message_count / 2;
+        for (int h = 0; h < 2; h++) {
+            struct pr_whatif_half *half = &w.halves[h];
+            half->messages = messages + (h ? first : 0);
+            half->count = h ? message_count - first : first;
+            half->now_ms = newest;
         }
-        pthread_t thread;
-        bool threaded = pthread_create(&thread, NULL, pr_whatif_side_step, &w.sides[1]) == 0;
-        pr_whatif_side_step(&w.sides[0]);
-        if (threaded) pthread_join(thread, NULL);
-        else pr_whatif_side_step(&w.sides[1]);
+        w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_half_step, &w.halves[1], &w.halves[0]);
+        int64_t t_sides = pr_monotonic_us();
+        w.shared_us += (uint64_t)(t_sides - t_shared);
+        for (int h = 0; h < 2; h++) {
+            struct pr_whatif_half *half = &w.halves[h];
+            if (half->rc != PR_OP_DONE) failed = true;
+            for (int c = 0; c < PR_DLQ_COUNT; c++) w.undecodable[c] += half->undecodable[c];
+            w.out_of_window += half->out_of_window;
+            memset(half->undecodable, 0, sizeof(half->undecodable));
+            half->out_of_window = 0;
+        }
+        if (failed) break;
+        w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_side_step, &w.sides[1], &w.sides[0]);
+        int64_t t_compare = pr_monotonic_us();
         if (w.sides[0].rc != PR_OP_DONE || w.sides[1].rc != PR_OP_DONE) {
             failed = true;
             break;
@@ -1060,6 +1118,7 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             failed = true;
             break;
         }
+        w.compare_us += (uint64_t)(pr_monotonic_us() - t_compare);
         for (size_t i = 0; i < message_count; i++) rd_kafka_message_destroy(messages[i]);
         message_count = 0;
         pr_whatif_progress(&w, false);
@@ -1088,8 +1147,10 @@ out:
     if (w.changed_file) fclose(w.changed_file);
     if (w.all_file) fclose(w.all_file);
     for (int s = 0; s < 2; s++) pr_whatif_side_free(&w.sides[s]);
-    pr_chain_destroy(&w.shared);
-    if (w.batch.records) pr_batch_destroy(&w.batch);
+    for (int h = 0; h < 2; h++) {
+        pr_chain_destroy(&w.halves[h].shared);
+        if (w.halves[h].batch.records) pr_batch_destroy(&w.halves[h].batch);
+    }
     pr_whatif_close(&w);
     pr_refdata_snapshot_free(w.snapshot);
     for (size_t i = 0; i < w.listed_count; i++) {
