@@ -13,6 +13,12 @@
  * timestamp also at its first record stamped at or after the window's end. Fetches are
  * large (fetch.max.bytes, queued.max.messages.kbytes).
  *
+ * Threads. A reader thread merges the partitions into one of two slots of
+ * up to --batch messages while the main thread decides the other; deciding
+ * a slot uses two threads (decode and enrich in halves, then baseline and
+ * candidate). The report does not depend on the threads: each side sees
+ * the same records in the same order.
+ *
  * Order. The partitions are merged by (Kafka timestamp, partition, offset):
  * the order in which the one-person-one-day state counts declarations then
  * follows when they were written, and it is the same on every run, so the
@@ -184,6 +190,7 @@ struct pr_whatif_partition {
     bool done;
     rd_kafka_message_t *buf[PR_WHATIF_FETCH];
     size_t head, count;
+    int64_t head_ts; /* Kafka timestamp of buf[head] when count > 0 */
     int64_t last_message_us;
 };
 
@@ -215,6 +222,7 @@ struct pr_whatif {
     double snapshot_seconds;
     /* Wall time of the main thread's stages (run.json). */
     uint64_t read_us, shared_us, wait_us, compare_us;
+    uint64_t reader_us; /* the reader thread's time reading */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -391,6 +399,7 @@ static int pr_whatif_fill(struct pr_whatif *w, struct pr_whatif_partition *part)
         }
         part->count = kept;
         if (kept) {
+            part->head_ts = rd_kafka_message_timestamp(part->buf[0], NULL);
             part->last_message_us = pr_monotonic_us();
         } else if (!part->done && pr_monotonic_us() - part->last_message_us > PR_WHATIF_STALL_MS * 1000LL) {
             pr_error("whatif: nothing from %s [%d] for %d s at offset %lld (end %lld); giving up",
@@ -410,12 +419,12 @@ static rd_kafka_message_t *pr_whatif_next(struct pr_whatif *w, bool *failed) {
         int64_t best_ts = 0;
         for (int i = 0; i < w->part_count; i++) {
             struct pr_whatif_partition *part = &w->parts[i];
-            if (pr_whatif_fill(w, part) != PR_OK) {
+            if (part->count == 0 && !part->done && pr_whatif_fill(w, part) != PR_OK) {
                 *failed = true;
                 return NULL;
             }
             if (part->count == 0) continue;
-            int64_t ts = rd_kafka_message_timestamp(part->buf[part->head], NULL);
+            int64_t ts = part->head_ts;
             if (!best || ts < best_ts) {
                 best = part;
                 best_ts = ts;
@@ -424,6 +433,7 @@ static rd_kafka_message_t *pr_whatif_next(struct pr_whatif *w, bool *failed) {
         if (!best) return NULL;
         rd_kafka_message_t *m = best->buf[best->head++];
         best->count--;
+        if (best->count) best->head_ts = rd_kafka_message_timestamp(best->buf[best->head], NULL);
         best->next = m->offset + 1;
         if (best->next >= best->end) best->done = true;
         if (w->o->by_timestamp && best_ts >= w->o->to_ms) {
@@ -436,7 +446,7 @@ static rd_kafka_message_t *pr_whatif_next(struct pr_whatif *w, bool *failed) {
             best->done = true;
             continue;
         }
-        w->read++;
+        __atomic_fetch_add(&w->read, 1, __ATOMIC_RELAXED); /* progress reads it from the main thread */
         return m;
     }
 }
@@ -666,11 +676,12 @@ static void pr_whatif_progress(struct pr_whatif *w, bool last) {
     if (!last && now - w->last_progress_us < (tty ? 1000000 : 5000000)) return;
     w->last_progress_us = now;
     double secs = (double)(now - w->started_us) / 1e6;
-    double rate = secs > 0 ? (double)w->read / secs : 0;
-    double left = rate > 0 && w->to_read > w->read ? (double)(w->to_read - w->read) / rate : 0;
+    uint64_t read = __atomic_load_n(&w->read, __ATOMIC_RELAXED);
+    double rate = secs > 0 ? (double)read / secs : 0;
+    double left = rate > 0 && w->to_read > read ? (double)(w->to_read - read) / rate : 0;
     fprintf(stderr, "%swhatif: %llu of %llu messages (%.1f%%), %llu decided, %llu changed, %.0f/s, ETA %.0f s%s",
-            tty ? "\r" : "", (unsigned long long)w->read, (unsigned long long)w->to_read,
-            w->to_read ? 100.0 * (double)w->read / (double)w->to_read : 100.0, (unsigned long long)w->decided,
+            tty ? "\r" : "", (unsigned long long)read, (unsigned long long)w->to_read,
+            w->to_read ? 100.0 * (double)read / (double)w->to_read : 100.0, (unsigned long long)w->decided,
             (unsigned long long)w->changed, rate, left, !tty || last ? "\n" : "   ");
     fflush(stderr);
 }
@@ -977,10 +988,11 @@ static int pr_whatif_write(struct pr_whatif *w, double wall, double cpu) {
     struct pr_state_stats st[2];
     pr_state_get_stats(w->sides[0].state, &st[0]);
     pr_state_get_stats(w->sides[1].state, &st[1]);
-    json_t *stages = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read", (double)w->read_us / 1e6,
+    json_t *stages = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "reader_thread", (double)w->reader_us / 1e6,
+                               "wait_for_reader", (double)w->read_us / 1e6,
                                "decode_enrich", (double)w->shared_us / 1e6, "baseline",
                                (double)w->sides[0].busy_us / 1e6, "candidate", (double)w->sides[1].busy_us / 1e6,
-                               "wait_for_candidate", (double)w->wait_us / 1e6, "compare", (double)w->compare_us / 1e6);
+                               "wait_for_other_thread", (double)w->wait_us / 1e6, "compare", (double)w->compare_us / 1e6);
     json_t *run = json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:b, s:o}", "wall_seconds", wall,
                             "cpu_seconds", cpu, "messages_per_second", wall > 0 ? (double)w->read / wall : 0.0,
                             "decided_per_second", wall > 0 ? (double)w->decided / wall : 0.0, "messages_read",
@@ -998,6 +1010,69 @@ static int pr_whatif_write(struct pr_whatif *w, double wall, double cpu) {
     return rc;
 }
 
+/* ---------------------------------------------------------------- reader */
+
+/* The reader thread fills a step's messages (merged, in the window by
+ * timestamp) into one of two slots while the main thread decides the
+ * other, so reading overlaps deciding. */
+struct pr_whatif_slot {
+    rd_kafka_message_t **messages;
+    size_t count;
+    int64_t newest; /* newest Kafka timestamp of the slot: the state's clock */
+    bool full;      /* filled, not yet given back by the main thread */
+    bool last;      /* nothing after it */
+};
+
+struct pr_whatif_reader {
+    struct pr_whatif *w;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct pr_whatif_slot slots[2];
+    bool stop, failed;
+    uint64_t out_of_window; /* by timestamp */
+    uint64_t busy_us;
+};
+
+static void *pr_whatif_reader_main(void *arg) {
+    struct pr_whatif_reader *r = arg;
+    struct pr_whatif *w = r->w;
+    for (size_t k = 0;; k ^= 1) {
+        struct pr_whatif_slot *slot = &r->slots[k];
+        pthread_mutex_lock(&r->lock);
+        while (slot->full && !r->stop) pthread_cond_wait(&r->changed, &r->lock);
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->lock);
+        if (stop) return NULL;
+        int64_t t0 = pr_monotonic_us();
+        bool failed = false, ended = false;
+        slot->count = 0;
+        slot->newest = INT64_MIN;
+        while (slot->count < w->o->batch_size) {
+            rd_kafka_message_t *m = pr_whatif_next(w, &failed);
+            if (!m) {
+                ended = true;
+                break;
+            }
+            int64_t ts = rd_kafka_message_timestamp(m, NULL);
+            if (w->o->by_timestamp && (ts < w->o->from_ms || ts >= w->o->to_ms)) {
+                r->out_of_window++;
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (ts > slot->newest) slot->newest = ts;
+            slot->messages[slot->count++] = m;
+        }
+        r->busy_us += (uint64_t)(pr_monotonic_us() - t0);
+        pthread_mutex_lock(&r->lock);
+        slot->full = true;
+        slot->last = ended || failed;
+        r->failed = failed;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        if (ended || failed) return NULL;
+    }
+}
+
 /* ------------------------------------------------------------------ run */
 
 int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o) {
@@ -1008,7 +1083,6 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     w.sides[1].rules_path = o->rules_path ? o->rules_path : w.sides[0].rules_path;
     w.sides[1].policy_path = o->policy_path ? o->policy_path : w.sides[0].policy_path;
     rd_kafka_message_t **messages = pr_malloc(o->batch_size * sizeof(*messages));
-    size_t message_count = 0;
 
     for (int s = 0; s < 2; s++) {
         int rc = pr_whatif_side_init(&w, &w.sides[s], s);
@@ -1067,62 +1141,83 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     w.started_us = pr_monotonic_us();
     double cpu0 = pr_cpu_seconds();
     bool failed = false;
-    for (;;) {
-        message_count = 0;
-        int64_t newest = INT64_MIN;
-        int64_t t_read = pr_monotonic_us();
-        while (message_count < o->batch_size) {
-            rd_kafka_message_t *m = pr_whatif_next(&w, &failed);
-            if (!m) break;
-            int64_t ts = rd_kafka_message_timestamp(m, NULL);
-            if (o->by_timestamp && (ts < o->from_ms || ts >= o->to_ms)) {
-                w.out_of_window++;
-                rd_kafka_message_destroy(m);
-                continue;
-            }
-            if (ts > newest) newest = ts;
-            messages[message_count++] = m;
-        }
-        int64_t t_shared = pr_monotonic_us();
-        w.read_us += (uint64_t)(t_shared - t_read);
-        if (failed) break;
-        if (message_count == 0) break;
-        /* Decode and enrich: the first half here, the second on the other
-         * thread; then baseline here, candidate there. */
-        size_t first = message_count / 2;
-        for (int h = 0; h < 2; h++) {
-            struct pr_whatif_half *half = &w.halves[h];
-            half->messages = messages + (h ? first : 0);
-            half->count = h ? message_count - first : first;
-            half->now_ms = newest;
-        }
-        w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_half_step, &w.halves[1], &w.halves[0]);
-        int64_t t_sides = pr_monotonic_us();
-        w.shared_us += (uint64_t)(t_sides - t_shared);
-        for (int h = 0; h < 2; h++) {
-            struct pr_whatif_half *half = &w.halves[h];
-            if (half->rc != PR_OP_DONE) failed = true;
-            for (int c = 0; c < PR_DLQ_COUNT; c++) w.undecodable[c] += half->undecodable[c];
-            w.out_of_window += half->out_of_window;
-            memset(half->undecodable, 0, sizeof(half->undecodable));
-            half->out_of_window = 0;
-        }
-        if (failed) break;
-        w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_side_step, &w.sides[1], &w.sides[0]);
-        int64_t t_compare = pr_monotonic_us();
-        if (w.sides[0].rc != PR_OP_DONE || w.sides[1].rc != PR_OP_DONE) {
-            failed = true;
-            break;
-        }
-        if (pr_whatif_compare(&w) != PR_OK) {
-            failed = true;
-            break;
-        }
-        w.compare_us += (uint64_t)(pr_monotonic_us() - t_compare);
-        for (size_t i = 0; i < message_count; i++) rd_kafka_message_destroy(messages[i]);
-        message_count = 0;
-        pr_whatif_progress(&w, false);
+    struct pr_whatif_reader reader = {.w = &w};
+    pthread_mutex_init(&reader.lock, NULL);
+    pthread_cond_init(&reader.changed, NULL);
+    reader.slots[0].messages = messages;
+    reader.slots[1].messages = pr_malloc(o->batch_size * sizeof(*messages));
+    pthread_t reader_thread;
+    bool reading = pthread_create(&reader_thread, NULL, pr_whatif_reader_main, &reader) == 0;
+    if (!reading) {
+        pr_error("whatif: cannot start the reader thread");
+        failed = true;
     }
+    for (size_t k = 0; reading;) {
+        struct pr_whatif_slot *slot = &reader.slots[k];
+        int64_t t_read = pr_monotonic_us();
+        pthread_mutex_lock(&reader.lock);
+        while (!slot->full) pthread_cond_wait(&reader.changed, &reader.lock);
+        pthread_mutex_unlock(&reader.lock);
+        int64_t t_shared = pr_monotonic_us();
+        w.read_us += (uint64_t)(t_shared - t_read); /* waiting for the reader */
+        size_t count = slot->count;
+        if (count > 0) {
+            /* Decode and enrich: the first half here, the second on the other
+             * thread; then baseline here, candidate there. */
+            size_t first = count / 2;
+            for (int h = 0; h < 2; h++) {
+                struct pr_whatif_half *half = &w.halves[h];
+                half->messages = slot->messages + (h ? first : 0);
+                half->count = h ? count - first : first;
+                half->now_ms = slot->newest;
+            }
+            w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_half_step, &w.halves[1], &w.halves[0]);
+            int64_t t_sides = pr_monotonic_us();
+            w.shared_us += (uint64_t)(t_sides - t_shared);
+            for (int h = 0; h < 2; h++) {
+                struct pr_whatif_half *half = &w.halves[h];
+                if (half->rc != PR_OP_DONE) failed = true;
+                for (int c = 0; c < PR_DLQ_COUNT; c++) w.undecodable[c] += half->undecodable[c];
+                w.out_of_window += half->out_of_window;
+                memset(half->undecodable, 0, sizeof(half->undecodable));
+                half->out_of_window = 0;
+            }
+            if (!failed) {
+                w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_side_step, &w.sides[1], &w.sides[0]);
+                int64_t t_compare = pr_monotonic_us();
+                if (w.sides[0].rc != PR_OP_DONE || w.sides[1].rc != PR_OP_DONE || pr_whatif_compare(&w) != PR_OK)
+                    failed = true;
+                w.compare_us += (uint64_t)(pr_monotonic_us() - t_compare);
+            }
+        }
+        for (size_t i = 0; i < slot->count; i++) rd_kafka_message_destroy(slot->messages[i]);
+        bool last = slot->last;
+        pthread_mutex_lock(&reader.lock);
+        slot->count = 0;
+        slot->full = false;
+        pthread_cond_broadcast(&reader.changed);
+        pthread_mutex_unlock(&reader.lock);
+        if (last || failed) break;
+        pr_whatif_progress(&w, false);
+        k ^= 1;
+    }
+    if (reading) {
+        pthread_mutex_lock(&reader.lock);
+        reader.stop = true;
+        pthread_cond_broadcast(&reader.changed);
+        pthread_mutex_unlock(&reader.lock);
+        pthread_join(reader_thread, NULL);
+        for (int k = 0; k < 2; k++) {
+            for (size_t i = 0; i < reader.slots[k].count && reader.slots[k].full; i++)
+                rd_kafka_message_destroy(reader.slots[k].messages[i]);
+        }
+        if (reader.failed) failed = true;
+        w.out_of_window += reader.out_of_window;
+        w.reader_us = reader.busy_us;
+    }
+    free(reader.slots[1].messages);
+    pthread_mutex_destroy(&reader.lock);
+    pthread_cond_destroy(&reader.changed);
     double wall = (double)(pr_monotonic_us() - w.started_us) / 1e6, cpu = pr_cpu_seconds() - cpu0;
     pr_whatif_progress(&w, true);
     if (fclose(w.changed_file) != 0) {
@@ -1142,7 +1237,6 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
             w.read ? cpu * 1e6 / (double)w.read : 0.0, (unsigned long long)w.changed, o->out_dir);
     status = 0;
 out:
-    for (size_t i = 0; i < message_count; i++) rd_kafka_message_destroy(messages[i]);
     free(messages);
     if (w.changed_file) fclose(w.changed_file);
     if (w.all_file) fclose(w.all_file);
