@@ -50,6 +50,7 @@
  * scores and reason lists; never a name or address), and PNG charts drawn
  * by gnuplot when it is installed (ops/setup installs gnuplot-nox).
  */
+#define _GNU_SOURCE /* posix_spawn_file_actions_addchdir_np (glibc 2.29) */
 #include "whatif.h"
 
 #include <errno.h>
@@ -959,16 +960,16 @@ static bool pr_whatif_charts(struct pr_whatif *w, const char *dir) {
     pid_t pid;
     char gp[] = "gnuplot", arg[] = "charts.gp";
     char *argv[] = {gp, arg, NULL};
-    char cwd[4096];
-    if (!getcwd(cwd, sizeof(cwd)) || chdir(dir) != 0) return false;
+    /* gnuplot runs in DIR (the script names the files relative to it); this
+     * process's own directory is not changed (other threads are running). */
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addchdir_np(&fa, dir);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     int rc = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     int status = 0;
     bool drawn = rc == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (chdir(cwd) != 0) pr_warn("whatif: cannot return to %s", cwd);
     if (!drawn) pr_warn("whatif: no charts (gnuplot %s)", rc ? "is not installed" : "failed");
     return drawn;
 }
