@@ -26,6 +26,11 @@
  *   pr:ac:<sha256(address)>:<YYYY-MM-DD>   hash c (names), n:<name digest>, d:<id> -> count
  * Both expire state.ttl_hours after their last update.
  *
+ * In process: given a state store at init (struct pr_operator_env, as
+ * `parcelrisk whatif` does), the same counting is done by pipeline/domain/state.c
+ * instead of the script, with no Redis at all; both paths decide through
+ * pr_aggregate_decide, so the rules exist once.
+ *
  * Values and totals (DOMAIN.md section 8): a negative value counts as 0, and
  * totals saturate instead of overflowing. Lua numbers are doubles, exact for
  * every integer up to 2^53 (PR_AGG_SATURATED, $90 trillion): C hands the
@@ -56,6 +61,7 @@
 #include "normalize.h"
 #include "redis.h"
 #include "rules.h"
+#include "state.h"
 #include "operator.h"
 
 static const char pr_aggregate_lua[] =
@@ -152,7 +158,7 @@ static const char pr_aggregate_lua[] =
     "return out\n";
 
 /* 2^53: the largest total the script keeps (see the top of the file). */
-#define PR_AGG_SATURATED 9007199254740992LL
+#define PR_AGG_SATURATED PR_STATE_SCRIPT_TOTAL_CAP
 
 /* What the script adds for a value: negative counts as 0 (DOMAIN.md section
  * 8), and anything above 2^53 as 2^53 (it saturates the day by itself). */
@@ -176,6 +182,8 @@ struct pr_agg_groups {
 };
 
 struct pr_aggregate_ctx {
+    struct pr_state *state; /* in process (whatif): no Redis */
+    struct pr_buf bills;    /* house bills of a crossing, in-process path */
     struct pr_redis redis;
     struct pr_script script;
     bool degrade;
@@ -193,17 +201,25 @@ struct pr_aggregate_ctx {
 static int pr_aggregate_init(struct pr_operator *op, const struct pr_operator_env *env) {
     const struct pr_config *cfg = env->cfg;
     struct pr_aggregate_ctx *ctx = pr_calloc(1, sizeof(*ctx));
+    pr_sha256_init(&ctx->sha);
+    pr_buf_init(&ctx->bills);
+    if (env->state) {
+        ctx->state = env->state;
+        op->ctx = ctx;
+        return PR_OK;
+    }
     struct pr_redis_auth auth = {cfg->redis_user, cfg->redis_password};
     if (pr_redis_init(&ctx->redis, cfg->redis_address, cfg->redis_timeout_ms, &auth) != PR_OK ||
         pr_redis_check_access(&ctx->redis) != PR_OK) {
         pr_redis_close(&ctx->redis);
+        pr_sha256_free(&ctx->sha);
+        pr_buf_free(&ctx->bills);
         free(ctx);
         return PR_ERR;
     }
     ctx->script = (struct pr_script){.name = "consignee-day", .body = pr_aggregate_lua};
     ctx->degrade = strcmp(cfg->on_redis_unavailable, "degrade") == 0;
     snprintf(ctx->ttl_ms, sizeof(ctx->ttl_ms), "%lld", (long long)cfg->state_ttl_hours * 3600000LL);
-    pr_sha256_init(&ctx->sha);
     op->ctx = ctx;
     return PR_OK;
 }
@@ -216,8 +232,9 @@ static void pr_groups_free(struct pr_agg_groups *g) {
 
 static void pr_aggregate_destroy(struct pr_operator *op) {
     struct pr_aggregate_ctx *ctx = op->ctx;
-    pr_redis_close(&ctx->redis);
+    if (!ctx->state) pr_redis_close(&ctx->redis);
     pr_sha256_free(&ctx->sha);
+    pr_buf_free(&ctx->bills);
     pr_groups_free(&ctx->day_groups);
     pr_groups_free(&ctx->address_groups);
     free(ctx->day_slot);
@@ -306,6 +323,51 @@ static struct pr_str pr_key3(struct pr_batch *batch, const char *prefix, const c
     return (struct pr_str){k, (uint32_t)len};
 }
 
+/*
+ * The rules of one person one day, given what the state says about a
+ * declaration: kept is the consignee-day total as first counted (within
+ * [0, 2^53]; 2^53 is a saturated day, reported as INT64_MAX), overs the
+ * declarations individually over the threshold then, crossing whether it
+ * owns the day's aggregate alert (bills: every house bill of the day, when
+ * it does), names the distinct consignee names at its delivery address as
+ * first counted. The one function both state stores (Redis for `run`,
+ * pipeline/domain/state.c for `whatif`) decide through.
+ */
+static void pr_aggregate_decide(struct pr_batch *batch, struct pr_record *rec, const char day[11], int64_t kept,
+                                long long overs, bool crossing, const char *bills, size_t bills_len,
+                                long long names_at_address) {
+    const struct pr_rules *rules = batch->rules;
+    const struct pr_declaration *d = &rec->decl;
+    if (kept < 0) kept = 0;
+    bool saturated = kept >= PR_AGG_SATURATED;
+    int64_t total = saturated ? INT64_MAX : kept;
+    const char *note = saturated ? " (saturated)" : "";
+    rec->day_total_cents = total;
+    rec->cluster_names = (int32_t)names_at_address;
+    const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
+    bool applies = !row->repealed && !rec->suspended;
+    if (applies && d->value_usd_cents <= row->threshold_cents && kept > row->threshold_cents) {
+        rec->aggregate_over_threshold = true;
+        pr_record_firef(batch, rec, PR_R_AGGREGATE_OVER_THRESHOLD, rules->points[PR_R_AGGREGATE_OVER_THRESHOLD],
+                        "consignee-day %s total %lld cents%s above threshold %lld cents", day, (long long)total,
+                        note, (long long)row->threshold_cents);
+        if (overs == 0)
+            pr_record_firef(batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
+                            "every declaration of consignee-day %s within %lld cents, total %lld cents%s", day,
+                            (long long)row->threshold_cents, (long long)total, note);
+        if (crossing && bills) {
+            rec->aggregate_crossing = true;
+            rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, bills, bills_len);
+            rec->day_house_bills.len = (uint32_t)bills_len;
+            rec->aggregate_alert_id = pr_key3(batch, "AGG:", rec->consignee_key, 64, day, 10);
+        }
+    }
+    if (names_at_address >= rules->cluster_size)
+        pr_record_firef(batch, rec, PR_R_ADDRESS_CLUSTER, rules->points[PR_R_ADDRESS_CLUSTER],
+                        "%lld distinct consignee names at the delivery address on %s (cluster size %d)",
+                        names_at_address, day, rules->cluster_size);
+}
+
 static struct pr_str pr_prefixed(struct pr_batch *batch, const char prefix[3], struct pr_str s) {
     char *k = pr_arena_alloc(&batch->arena, (size_t)s.len + 3);
     k[0] = prefix[0];
@@ -333,8 +395,91 @@ static int pr_aggregate_degraded(struct pr_aggregate_ctx *ctx, struct pr_batch *
     return PR_OP_DONE;
 }
 
+/*
+ * The same decisions with the state in process (pipeline/domain/state.c, given by
+ * whatif): the consignee-day and the address-day of each record are counted
+ * in batch order, as the script counts them, then every record is decided
+ * through pr_aggregate_decide; a crossing lists the house bills of its day
+ * as they stand after the whole batch is counted, as the script's HGETALL
+ * does. The state's clock is batch->now_ms. The consignee-day key is the
+ * consignee_key as raw bytes plus the day; the address-day key and the name
+ * are 128-bit digests (pr_local_key).
+ */
+/* An in-process key: a 128-bit digest of data (two SipHash-2-4 under fixed,
+ * distinct keys) followed by the day text, 26 bytes in the arena. In this
+ * process's memory only, so it needs equality, not secrecy: 128 bits make a
+ * collision between two addresses or names as unlikely as one of SHA-256's
+ * (1e-20 with a billion keys), at a tenth of its cost, and hold no raw
+ * name or address. */
+static const uint8_t pr_local_keys[2][16] = {
+    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30, 0x31},
+    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30, 0x32},
+};
+
+static struct pr_str pr_local_key(struct pr_batch *batch, const void *data, size_t len, const char day[11]) {
+    char *k = pr_arena_alloc(&batch->arena, 16 + 10);
+    uint64_t h[2] = {pr_siphash24(pr_local_keys[0], data, len), pr_siphash24(pr_local_keys[1], data, len)};
+    memcpy(k, h, 16);
+    memcpy(k + 16, day, 10);
+    return (struct pr_str){k, 26};
+}
+
+static int pr_hex_nibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_batch *batch) {
+    const struct pr_rules *rules = batch->rules;
+    size_t n = batch->count ? batch->count : 1;
+    char (*days)[11] = pr_arena_alloc(&batch->arena, n * 11);
+    struct pr_str *day_keys = pr_arena_alloc(&batch->arena, n * sizeof(struct pr_str));
+    struct pr_state_day *counted = pr_arena_alloc(&batch->arena, n * sizeof(struct pr_state_day));
+    int32_t *names = pr_arena_alloc(&batch->arena, n * sizeof(int32_t));
+    for (size_t i = 0; i < batch->count; i++) {
+        struct pr_record *rec = &batch->records[i];
+        if (pr_record_dead(rec)) continue;
+        const struct pr_declaration *d = &rec->decl;
+        pr_day_text(d->arrival_time, rules->day_offset_minutes, days[i]);
+        /* consignee_key (64 hex digits) as its 32 bytes, then the day. */
+        char *key = pr_arena_alloc(&batch->arena, 42);
+        for (int b = 0; b < 32; b++)
+            key[b] = (char)(pr_hex_nibble(rec->consignee_key[2 * b]) << 4 | pr_hex_nibble(rec->consignee_key[2 * b + 1]));
+        memcpy(key + 32, days[i], 10);
+        day_keys[i] = (struct pr_str){key, 42};
+        const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
+        bool applies = !row->repealed && !rec->suspended;
+        bool within = d->value_usd_cents <= row->threshold_cents;
+        int64_t thr = row->threshold_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED : row->threshold_cents;
+        pr_state_day_count(ctx->state, day_keys[i], d->declaration_id, pr_agg_counted(d->value_usd_cents),
+                           !within && !row->repealed, applies && within, thr, d->house_bill, batch->now_ms,
+                           &counted[i]);
+        names[i] = 0;
+        pr_record_norms(batch, rec);
+        struct pr_str delivery = rec->norms.delivery_address;
+        if (delivery.len > 0) {
+            struct pr_str address_key = pr_local_key(batch, delivery.ptr, delivery.len, days[i]);
+            struct pr_str name_key =
+                pr_local_key(batch, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, days[i]);
+            name_key.len = 16; /* the name's 128 bits, as the Redis path keeps 128 bits of its digest */
+            names[i] = pr_state_address_count(ctx->state, address_key, d->declaration_id, name_key, batch->now_ms);
+        }
+    }
+    for (size_t i = 0; i < batch->count; i++) {
+        struct pr_record *rec = &batch->records[i];
+        if (pr_record_dead(rec)) continue;
+        const struct pr_state_day *c = &counted[i];
+        pr_buf_reset(&ctx->bills);
+        if (c->crossing) pr_state_day_house_bills(ctx->state, day_keys[i], &ctx->bills);
+        int64_t kept = c->total > PR_AGG_SATURATED ? PR_AGG_SATURATED : c->total;
+        pr_aggregate_decide(batch, rec, days[i], kept, c->overs, c->crossing,
+                            c->crossing ? (ctx->bills.data ? (const char *)ctx->bills.data : "") : NULL,
+                            ctx->bills.len, names[i]);
+    }
+    pr_state_expire(ctx->state, batch->now_ms);
+    return PR_OP_DONE;
+}
+
 static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) {
     struct pr_aggregate_ctx *ctx = op->ctx;
+    if (ctx->state) return pr_aggregate_process_local(ctx, batch);
     const struct pr_rules *rules = batch->rules;
     if (batch->count > ctx->record_cap) {
         ctx->record_cap = batch->count;
@@ -437,44 +582,14 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
     for (size_t i = 0; i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
         if (pr_record_dead(rec)) continue;
-        const struct pr_declaration *d = &rec->decl;
         redisReply **r = reply->element + ctx->day_slot[i];
-        /* The total as the script keeps it, within [0, 2^53]; 2^53 is a
-         * saturated day, reported as INT64_MAX. */
+        /* The total as the script keeps it, within [0, 2^53]. */
         int64_t kept = r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : r[0]->integer;
-        if (kept < 0) kept = 0;
-        bool saturated = kept >= PR_AGG_SATURATED;
-        int64_t total = saturated ? INT64_MAX : kept;
-        const char *note = saturated ? " (saturated)" : "";
-        long long overs = r[1]->integer;
-        bool crossing = r[2]->integer == 1;
         long long names_at_address =
             ctx->address_slot[i] != UINT32_MAX ? reply->element[ctx->address_slot[i]]->integer : 0;
-        rec->day_total_cents = total;
-        rec->cluster_names = (int32_t)names_at_address;
-        const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
-        bool applies = !row->repealed && !rec->suspended;
-        if (applies && d->value_usd_cents <= row->threshold_cents && kept > row->threshold_cents) {
-            rec->aggregate_over_threshold = true;
-            pr_record_firef(batch, rec, PR_R_AGGREGATE_OVER_THRESHOLD,
-                            rules->points[PR_R_AGGREGATE_OVER_THRESHOLD],
-                            "consignee-day %s total %lld cents%s above threshold %lld cents", days[i],
-                            (long long)total, note, (long long)row->threshold_cents);
-            if (overs == 0)
-                pr_record_firef(batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
-                                "every declaration of consignee-day %s within %lld cents, total %lld cents%s",
-                                days[i], (long long)row->threshold_cents, (long long)total, note);
-            if (crossing && r[3]->type == REDIS_REPLY_STRING) {
-                rec->aggregate_crossing = true;
-                rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, r[3]->str, r[3]->len);
-                rec->day_house_bills.len = (uint32_t)r[3]->len;
-                rec->aggregate_alert_id = pr_key3(batch, "AGG:", rec->consignee_key, 64, days[i], 10);
-            }
-        }
-        if (names_at_address >= rules->cluster_size)
-            pr_record_firef(batch, rec, PR_R_ADDRESS_CLUSTER, rules->points[PR_R_ADDRESS_CLUSTER],
-                            "%lld distinct consignee names at the delivery address on %s (cluster size %d)",
-                            names_at_address, days[i], rules->cluster_size);
+        bool has_bills = r[2]->integer == 1 && r[3]->type == REDIS_REPLY_STRING;
+        pr_aggregate_decide(batch, rec, days[i], kept, r[1]->integer, r[2]->integer == 1,
+                            has_bills ? r[3]->str : NULL, has_bills ? (size_t)r[3]->len : 0, names_at_address);
     }
     freeReplyObject(reply);
     return PR_OP_DONE;

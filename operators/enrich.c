@@ -38,6 +38,11 @@
  *
  * Results go to rec->line_refs and rec->party_severity for the policy and
  * screen operators.
+ *
+ * From a snapshot (struct pr_operator_env.refdata, `parcelrisk whatif`):
+ * every key of the batch is answered from that one version in memory; no
+ * Redis, no cache, never unavailable. Collecting the keys and turning the
+ * answers into line_refs and party severities is the same code.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +53,7 @@
 #include "normalize.h"
 #include "redis.h"
 #include "refdata.h"
+#include "refdata_snapshot.h"
 #include "operator.h"
 
 /* Per record: 5 party keys, then 6 keys per line (10, 8, 6, 4, 2 digits,
@@ -95,6 +101,7 @@ struct pr_enrich_key {
 };
 
 struct pr_enrich_ctx {
+    const struct pr_refdata_snapshot *snapshot; /* whatif: answers without Redis */
     struct pr_redis redis;
     struct pr_script script;
     struct pr_cache cache;
@@ -126,6 +133,13 @@ struct pr_enrich_ctx {
 static int pr_enrich_init(struct pr_operator *op, const struct pr_operator_env *env) {
     const struct pr_config *cfg = env->cfg;
     struct pr_enrich_ctx *ctx = pr_calloc(1, sizeof(*ctx));
+    pr_buf_init(&ctx->scratch);
+    if (env->refdata) {
+        ctx->snapshot = env->refdata;
+        snprintf(ctx->version, sizeof(ctx->version), "%s", env->refdata->version);
+        op->ctx = ctx;
+        return PR_OK;
+    }
     struct pr_redis_auth auth = {cfg->redis_user, cfg->redis_password};
     if (pr_redis_init(&ctx->redis, cfg->redis_address, cfg->redis_timeout_ms, &auth) != PR_OK ||
         pr_redis_check_access(&ctx->redis) != PR_OK) {
@@ -137,15 +151,16 @@ static int pr_enrich_init(struct pr_operator *op, const struct pr_operator_env *
     pr_cache_init(&ctx->cache, (size_t)cfg->cache_max_entries, (size_t)cfg->cache_max_mb << 20,
                   cfg->cache_ttl_ms);
     ctx->degrade = strcmp(cfg->on_redis_unavailable, "degrade") == 0;
-    pr_buf_init(&ctx->scratch);
     op->ctx = ctx;
     return PR_OK;
 }
 
 static void pr_enrich_destroy(struct pr_operator *op) {
     struct pr_enrich_ctx *ctx = op->ctx;
-    pr_redis_close(&ctx->redis);
-    pr_cache_destroy(&ctx->cache);
+    if (!ctx->snapshot) {
+        pr_redis_close(&ctx->redis);
+        pr_cache_destroy(&ctx->cache);
+    }
     pr_buf_free(&ctx->scratch);
     free(ctx->keys);
     free(ctx->index);
@@ -518,6 +533,24 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
         if (pr_record_dead(rec)) continue;
         pr_enrich_collect(ctx, batch, rec, ctx->rec_keys + offset);
         offset += PR_PARTY_KEYS + rec->decl.line_count * PR_LINE_KEYS;
+    }
+    if (ctx->snapshot) {
+        for (size_t i = 0; i < ctx->key_count; i++) {
+            struct pr_enrich_key *k = &ctx->keys[i];
+            const char *value;
+            size_t len;
+            bool found = pr_refdata_snapshot_get(ctx->snapshot, k->key, k->len, &value, &len) && len > 0;
+            /* The value lives as long as the snapshot: no copy. */
+            k->state = found ? PR_KEY_FOUND : PR_KEY_ABSENT;
+            k->value = found ? value : NULL;
+            k->value_len = found ? (uint32_t)len : 0;
+        }
+        batch->refdata_version = ctx->snapshot->version;
+        for (size_t i = 0; i < batch->count; i++) {
+            struct pr_record *rec = &batch->records[i];
+            if (!pr_record_dead(rec)) pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
+        }
+        return PR_OP_DONE;
     }
     /* Answer what the cache can. */
     for (size_t i = 0; i < ctx->key_count; i++) {

@@ -48,9 +48,18 @@ struct pr_operator_stats {
     uint64_t cache_entries, cache_bytes; /* size of the operator's cache after the last batch */
 };
 
+struct pr_state;
+struct pr_refdata_snapshot;
+
 /* What an operator may see at init. */
 struct pr_operator_env {
     const struct pr_config *cfg;
+    /* In-process sources instead of Redis, for `parcelrisk whatif` (NULL for
+     * `run`): enrich answers from the snapshot of one reference-data
+     * version, aggregate keeps one person one day in the state store. The
+     * rules are the same code either way. Both outlive the chain. */
+    const struct pr_refdata_snapshot *refdata;
+    struct pr_state *state;
 };
 
 struct pr_operator;
@@ -85,6 +94,9 @@ struct pr_chain {
 /* Builds the chain cfg->chain names; PR_ERR (logged) on an unknown name or a
  * failed init. */
 int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg);
+/* Builds the chain of the count operators named, each given env. */
+int pr_chain_init_env(struct pr_chain *chain, const char *const *names, size_t count,
+                      const struct pr_operator_env *env);
 /* Runs every operator on batch in order. Returns the first non-DONE result
  * and, in *failed_at, the index of the operator that gave it. */
 int pr_chain_process(struct pr_chain *chain, struct pr_batch *batch, size_t start,

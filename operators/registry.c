@@ -30,19 +30,25 @@ static bool pr_operator_known(const char *name) { return pr_operator_lookup(name
 void pr_operators_register(void) { pr_config_set_operator_check(pr_operator_known); }
 
 int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg) {
-    chain->count = 0;
-    chain->ops = pr_calloc(cfg->chain_len, sizeof(*chain->ops));
     struct pr_operator_env env = {.cfg = cfg};
-    for (size_t i = 0; i < cfg->chain_len; i++) {
-        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
+    return pr_chain_init_env(chain, (const char *const *)cfg->chain, cfg->chain_len, &env);
+}
+
+int pr_chain_init_env(struct pr_chain *chain, const char *const *names, size_t count,
+                      const struct pr_operator_env *env) {
+    const struct pr_config *cfg = env->cfg;
+    chain->count = 0;
+    chain->ops = pr_calloc(count ? count : 1, sizeof(*chain->ops));
+    for (size_t i = 0; i < count; i++) {
+        const struct pr_operator_ops *ops = pr_operator_lookup(names[i]);
         if (!ops) {
-            pr_error("config %s: key 'chain': unknown operator '%s'", cfg->path, cfg->chain[i]);
+            pr_error("config %s: key 'chain': unknown operator '%s'", cfg->path, names[i]);
             pr_chain_destroy(chain);
             return PR_ERR;
         }
         struct pr_operator *op = &chain->ops[chain->count];
         op->ops = ops;
-        if (ops->init && ops->init(op, &env) != PR_OK) {
+        if (ops->init && ops->init(op, env) != PR_OK) {
             pr_error("operator %s failed to start", ops->name);
             pr_chain_destroy(chain);
             return PR_ERR;

@@ -120,5 +120,6 @@ int pr_cmd_produce(int argc, char **argv);
 int pr_cmd_refdata(int argc, char **argv);
 int pr_cmd_check_config(int argc, char **argv);
 int pr_cmd_dlq(int argc, char **argv);
+int pr_cmd_whatif(int argc, char **argv);
 
 #endif

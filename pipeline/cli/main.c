@@ -26,6 +26,7 @@ static void pr_usage(FILE *out) {
             "  tail         print decisions, alerts or dlq records as JSON lines\n"
             "  topics       create the topics of the configuration\n"
             "  refdata      load reference data (HTS, violators, countries) into Redis; status\n"
+            "  whatif       replay a window under candidate rules or policy; report the change\n"
             "  config-keys  list every configuration key with its default\n"
             "  check-config check a configuration file (--connect: Kafka, Redis, refdata too)\n"
             "  dlq replay   send the original payloads of chosen dead letters back to the input\n"
@@ -84,6 +85,7 @@ static const struct {
     {"produce", pr_cmd_produce}, {"refdata", pr_cmd_refdata},
     {"config-keys", pr_cmd_config_keys}, {"version", pr_cmd_version},
     {"check-config", pr_cmd_check_config}, {"dlq", pr_cmd_dlq},
+    {"whatif", pr_cmd_whatif},
 };
 
 static int pr_dispatch(const char *cmd, int argc, char **argv) {

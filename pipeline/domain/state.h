@@ -1,0 +1,117 @@
+/*
+ * state.h - keyed one-person-one-day state in process (DOMAIN.md section 8):
+ * the consignee-day and the address-day, with exactly the semantics the
+ * aggregate operator's Redis script keeps, but in this process's memory.
+ *
+ * Why: `parcelrisk whatif` replays a window twice (baseline and candidate)
+ * and must build each side's state from the replayed window alone, without
+ * touching Redis; issue 12 (keyed state on Kafka partitions) will use the
+ * same store as the engine's state. So it knows nothing about Kafka, Redis,
+ * rules or whatif: keys, declaration ids, numbers, a clock given by the
+ * caller.
+ *
+ * Semantics (the same as the script in operators/aggregate.c):
+ *
+ *   consignee-day  pr_state_day_count(key, id, value, ...) counts id once
+ *                  per key: the first time, value is added to the key's
+ *                  total (saturating at total_cap) and "over" adds one to the
+ *                  key's count of declarations individually over the
+ *                  threshold; the total and the over count as they stood then
+ *                  are remembered for id. Counting the same id again (a
+ *                  replay) changes nothing and gives back the remembered
+ *                  numbers. The first id that is a candidate (the threshold
+ *                  applies and it is itself within) and whose remembered
+ *                  total is above its threshold becomes the key's alert
+ *                  owner; crossing is true for the owner, every time.
+ *   address-day    pr_state_address_count(key, id, name) counts name once
+ *                  per key and id once: the first time id is seen, the
+ *                  number of distinct names (counting this one) is
+ *                  remembered for id and returned, then and on every replay.
+ *   TTL            an entry (one key with everything under it) lives ttl_ms
+ *                  after its last update, measured on the caller's clock
+ *                  (now_ms); pr_state_expire drops what is older. An update
+ *                  that only reads (a replay) does not extend it, as in
+ *                  Redis (PEXPIRE only after a write).
+ *   Bounds         max_bytes caps the memory: past it, pr_state_expire drops
+ *                  the least recently updated entries first and counts them
+ *                  as evicted (a result then may differ from Redis's; the
+ *                  count says whether it happened).
+ *
+ * Keys, ids, names and house bills are byte strings taken by length (any
+ * byte, NUL included) and copied. Callers pass digests, never raw names or
+ * addresses (the aggregate operator passes SHA-256 hex).
+ *
+ * @locality one thread per struct pr_state; no global state.
+ */
+#ifndef PR_STATE_H
+#define PR_STATE_H
+
+#include "common.h"
+
+struct pr_state;
+
+/* The total cap of the aggregate operator's Redis script (2^53, the largest
+ * integer Lua's doubles hold exactly): a store given it as total_cap answers
+ * exactly as Redis does, saturated days included. */
+#define PR_STATE_SCRIPT_TOTAL_CAP 9007199254740992LL
+
+struct pr_state_options {
+    int64_t ttl_ms;    /* life of an entry after its last update; <= 0: never expires */
+    size_t max_bytes;  /* memory bound; 0: unbounded */
+    int64_t total_cap; /* totals saturate here; <= 0: INT64_MAX */
+};
+
+/* What the consignee-day state says about one declaration. */
+struct pr_state_day {
+    int64_t total;  /* the day's total as it stood when id was first counted */
+    uint32_t overs; /* declarations individually over the threshold, then */
+    bool first;     /* counted by this call (false: counted before) */
+    bool crossing;  /* id owns the day's aggregate alert */
+};
+
+struct pr_state_stats {
+    size_t keys;       /* consignee-days plus address-days held */
+    size_t members;    /* declarations and names held under them */
+    size_t bytes;      /* memory held, tables included */
+    uint64_t expired;  /* keys dropped by TTL */
+    uint64_t evicted;  /* keys dropped by max_bytes */
+};
+
+struct pr_state *pr_state_new(const struct pr_state_options *options);
+void pr_state_free(struct pr_state *state);
+
+/**
+ * @brief Counts declaration id in consignee-day key (once; see the top).
+ * @param value     what the declaration adds (the caller clamps it: a
+ *                  negative value counts as 0)
+ * @param over      the declaration is individually over the threshold
+ * @param candidate the threshold applies and the declaration is within it
+ * @param threshold the threshold the remembered total is compared with
+ * @param house_bill kept for pr_state_day_house_bills
+ */
+void pr_state_day_count(struct pr_state *state, struct pr_str key, struct pr_str id, int64_t value,
+                        bool over, bool candidate, int64_t threshold, struct pr_str house_bill,
+                        int64_t now_ms, struct pr_state_day *out);
+
+/* What pr_state_day_count remembered for id, without counting it; false
+ * when id is not counted in key. crossing is set for the owner. */
+bool pr_state_day_lookup(const struct pr_state *state, struct pr_str key, struct pr_str id,
+                         struct pr_state_day *out);
+
+/* Every house bill counted in key, sorted bytewise, joined by ","; appended
+ * to out (nothing when key is unknown). */
+void pr_state_day_house_bills(const struct pr_state *state, struct pr_str key, struct pr_buf *out);
+
+/* Counts id and name in address-day key; returns the distinct names at the
+ * key as they stood when id was first counted (this one included). */
+int32_t pr_state_address_count(struct pr_state *state, struct pr_str key, struct pr_str id,
+                               struct pr_str name, int64_t now_ms);
+
+/* Drops the keys whose last update is ttl_ms or more before now_ms, then,
+ * while over max_bytes, the least recently updated ones. Returns the keys
+ * dropped. */
+size_t pr_state_expire(struct pr_state *state, int64_t now_ms);
+
+void pr_state_get_stats(const struct pr_state *state, struct pr_state_stats *out);
+
+#endif
