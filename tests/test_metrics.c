@@ -1,5 +1,5 @@
 /* Unit tests: the Prometheus text of /metrics and the /ready answer
- * (pipeline/metrics.c), checked line by line against the expected text;
+ * (pipeline/observe/metrics.c), checked line by line against the expected text;
  * label escaping; histogram buckets cumulative with +Inf equal to _count. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -30,7 +30,7 @@
  * that is not the declaration's. Such a declaration must be filed again by
  * its hub. A cut is recognised from the dead letter itself: its error_detail
  * says "(cut to input.dlq_keep_bytes=K: key k of n bytes, payload p of m)"
- * (pipeline/engine.c), or, for TOO_LARGE, "message of N bytes exceeds the cap
+ * (pipeline/engine/engine.c), or, for TOO_LARGE, "message of N bytes exceeds the cap
  * of C" with fewer than N payload bytes kept.
  *
  * How it sends. An idempotent producer (pr_kafka_conf_new: acks=all, the
