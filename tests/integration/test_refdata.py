@@ -141,7 +141,7 @@ expect_hts = {
 for code, want in expect_hts.items():
     c.equal(r("HGET", key(v1, "hts"), code), want, f"hts {code} encoded as {want}")
 c.equal(r("HLEN", key(v1, "hts")), n_hts, "hts hash has one field per row")
-with open(os.path.join(ROOT, "pipeline", "gen.c")) as fh:
+with open(os.path.join(ROOT, "pipeline", "gen", "gen.c")) as fh:
     gen_codes = re.findall(r'\{"(\d{10})", "', fh.read())
 c.check(len(gen_codes) >= 20, "found the generator's HTS codes in gen.c", f"({len(gen_codes)})")
 values = r("HMGET", key(v1, "hts"), *gen_codes)
