@@ -203,6 +203,14 @@ struct pr_engine {
     uint64_t committed_declarations, committed_batches;
     int64_t last_publish_us;
     bool publish_pending; /* a state changed: publish at the next turn */
+    /* Exactly-once: the offsets committed with transactions, by input
+     * partition (-1: none since the partition was assigned). The consumer
+     * never commits itself then, so librdkafka's consumer_lag stays at the
+     * offset it fetched at assignment; the lag is the end offset minus
+     * these instead. */
+    int64_t *txn_offsets;
+    size_t txn_offset_count;
+    bool read_committed; /* the consumer's isolation.level: ls_offset is its end */
 };
 
 static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset);
@@ -268,6 +276,43 @@ static void pr_engine_set_paused(struct pr_engine *engine, bool paused) {
     engine->publish_pending = true;
 }
 
+/* Exactly-once: remembers the offsets a transaction committed (for the lag). */
+static void pr_engine_note_txn_offsets(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *offsets) {
+    for (int i = 0; i < offsets->cnt; i++) {
+        int32_t partition = offsets->elems[i].partition;
+        if (partition < 0 || partition >= PR_METRICS_MAX_PARTITIONS) continue;
+        if ((size_t)partition >= engine->txn_offset_count) {
+            size_t count = (size_t)partition + 1;
+            engine->txn_offsets = pr_realloc(engine->txn_offsets, count * sizeof(*engine->txn_offsets));
+            for (size_t k = engine->txn_offset_count; k < count; k++) engine->txn_offsets[k] = -1;
+            engine->txn_offset_count = count;
+        }
+        engine->txn_offsets[partition] = offsets->elems[i].offset;
+    }
+}
+
+/* A partition assigned (again): what it had committed before may be
+ * another member's past; librdkafka's fetched offset is right again. */
+static void pr_engine_forget_txn_offsets(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *parts) {
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].partition >= 0 && (size_t)parts->elems[i].partition < engine->txn_offset_count)
+            engine->txn_offsets[parts->elems[i].partition] = -1;
+}
+
+/* The lag of one partition from its statistics: librdkafka's consumer_lag
+ * (end offset minus the committed offset it knows), or, exactly-once, the
+ * end offset minus the offset our last transaction committed. -1: unknown. */
+static int64_t pr_engine_partition_lag(const struct pr_engine *engine, int32_t partition, json_t *stats) {
+    int64_t mine = (size_t)partition < engine->txn_offset_count ? engine->txn_offsets[partition] : -1;
+    json_t *end = json_object_get(stats, engine->read_committed ? "ls_offset" : "hi_offset");
+    if (mine >= 0 && json_is_integer(end) && json_integer_value(end) >= 0) {
+        int64_t lag = (int64_t)json_integer_value(end) - mine;
+        return lag > 0 ? lag : 0;
+    }
+    json_t *lag = json_object_get(stats, "consumer_lag");
+    return json_is_integer(lag) && json_integer_value(lag) >= 0 ? (int64_t)json_integer_value(lag) : -1;
+}
+
 static int pr_lag_compare(const void *a, const void *b) {
     const struct pr_metrics_lag *x = a, *y = b;
     return (x->partition > y->partition) - (x->partition < y->partition);
@@ -308,10 +353,10 @@ static int pr_engine_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void 
         long long id;
         if (pr_parse_integer(name, 0, INT32_MAX, &id) != PR_OK) continue; /* "-1": unassigned messages */
         if (!assigned || !rd_kafka_topic_partition_list_find(assigned, topic, (int32_t)id)) continue;
-        json_t *lag = json_object_get(item, "consumer_lag");
-        if (!json_is_integer(lag) || json_integer_value(lag) < 0) continue;
+        int64_t lag = pr_engine_partition_lag(engine, (int32_t)id, item);
+        if (lag < 0) continue;
         if (count == PR_METRICS_MAX_PARTITIONS) break;
-        snap->lag[count++] = (struct pr_metrics_lag){(int32_t)id, (int64_t)json_integer_value(lag)};
+        snap->lag[count++] = (struct pr_metrics_lag){(int32_t)id, lag};
     }
     qsort(snap->lag, count, sizeof(snap->lag[0]), pr_lag_compare);
     snap->lag_count = count;
@@ -713,6 +758,7 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
                     pr_engine_release_all(engine);
                     pr_engine_txn_counters_reset(engine);
                     if (engine->refusal_count) pr_engine_forget_refusals(engine, offsets);
+                    if (engine->snap) pr_engine_note_txn_offsets(engine, offsets);
                     rd_kafka_topic_partition_list_destroy(offsets);
                     return;
                 }
@@ -799,6 +845,7 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
              * reachable now, whatever the last statistics said. */
             engine->snap->kafka = PR_READY_OK;
             engine->publish_pending = true;
+            pr_engine_forget_txn_offsets(engine, partitions);
         }
         engine->last_message_us = pr_monotonic_us();
         if (cooperative) {
@@ -1012,6 +1059,9 @@ static int pr_engine_setup(struct pr_engine *engine) {
             return 2;
         }
         rd_kafka_conf_set_stats_cb(cconf, pr_engine_stats_cb);
+        size = sizeof(value);
+        engine->read_committed = rd_kafka_conf_get(cconf, "isolation.level", value, &size) != RD_KAFKA_CONF_OK ||
+                                 strcmp(value, "read_uncommitted") != 0;
     }
     engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
     if (!engine->consumer) {
@@ -1702,6 +1752,7 @@ out:
     pr_probe_stop(engine->probe);
     pr_metrics_free(engine->metrics);
     free(engine->snap);
+    free(engine->txn_offsets);
     for (size_t i = 0; i < engine->slot_count; i++) {
         pr_batch_destroy(&engine->slots[i].batch);
         free(engine->slots[i].messages);
