@@ -1370,7 +1370,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     pr_buf_init(&engine->scratch);
     rc = pr_engine_setup(engine);
     if (rc == -1) {
-        pr_info("stopped while waiting for the output topics");
+        pr_info("stopped while waiting for the output topics or the schema registry");
         rc = 0;
         goto out;
     }

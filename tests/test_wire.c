@@ -20,8 +20,15 @@
 #include <string.h>
 
 #include "codec.h"
+#include "config.h"
+#include "operator.h"
+#include "schema_registry.h"
 #include "schemas.h"
 #include "wire.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define S(lit) ((struct pr_str){(lit), (uint32_t)(sizeof(lit) - 1)})
 
@@ -467,6 +474,172 @@ static void test_resolved_corrupted_bytes(void **state) {
     free(v2);
 }
 
+/* ------------------------------------------------- the operators, framed */
+
+static void pr_test_batch(struct pr_batch *batch) {
+    pr_batch_init(batch, 8);
+    batch->source_topic = "declarations";
+    batch->refdata_version = "none";
+    batch->now_ms = 1760000000000LL;
+}
+
+/* One decided record and one dead letter through encode: without ids the
+ * bytes are exactly the codec's (as before registries existed); with ids,
+ * the same bytes behind the header of each output's schema id. */
+static void test_encode_framing(void **state) {
+    (void)state;
+    const struct pr_operator_ops *ops = pr_operator_lookup("encode");
+    assert_non_null(ops);
+    struct pr_config *cfg = pr_config_default();
+    struct pr_operator op = {.ops = ops};
+    struct pr_operator_env env = {.cfg = cfg};
+    assert_int_equal(ops->init(&op, &env), PR_OK);
+    static const struct pr_output_ids ids = {.decision = 7, .alert = 8, .deadletter = 0x01020304};
+    for (int framed = 0; framed < 2; framed++) {
+        struct pr_batch batch;
+        pr_test_batch(&batch);
+        batch.frame = framed ? &ids : NULL;
+        struct pr_record *decided = pr_batch_push(&batch);
+        pr_test_declaration(&decided->decl);
+        snprintf(decided->consignee_key, sizeof(decided->consignee_key), "%064d", 0);
+        decided->lane = PR_LANE_YELLOW;
+        decided->score = 300;
+        decided->outputs = PR_OUT_DECISION | PR_OUT_ALERT;
+        struct pr_record *dead = pr_batch_push(&batch);
+        dead->payload = (const uint8_t *)"\x00\x00\x00";
+        dead->payload_len = 3;
+        pr_record_dead_letter(dead, PR_DLQ_UNKNOWN_SCHEMA, "framed value of 3 bytes: truncated header");
+        dead->outputs = PR_OUT_DLQ;
+        assert_int_equal(ops->process(&op, &batch), PR_OP_DONE);
+        struct pr_buf want;
+        pr_buf_init(&want);
+        uint8_t h[PR_WIRE_HEADER_BYTES];
+        if (framed) {
+            pr_wire_header(7, h);
+            pr_buf_append(&want, h, sizeof(h));
+        }
+        pr_decision_encode(&batch, decided, &want);
+        assert_int_equal(decided->out_decision.len, want.len);
+        assert_memory_equal(decided->out_decision.ptr, want.data, want.len);
+        if (!framed) assert_int_not_equal((uint8_t)decided->out_decision.ptr[0], 0);
+        pr_buf_reset(&want);
+        if (framed) {
+            pr_wire_header(0x01020304, h);
+            pr_buf_append(&want, h, sizeof(h));
+        }
+        pr_deadletter_encode(&batch, dead, dead->payload_len, &want);
+        assert_int_equal(dead->out_dlq.len, want.len);
+        assert_memory_equal(dead->out_dlq.ptr, want.data, want.len);
+        pr_buf_free(&want);
+        pr_batch_destroy(&batch);
+    }
+    ops->destroy(&op);
+    pr_config_free(cfg);
+}
+
+/* A loopback port with nothing listening (bound, then closed). */
+static int pr_closed_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* decode with a registry that does not answer (connection refused: a real
+ * failure, no server stands in): a batch holding a framed value is given
+ * back untouched (PR_OP_RETRY, nothing dead-lettered, nothing decoded);
+ * a batch without framed values needs no registry: plain values decode,
+ * a truncated header is UNKNOWN_SCHEMA. */
+static void test_decode_registry_unavailable(void **state) {
+    (void)state;
+    const struct pr_operator_ops *ops = pr_operator_lookup("decode");
+    struct pr_config *cfg = pr_config_default();
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", pr_closed_port());
+    assert_int_equal(pr_config_set(cfg, "schema_registry.url", url, "test", 0), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.timeout_ms", "1000", "test", 0), PR_OK);
+    struct pr_operator op = {.ops = ops};
+    struct pr_operator_env env = {.cfg = cfg};
+    assert_int_equal(ops->init(&op, &env), PR_OK);
+
+    struct pr_declaration d;
+    pr_test_declaration(&d);
+    struct pr_buf plain, framed;
+    pr_buf_init(&plain);
+    pr_buf_init(&framed);
+    pr_declaration_encode(&d, &plain);
+    uint8_t h[PR_WIRE_HEADER_BYTES];
+    pr_wire_header(42, h);
+    pr_buf_append(&framed, h, sizeof(h));
+    pr_buf_append(&framed, plain.data, plain.len);
+
+    struct pr_batch batch;
+    pr_test_batch(&batch);
+    struct pr_record *a = pr_batch_push(&batch), *b = pr_batch_push(&batch);
+    a->payload = plain.data;
+    a->payload_len = plain.len;
+    b->payload = framed.data;
+    b->payload_len = framed.len;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        assert_int_equal(ops->process(&op, &batch), PR_OP_RETRY);
+        assert_int_equal(a->dlq_code, PR_DLQ_NONE);
+        assert_int_equal(b->dlq_code, PR_DLQ_NONE);
+        assert_int_equal(a->decl.declaration_id.len, 0); /* not decoded either */
+    }
+    pr_batch_destroy(&batch);
+
+    pr_test_batch(&batch);
+    a = pr_batch_push(&batch);
+    b = pr_batch_push(&batch);
+    a->payload = plain.data;
+    a->payload_len = plain.len;
+    b->payload = framed.data;
+    b->payload_len = 4;
+    assert_int_equal(ops->process(&op, &batch), PR_OP_DONE);
+    assert_int_equal(a->dlq_code, PR_DLQ_NONE);
+    pr_expect_same(&a->decl, &d);
+    assert_int_equal(b->dlq_code, PR_DLQ_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(b->dlq_detail, "truncated header"));
+    pr_batch_destroy(&batch);
+
+    ops->destroy(&op);
+    pr_config_free(cfg);
+    pr_buf_free(&plain);
+    pr_buf_free(&framed);
+}
+
+/* The configuration: the password is a secret, credentials in the URL and
+ * a user without a password are refused. */
+static void test_registry_config(void **state) {
+    (void)state;
+    assert_true(pr_config_key_is_secret("schema_registry.password"));
+    assert_false(pr_config_key_is_secret("schema_registry.user"));
+    struct pr_config *cfg = pr_config_default();
+    assert_int_equal(pr_config_validate(cfg), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "http://u:p@127.0.0.1:8081", "test", 0), PR_OK);
+    assert_int_equal(pr_config_validate(cfg), PR_ERR);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "ftp://127.0.0.1:8081", "test", 0), PR_OK);
+    assert_int_equal(pr_config_validate(cfg), PR_ERR);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "https://registry.example:8081/apis/ccompat/v7", "test", 0), PR_OK);
+    assert_int_equal(pr_config_validate(cfg), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.user", "hub", "test", 0), PR_OK);
+    assert_int_equal(pr_config_validate(cfg), PR_ERR);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.password", "s3cret", "test", 0), PR_OK);
+    assert_int_equal(pr_config_validate(cfg), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.subject_strategy", "by_magic", "test", 0), PR_ERR);
+    pr_config_free(cfg);
+    char subject[128];
+    pr_schema_registry_subject("topic_name", "decisions", "parcelrisk.Decision", subject, sizeof(subject));
+    assert_string_equal(subject, "decisions-value");
+    pr_schema_registry_subject("record_name", "decisions", "parcelrisk.Decision", subject, sizeof(subject));
+    assert_string_equal(subject, "parcelrisk.Decision");
+    pr_schema_registry_subject("topic_record_name", "alerts", "parcelrisk.Decision", subject, sizeof(subject));
+    assert_string_equal(subject, "alerts-parcelrisk.Decision");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header),
@@ -476,6 +649,9 @@ int main(void) {
         cmocka_unit_test(test_unresolvable_writers),
         cmocka_unit_test(test_resolved_bad_bytes),
         cmocka_unit_test(test_resolved_corrupted_bytes),
+        cmocka_unit_test(test_encode_framing),
+        cmocka_unit_test(test_decode_registry_unavailable),
+        cmocka_unit_test(test_registry_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
