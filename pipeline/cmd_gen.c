@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "wire.h"
 #include "gen.h"
 #include "kafka.h"
 
@@ -33,6 +34,7 @@ static void pr_gen_usage(FILE *out) {
             "usage: parcelrisk gen [--config FILE] [--set KEY=VALUE]... [--brokers LIST] [--topic NAME]\n"
             "                      [--count N] [--rate PER_SECOND] [--bad N] [--seed S]\n"
             "                      [--start YYYY-MM-DD] [--days D] [--consignees N] [--ids FILE] [--quiet]\n"
+            "                      [--frame-id ID]\n"
             "Numbers are plain decimal, without units.\n"
             "  --count N    declarations to produce, 0 or more (default 10000)\n"
             "  --rate R     steady rate per second, e.g. 2500 or 0.5 (default: as fast as possible)\n"
@@ -49,6 +51,9 @@ static void pr_gen_usage(FILE *out) {
             "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"
             "               'bad <key> <kind>'\n"
             "  --quiet      no progress lines\n"
+            "  --frame-id ID  write every valid declaration Confluent-framed with this schema\n"
+            "               registry id (0-4294967295), as a hub's serializer would (the\n"
+            "               --bad messages stay unframed)\n"
             PR_CLI_SHARED_HELP);
 }
 
@@ -63,6 +68,7 @@ enum {
     PR_GEN_TOPIC,
     PR_GEN_START,
     PR_GEN_QUIET,
+    PR_GEN_FRAME_ID,
 };
 
 int pr_cmd_gen(int argc, char **argv) {
@@ -78,6 +84,7 @@ int pr_cmd_gen(int argc, char **argv) {
         {"topic", required_argument, NULL, PR_GEN_TOPIC},
         {"start", required_argument, NULL, PR_GEN_START},
         {"quiet", no_argument, NULL, PR_GEN_QUIET},
+        {"frame-id", required_argument, NULL, PR_GEN_FRAME_ID},
         PR_CLI_OPTIONS_END,
     };
     struct pr_cli cli;
@@ -88,6 +95,7 @@ int pr_cmd_gen(int argc, char **argv) {
     double rate = 0;
     bool quiet = false;
     const char *ids_path = NULL, *topic_option = NULL;
+    long long frame_id = -1; /* --frame-id: -1 for plain Avro binary */
     int64_t start_ms = pr_now_ms();
     long long number = 0;
     int opt;
@@ -121,6 +129,10 @@ int pr_cmd_gen(int argc, char **argv) {
             break;
         case PR_GEN_IDS:
             ids_path = optarg;
+            break;
+        case PR_GEN_FRAME_ID:
+            rc = pr_cli_integer(&cli, "--frame-id", optarg, 0, UINT32_MAX, "", &number);
+            frame_id = number;
             break;
         case PR_GEN_TOPIC:
             if (!pr_topic_name_legal(optarg))
@@ -168,9 +180,10 @@ int pr_cmd_gen(int argc, char **argv) {
     struct pr_gen gen;
     pr_gen_init(&gen, seed, start_ms, days);
     if (consignees > 0) gen.consignee_pool = consignees;
-    struct pr_buf valid, badbuf;
+    struct pr_buf valid, badbuf, framed;
     pr_buf_init(&valid);
     pr_buf_init(&badbuf);
+    pr_buf_init(&framed);
     int64_t t0 = pr_monotonic_us(), last_progress = t0;
     uint64_t next_bad_index = 0, bad_made = 0;
     if (bad) next_bad_index = 0 * count / bad + count / (2 * bad);
@@ -203,6 +216,14 @@ int pr_cmd_gen(int argc, char **argv) {
             key_len = d.declaration_id.len < sizeof(key) ? d.declaration_id.len : sizeof(key) - 1;
             memcpy(key, d.declaration_id.ptr, key_len);
             if (ids) fprintf(ids, "ok %.*s\n", (int)key_len, key);
+            if (frame_id >= 0) {
+                uint8_t header[PR_WIRE_HEADER_BYTES];
+                pr_wire_header((uint32_t)frame_id, header);
+                pr_buf_reset(&framed);
+                pr_buf_append(&framed, header, sizeof(header));
+                pr_buf_append(&framed, valid.data, valid.len);
+                value = &framed;
+            }
         }
         for (;;) {
             /* The message timestamp is the producer's clock (Kafka's
@@ -243,6 +264,7 @@ int pr_cmd_gen(int argc, char **argv) {
     if (ids) fclose(ids);
     pr_buf_free(&valid);
     pr_buf_free(&badbuf);
+    pr_buf_free(&framed);
     rd_kafka_topic_destroy(topic);
     rd_kafka_destroy(rk);
     return pr_cli_finish(&cli, delivery.failed ? 1 : 0);
