@@ -19,10 +19,11 @@
  *      string valid UTF-8 and the fields consistent with the record;
  *   3. through the resolved path of the registry (pipeline/wire.c) as written
  *      by another schema version, ours plus one optional field at the end:
- *      it must not crash (Avro-C reads these bytes after our walk), and it
- *      must accept the input exactly when the fast decoder accepts the
- *      input less its last byte and that byte is 0 (the new field, null),
- *      giving the same declaration (the same bytes when encoded again).
+ *      it must not crash (Avro-C reads these bytes after our walk); a v1
+ *      Declaration followed by a null must be accepted, and whatever it
+ *      accepts must be a complete v1 Declaration (to the fast decoder)
+ *      followed by the new field's bytes, with the same fields (the same
+ *      bytes when encoded again).
  *
  * Any violation aborts, which libFuzzer reports as a crash. The same entry
  * point is driven by replay_corpus.c in builds without libFuzzer.
@@ -522,17 +523,25 @@ static void pr_fuzz_resolved(struct pr_fuzz_state *s, const uint8_t *data, size_
     enum pr_dlq_code rcode = pr_decl_reader_decode(s->v2, data, size, &resolved, &s->arena, err, sizeof(err));
     if ((int)rcode < PR_DLQ_NONE || rcode > PR_DLQ_UNKNOWN_SCHEMA) pr_fuzz_fail("resolved: bad code %d", rcode);
     if (rcode != PR_DLQ_NONE && err[0] == '\0') pr_fuzz_fail("resolved: %s without an error text", pr_dlq_names[rcode]);
-    bool plain_ok = size > 0 && data[size - 1] == 0 &&
-                    pr_declaration_decode(data, size - 1, &plain, &s->arena, err, sizeof(err)) == PR_DLQ_NONE;
-    if ((rcode == PR_DLQ_NONE) != plain_ok)
-        pr_fuzz_fail("resolved path says %s, the fast decoder on the bytes less the null field %s",
-                     pr_dlq_names[rcode], plain_ok ? "accepts" : "refuses");
-    if (plain_ok) {
-        pr_buf_reset(&s->first);
-        pr_buf_reset(&s->second);
-        pr_declaration_encode(&resolved, &s->first);
-        pr_declaration_encode(&plain, &s->second);
-        if (s->first.len != s->second.len || memcmp(s->first.data, s->second.data, s->first.len) != 0)
-            pr_fuzz_fail("resolved and fast decoder disagree on the fields");
-    }
+    /* A v1 Declaration followed by a null is a valid v2 record. */
+    bool plain_null = size > 0 && data[size - 1] == 0 &&
+                      pr_declaration_decode(data, size - 1, &plain, &s->arena, err, sizeof(err)) == PR_DLQ_NONE;
+    if (plain_null && rcode != PR_DLQ_NONE)
+        pr_fuzz_fail("resolved path says %s for a v1 Declaration followed by a null", pr_dlq_names[rcode]);
+    if (rcode != PR_DLQ_NONE) return;
+    /* A valid v2 record is a complete v1 Declaration followed by the new
+     * field (null, or a string): the fast decoder says TRAILING_BYTES, and
+     * the Declaration before those bytes has the same fields. */
+    size_t extra = 0, v1_len = 0;
+    if (pr_declaration_decode(data, size, &plain, &s->arena, err, sizeof(err)) != PR_DLQ_TRAILING_BYTES ||
+        sscanf(err, "%zu bytes after a complete Declaration of %zu bytes", &extra, &v1_len) != 2 ||
+        v1_len + extra != size ||
+        pr_declaration_decode(data, v1_len, &plain, &s->arena, err, sizeof(err)) != PR_DLQ_NONE)
+        pr_fuzz_fail("resolved path accepts what is not a v1 Declaration followed by one more field");
+    pr_buf_reset(&s->first);
+    pr_buf_reset(&s->second);
+    pr_declaration_encode(&resolved, &s->first);
+    pr_declaration_encode(&plain, &s->second);
+    if (s->first.len != s->second.len || memcmp(s->first.data, s->second.data, s->first.len) != 0)
+        pr_fuzz_fail("resolved and fast decoder disagree on the fields");
 }
