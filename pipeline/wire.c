@@ -302,11 +302,10 @@ static bool pr_walk(struct pr_walk *w, avro_schema_t s, int depth);
 /* The blocks of an array or a map. */
 static bool pr_walk_blocks(struct pr_walk *w, avro_schema_t s, avro_schema_t items, bool map, int depth) {
     for (;;) {
-        int64_t count;
+        int64_t count, block_bytes = -1;
         if (!pr_walk_long(w, &count, s)) return false;
         if (count == 0) return true;
         if (count < 0) {
-            int64_t block_bytes;
             if (count == INT64_MIN) return pr_walk_fail(w, "bad block count", s);
             count = -count;
             if (!pr_walk_long(w, &block_bytes, s)) return false;
@@ -319,11 +318,15 @@ static bool pr_walk_blocks(struct pr_walk *w, avro_schema_t s, avro_schema_t ite
         if ((uint64_t)count > (uint64_t)(w->end - w->pos) + 1 || w->items + (uint64_t)count > PR_WALK_MAX_ITEMS)
             return pr_walk_fail(w, "item count exceeds bytes left", s);
         w->items += (size_t)count;
+        const uint8_t *block_start = w->pos;
         for (int64_t i = 0; i < count; i++) {
             int64_t key_len;
             if (map && (!pr_walk_long(w, &key_len, s) || !pr_walk_skip(w, key_len, s))) return false;
             if (!pr_walk(w, items, depth + 1)) return false;
         }
+        /* As the fast decoder: a block size must match its items. */
+        if (block_bytes >= 0 && w->pos - block_start != block_bytes)
+            return pr_walk_fail(w, "block size disagrees with its items", s);
     }
 }
 

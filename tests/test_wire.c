@@ -474,6 +474,58 @@ static void test_resolved_corrupted_bytes(void **state) {
     free(v2);
 }
 
+/* A lines block with its byte size (a negative count): the size must match
+ * the items exactly, on the fast path and on the resolved path alike. */
+static void test_block_size_checked(void **state) {
+    (void)state;
+    /* v2: ours plus an optional field at the end: a v1 record followed by
+     * a null is a v2 record. */
+    char *v2 = pr_schema_variant(NULL, 0,
+                                 "{\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}",
+                                 NULL);
+    struct pr_decl_reader *reader = pr_decl_reader_new(v2, strlen(v2));
+    assert_int_equal(pr_decl_reader_kind(reader), PR_WRITER_RESOLVED);
+    struct pr_declaration d;
+    pr_test_declaration(&d);
+    d.line_count = 0;
+    struct pr_buf head, item;
+    pr_buf_init(&head);
+    pr_buf_init(&item);
+    pr_declaration_encode(&d, &head);
+    head.len--; /* the empty array's 0 */
+    const struct pr_line *l = &pr_test_lines[0];
+    pr_avro_write_string(&item, l->hts.ptr, l->hts.len);
+    pr_avro_write_string(&item, l->description.ptr, l->description.len);
+    pr_avro_write_string(&item, l->origin_country.ptr, l->origin_country.len);
+    pr_avro_write_long(&item, l->quantity);
+    pr_avro_write_long(&item, l->value_usd_cents);
+    struct pr_arena arena;
+    pr_arena_init(&arena, 4096);
+    char err[192];
+    for (int64_t delta = -1; delta <= 1; delta++) {
+        struct pr_buf msg;
+        pr_buf_init(&msg);
+        pr_buf_append(&msg, head.data, head.len);
+        pr_avro_write_long(&msg, -1);
+        pr_avro_write_long(&msg, (int64_t)item.len + delta);
+        pr_buf_append(&msg, item.data, item.len);
+        pr_avro_write_long(&msg, 0); /* end of the array, and the end of a v1 record */
+        enum pr_dlq_code want = delta == 0 ? PR_DLQ_NONE : PR_DLQ_DECODE_ERROR;
+        struct pr_declaration got;
+        assert_int_equal(pr_declaration_decode(msg.data, msg.len, &got, &arena, err, sizeof(err)), want);
+        if (delta == 0) assert_int_equal(got.line_count, 1);
+        pr_buf_append(&msg, "\0", 1); /* v2's hub_reference: null */
+        assert_int_equal(pr_decl_reader_decode(reader, msg.data, msg.len, &got, &arena, err, sizeof(err)), want);
+        if (delta == 0) assert_int_equal(got.line_count, 1);
+        pr_buf_free(&msg);
+    }
+    pr_arena_destroy(&arena);
+    pr_buf_free(&head);
+    pr_buf_free(&item);
+    pr_decl_reader_free(reader);
+    free(v2);
+}
+
 /* ------------------------------------------------- the operators, framed */
 
 static void pr_test_batch(struct pr_batch *batch) {
@@ -649,6 +701,7 @@ int main(void) {
         cmocka_unit_test(test_unresolvable_writers),
         cmocka_unit_test(test_resolved_bad_bytes),
         cmocka_unit_test(test_resolved_corrupted_bytes),
+        cmocka_unit_test(test_block_size_checked),
         cmocka_unit_test(test_encode_framing),
         cmocka_unit_test(test_decode_registry_unavailable),
         cmocka_unit_test(test_registry_config),
