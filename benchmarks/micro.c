@@ -4,12 +4,14 @@
  * exactly as `parcelrisk run` calls them.
  *
  *   pr_micro [--count N] [--distinct D] [--batch B] [--redis HOST:PORT] [--chain LIST]
- *            [--consignees N] [--cache-entries N] [--cache-mb N] [--cold] [--digest]
+ *            [--consignees N] [--cache-entries N] [--cache-mb N] [--cold] [--framed] [--digest]
  *
  * With --redis the full default chain runs (enrich with its cache warmed by
  * one untimed pass over the distinct declarations; the aggregate state is
  * then deleted, so the timed pass counts every declaration anew, the write
  * path); without it, the chain of the operators that need no Redis.
+ * --framed: outputs framed as with a schema registry (batch.frame set, as
+ * the engine does; the input stays plain: framed input is pr_wire_bench's).
  * Prints declarations/s on one core, CPU microseconds per declaration, and
  * each operator's share. For instruction counts run it under
  * `valgrind --tool=callgrind --toggle-collect=pr_micro_timed` (benchmarks/micro).
@@ -100,7 +102,7 @@ static void pr_forget_state(const char *address) {
 
 static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
                                size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor,
-                               EVP_MD_CTX *digest) {
+                               const struct pr_output_ids *frame, EVP_MD_CTX *digest) {
     uint64_t encoded_bytes = 0;
     size_t done = 0;
     while (done < count) {
@@ -109,6 +111,7 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, c
         batch->source_topic = "declarations";
         batch->refdata_version = "none";
         batch->now_ms = 1740830400000;
+        batch->frame = frame;
         size_t n = count - done < batch_size ? count - done : batch_size;
         for (size_t i = 0; i < n; i++) {
             size_t k = (*cursor)++ % p->count;
@@ -142,25 +145,28 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, c
 
 /* The timed part, by name, for callgrind's --toggle-collect. */
 uint64_t pr_micro_timed(struct pr_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
-                        size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor);
+                        size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor,
+                        const struct pr_output_ids *frame);
 __attribute__((noinline)) uint64_t pr_micro_timed(struct pr_chain *chain, struct pr_batch *batch,
                                                   const struct pr_prepared *p, size_t count,
                                                   size_t batch_size, const struct pr_rules *rules,
-                                                  size_t *cursor) {
-    return pr_run_batches(chain, batch, p, count, batch_size, rules, cursor, NULL);
+                                                  size_t *cursor, const struct pr_output_ids *frame) {
+    return pr_run_batches(chain, batch, p, count, batch_size, rules, cursor, frame, NULL);
 }
 
 int main(int argc, char **argv) {
     size_t count = 1000000, distinct = 100000, batch_size = 1000;
     uint32_t consignees = 0;
-    bool cold = false, digest = false;
+    bool cold = false, framed = false, digest = false;
     long cache_entries = 0, cache_mb = 0;
     const char *redis = NULL, *chain_list = NULL;
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--cold") == 0) cold = true;
+        else if (strcmp(argv[i], "--framed") == 0) framed = true;
         else if (strcmp(argv[i], "--digest") == 0) digest = true;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--cold") == 0 || strcmp(argv[i], "--digest") == 0) {
+        if (strcmp(argv[i], "--cold") == 0 || strcmp(argv[i], "--framed") == 0 ||
+            strcmp(argv[i], "--digest") == 0) {
             i--; /* a flag without a value */
             continue;
         }
@@ -199,13 +205,15 @@ int main(int argc, char **argv) {
     size_t cursor = 0;
     /* Warm-up: one pass over the distinct declarations (fills the cache);
      * --cold skips it, so enrich starts with an empty cache. */
-    if (!cold) pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor, NULL);
+    static const struct pr_output_ids ids = {.decision = 1, .alert = 1, .deadletter = 2};
+    const struct pr_output_ids *frame = framed ? &ids : NULL;
+    if (!cold) pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor, frame, NULL);
     for (size_t i = 0; i < chain.count; i++) memset(&chain.ops[i].stats, 0, sizeof(chain.ops[i].stats));
     if (redis) pr_forget_state(redis);
 
     double cpu0 = pr_cpu();
     int64_t t0 = pr_monotonic_us();
-    uint64_t bytes = pr_micro_timed(&chain, &batch, &prepared, count, batch_size, rules, &cursor);
+    uint64_t bytes = pr_micro_timed(&chain, &batch, &prepared, count, batch_size, rules, &cursor, frame);
     double wall = (double)(pr_monotonic_us() - t0) / 1e6;
     double cpu = pr_cpu() - cpu0;
 
@@ -239,7 +247,7 @@ int main(int argc, char **argv) {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
         size_t at = 0;
-        pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &at, ctx);
+        pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &at, frame, ctx);
         unsigned char md[32];
         unsigned int md_len = 0;
         EVP_DigestFinal_ex(ctx, md, &md_len);

@@ -1,9 +1,18 @@
 /*
  * encode - writes the Avro-binary Decision or DeadLetter of each record into
  * the batch arena, ready for the engine to produce.
+ *
+ * When the batch carries output ids (batch->frame: a schema registry is
+ * configured), every value is framed: magic byte 0 and the 4-byte id of
+ * its schema, then the same Avro binary (pipeline/codec/wire.h). A decision goes
+ * to the decisions and (YELLOW, RED) the alerts topic as one buffer framed
+ * with the decisions subject's id; the engine re-frames the alert copy in
+ * the rare registry that gives the alerts subject another id. Without a
+ * registry the bytes are exactly those of before.
  */
 #include "codec.h"
 #include "rules.h"
+#include "wire.h"
 #include "operator.h"
 
 #include <stdlib.h>
@@ -26,6 +35,14 @@ static struct pr_str pr_encode_keep(struct pr_batch *batch, const struct pr_buf 
     char *copy = pr_arena_alloc(&batch->arena, buf->len);
     memcpy(copy, buf->data, buf->len);
     return (struct pr_str){copy, (uint32_t)buf->len};
+}
+
+/* pr_encode_keep behind the Confluent header of schema id. */
+static struct pr_str pr_encode_keep_framed(struct pr_batch *batch, const struct pr_buf *buf, uint32_t id) {
+    char *copy = pr_arena_alloc(&batch->arena, buf->len + PR_WIRE_HEADER_BYTES);
+    pr_wire_header(id, (uint8_t *)copy);
+    memcpy(copy + PR_WIRE_HEADER_BYTES, buf->data, buf->len);
+    return (struct pr_str){copy, (uint32_t)(buf->len + PR_WIRE_HEADER_BYTES)};
 }
 
 /* The house bills of a consignee-day ("," separated, sorted), bounded: at
@@ -97,7 +114,8 @@ static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch
     };
     pr_buf_reset(&ctx->scratch);
     pr_decision_view_encode(&view, &ctx->scratch);
-    rec->out_aggregate_alert = pr_encode_keep(batch, &ctx->scratch);
+    rec->out_aggregate_alert = batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->alert)
+                                            : pr_encode_keep(batch, &ctx->scratch);
 }
 
 static int pr_encode_process(struct pr_operator *op, struct pr_batch *batch) {
@@ -110,12 +128,14 @@ static int pr_encode_process(struct pr_operator *op, struct pr_batch *batch) {
             size_t keep = rec->dlq_code == PR_DLQ_TOO_LARGE ? ctx->dlq_keep_bytes : rec->payload_len;
             pr_buf_reset(&ctx->scratch);
             pr_deadletter_encode(batch, rec, keep, &ctx->scratch);
-            rec->out_dlq = pr_encode_keep(batch, &ctx->scratch);
+            rec->out_dlq = batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->deadletter)
+                                        : pr_encode_keep(batch, &ctx->scratch);
         }
         if (rec->outputs & (PR_OUT_DECISION | PR_OUT_ALERT)) {
             pr_buf_reset(&ctx->scratch);
             pr_decision_encode(batch, rec, &ctx->scratch);
-            rec->out_decision = pr_encode_keep(batch, &ctx->scratch);
+            rec->out_decision = batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->decision)
+                                             : pr_encode_keep(batch, &ctx->scratch);
         }
         if (rec->outputs & PR_OUT_AGGREGATE_ALERT) pr_encode_aggregate_alert(ctx, batch, rec);
     }

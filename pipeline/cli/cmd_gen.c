@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "wire.h"
 #include "gen.h"
 #include "kafka.h"
 
@@ -33,6 +34,7 @@ static void pr_gen_usage(FILE *out) {
             "usage: parcelrisk gen [--config FILE] [--set KEY=VALUE]... [--brokers LIST] [--topic NAME]\n"
             "                      [--count N] [--rate PER_SECOND] [--bad N] [--seed S]\n"
             "                      [--start YYYY-MM-DD] [--days D] [--consignees N] [--ids FILE] [--quiet]\n"
+            "                      [--frame-id ID]\n"
             "Numbers are plain decimal, without units.\n"
             "  --count N    declarations to produce, 0 or more (default 10000)\n"
             "  --rate R     steady rate per second, e.g. 2500 or 0.5 (default: as fast as possible)\n"
@@ -49,6 +51,9 @@ static void pr_gen_usage(FILE *out) {
             "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"
             "               'bad <key> <kind>'\n"
             "  --quiet      no progress lines\n"
+            "  --frame-id ID  write every valid declaration Confluent-framed with this schema\n"
+            "               registry id (0-4294967295), as a hub's serializer would (the\n"
+            "               --bad messages stay unframed)\n"
             PR_CLI_SHARED_HELP);
 }
 
@@ -63,6 +68,7 @@ enum {
     PR_GEN_TOPIC,
     PR_GEN_START,
     PR_GEN_QUIET,
+    PR_GEN_FRAME_ID,
 };
 
 /* What the command line asks for. */
@@ -73,6 +79,7 @@ struct pr_gen_options {
     double rate;
     bool quiet;
     const char *ids_path, *topic;
+    long long frame_id; /* --frame-id: -1 for plain Avro binary */
     int64_t start_ms;
 };
 
@@ -91,9 +98,11 @@ static int pr_gen_parse(struct pr_cli *cli, int argc, char **argv, struct pr_gen
         {"topic", required_argument, NULL, PR_GEN_TOPIC},
         {"start", required_argument, NULL, PR_GEN_START},
         {"quiet", no_argument, NULL, PR_GEN_QUIET},
+        {"frame-id", required_argument, NULL, PR_GEN_FRAME_ID},
         PR_CLI_OPTIONS_END,
     };
-    *o = (struct pr_gen_options){.count = 10000, .seed = 1, .days = 1, .start_ms = pr_now_ms()};
+    *o = (struct pr_gen_options){
+        .count = 10000, .seed = 1, .days = 1, .frame_id = -1, .start_ms = pr_now_ms()};
     long long number = 0;
     int opt;
     while ((opt = pr_cli_next(cli, argc, argv, options)) != PR_CLI_END) {
@@ -126,6 +135,10 @@ static int pr_gen_parse(struct pr_cli *cli, int argc, char **argv, struct pr_gen
             break;
         case PR_GEN_IDS:
             o->ids_path = optarg;
+            break;
+        case PR_GEN_FRAME_ID:
+            rc = pr_cli_integer(cli, "--frame-id", optarg, 0, UINT32_MAX, "", &number);
+            o->frame_id = number;
             break;
         case PR_GEN_TOPIC:
             if (!pr_topic_name_legal(optarg))
@@ -207,9 +220,10 @@ static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk, rd
     struct pr_gen gen;
     pr_gen_init(&gen, o->seed, o->start_ms, o->days);
     if (o->consignees > 0) gen.consignee_pool = o->consignees;
-    struct pr_buf valid, badbuf;
+    struct pr_buf valid, badbuf, framed;
     pr_buf_init(&valid);
     pr_buf_init(&badbuf);
+    pr_buf_init(&framed);
     int64_t t0 = pr_monotonic_us(), last_progress = t0;
     uint64_t bad_made = 0;
     uint64_t next_bad_index = o->bad ? o->count / (2 * o->bad) : 0;
@@ -236,6 +250,14 @@ static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk, rd
             key_len = d.declaration_id.len < sizeof(key) ? d.declaration_id.len : sizeof(key) - 1;
             memcpy(key, d.declaration_id.ptr, key_len);
             if (ids) fprintf(ids, "ok %.*s\n", (int)key_len, key);
+            if (o->frame_id >= 0) {
+                uint8_t header[PR_WIRE_HEADER_BYTES];
+                pr_wire_header((uint32_t)o->frame_id, header);
+                pr_buf_reset(&framed);
+                pr_buf_append(&framed, header, sizeof(header));
+                pr_buf_append(&framed, valid.data, valid.len);
+                value = &framed;
+            }
         }
         if (pr_gen_produce(rk, topic, value, key, key_len) != PR_OK) rc = 1;
         else pr_gen_pace(o, i, t0, &last_progress);
@@ -248,6 +270,7 @@ static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk, rd
                 secs, (double)delivery->delivered / secs);
     pr_buf_free(&valid);
     pr_buf_free(&badbuf);
+    pr_buf_free(&framed);
     return rc ? rc : delivery->failed ? 1 : 0;
 }
 

@@ -2,6 +2,13 @@
  * cmd_tail.c - `parcelrisk tail decisions|alerts|dlq`: prints records as
  * JSON lines (Avro's JSON encoding, decoded with Avro-C's generic API, the
  * reference implementation), one per line, with the Kafka coordinates added.
+ *
+ * Values may be plain Avro binary or Confluent-framed (what `run` writes
+ * with schema_registry.url set): a framed value's header is taken off and
+ * its schema id printed as "_schema_id"; the body is read with our schema,
+ * the one `run` registers for its outputs. A plain value never starts with
+ * byte 0 (it begins with a string's length, and no Decision or DeadLetter
+ * has an empty first string), so the two cannot be confused.
  */
 #include <avro.h>
 #include <limits.h>
@@ -14,6 +21,7 @@
 #include "cli.h"
 #include "kafka.h"
 #include "schemas.h"
+#include "wire.h"
 
 static void pr_tail_usage(FILE *out) {
     fprintf(out, "usage: parcelrisk tail decisions|alerts|dlq|raw [--config FILE] [--set KEY=VALUE]...\n"
@@ -181,10 +189,19 @@ int pr_cmd_tail(int argc, char **argv) {
             rd_kafka_message_destroy(m);
             continue;
         }
-        avro_reader_t reader = avro_reader_memory(m->payload, (int64_t)m->len);
+        const char *body = m->payload;
+        size_t body_len = m->len;
+        uint32_t schema_id = 0;
+        enum pr_wire_frame frame = pr_wire_parse(m->payload, m->len, &schema_id);
+        if (frame == PR_WIRE_FRAMED) {
+            body += PR_WIRE_HEADER_BYTES;
+            body_len -= PR_WIRE_HEADER_BYTES;
+        }
+        avro_reader_t reader = avro_reader_memory(body, (int64_t)body_len);
         avro_value_reset(&value);
         pr_buf_reset(&json);
-        if (avro_value_read(reader, &value) == 0 && pr_avro_to_json(&value, &json) == PR_OK) {
+        if (frame != PR_WIRE_TRUNCATED && avro_value_read(reader, &value) == 0 &&
+            pr_avro_to_json(&value, &json) == PR_OK) {
             /* Splice the Kafka coordinates into the object. */
             printf("{\"_partition\": %d, \"_offset\": %lld, \"_key\": \"", m->partition,
                    (long long)m->offset);
@@ -195,7 +212,9 @@ int pr_cmd_tail(int argc, char **argv) {
                 else
                     putchar(c);
             }
-            printf("\", %.*s\n", (int)json.len - 1, (const char *)json.data + 1);
+            if (frame == PR_WIRE_FRAMED) printf("\", \"_schema_id\": %u", schema_id);
+            else putchar('"');
+            printf(", %.*s\n", (int)json.len - 1, (const char *)json.data + 1);
             printed++;
         } else {
             pr_warn("tail: record at %s[%d]@%lld is not a valid %s: %s", topic_name, m->partition,

@@ -125,8 +125,11 @@ static bool pr_read_lines(struct pr_reader *r, struct pr_declaration *d, struct 
         int64_t count;
         if (!pr_read_long(r, &count)) return false;
         if (count == 0) break;
+        /* A block with its size in bytes must hold exactly that many: a
+         * size that disagrees with the items is a bad length (readers that
+         * skip by it would see another record than readers that do not). */
+        int64_t block_bytes = -1;
         if (count < 0) {
-            int64_t block_bytes;
             if (count == INT64_MIN) return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "bad block count");
             count = -count;
             if (!pr_read_long(r, &block_bytes)) return false;
@@ -149,9 +152,12 @@ static bool pr_read_lines(struct pr_reader *r, struct pr_declaration *d, struct 
             lines = grown;
             cap = new_cap;
         }
+        const uint8_t *block_start = r->pos;
         for (int64_t i = 0; i < count; i++)
             if (!pr_read_line(r, &lines[total++])) return false;
         r->field = "lines";
+        if (block_bytes >= 0 && r->pos - block_start != block_bytes)
+            return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "array block size disagrees with its items");
     }
     d->lines = lines;
     d->line_count = total;

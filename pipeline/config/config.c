@@ -106,6 +106,24 @@ static const struct pr_config_key pr_config_keys[] = {
      PR_CHECK_LISTEN},
     {"http.stall_ms", PR_CFG_INT, PR_OFF(http_stall_ms), "60000", 1000, 86400000, NULL,
      "/health answers 503 once the engine loop has not turned for this long"},
+    {"schema_registry.url", PR_CFG_STR, PR_OFF(schema_registry_url), "", 0, 0, NULL,
+     "Confluent-compatible Schema Registry base URL, http(s)://host:port[/path] (empty: plain "
+     "Avro binary in and out, no framing)"},
+    {"schema_registry.user", PR_CFG_STR, PR_OFF(schema_registry_user), "", 0, 0, NULL,
+     "registry basic-auth user (needs schema_registry.password)"},
+    {"schema_registry.password", PR_CFG_STR, PR_OFF(schema_registry_password), "", 0, 0, NULL,
+     "secret: registry basic-auth password; use ${file:/path} or ${VAR}"},
+    {"schema_registry.ca_file", PR_CFG_STR, PR_OFF(schema_registry_ca_file), "", 0, 0, NULL,
+     "PEM file of the CA that signed the registry's TLS certificate (empty: the system's)"},
+    {"schema_registry.subject_strategy", PR_CFG_ENUM, PR_OFF(schema_registry_subject_strategy),
+     "topic_name", 0, 0, "topic_name|record_name|topic_record_name",
+     "subject of our output schemas, as the Confluent serializers name them: <topic>-value, "
+     "<record full name>, <topic>-<record full name>"},
+    {"schema_registry.timeout_ms", PR_CFG_INT, PR_OFF(schema_registry_timeout_ms), "5000", 100,
+     600000, NULL, "connect and request timeout of registry calls"},
+    {"schema_registry.cache_max_ids", PR_CFG_INT, PR_OFF(schema_registry_cache_max_ids), "1000",
+     4, 1000000, NULL, "most writer schema ids kept resolved in process (least recently used "
+     "evicted)"},
 };
 
 static const struct pr_config_key *pr_config_find(const char *key) {
@@ -568,6 +586,43 @@ const char *pr_config_origin(const struct pr_config *cfg, const char *key, char 
     return pr_origin_format("(defaults)", 0, buf, size);
 }
 
+/* schema_registry.*: an http(s) URL without credentials in it (they would
+ * be printed with the URL: schema_registry.user and .password carry them),
+ * and a user only with a password. */
+static int pr_config_validate_registry(const struct pr_config *cfg) {
+    const char *url = cfg->schema_registry_url;
+    const struct pr_config_origin *o =
+        &cfg->origins[pr_config_find("schema_registry.url") - pr_config_keys];
+    if (*url) {
+        const char *rest = strncmp(url, "http://", 7) == 0    ? url + 7
+                           : strncmp(url, "https://", 8) == 0 ? url + 8
+                                                              : NULL;
+        if (!rest || !*rest || *rest == '/') {
+            pr_config_err(o->origin, o->line,
+                          "key 'schema_registry.url': expected http://host:port or "
+                          "https://host:port, got '%s'", url);
+            return PR_ERR;
+        }
+        const char *slash = strchr(rest, '/');
+        const char *at = strchr(rest, '@');
+        if (at && (!slash || at < slash)) {
+            pr_config_err(o->origin, o->line,
+                          "key 'schema_registry.url': credentials in the URL are refused (they "
+                          "would be logged with it); use schema_registry.user and "
+                          "schema_registry.password");
+            return PR_ERR;
+        }
+    }
+    if (*cfg->schema_registry_user && !*cfg->schema_registry_password) {
+        const struct pr_config_origin *u =
+            &cfg->origins[pr_config_find("schema_registry.user") - pr_config_keys];
+        pr_config_err(u->origin, u->line, "key 'schema_registry.user' is set but "
+                                          "'schema_registry.password' is empty: basic auth needs both");
+        return PR_ERR;
+    }
+    return PR_OK;
+}
+
 int pr_config_validate(const struct pr_config *cfg) {
     /* A topic serving two roles loops or mixes records: decisions written to
      * the input topic would be consumed again as declarations (and dead-
@@ -584,6 +639,7 @@ int pr_config_validate(const struct pr_config *cfg) {
                       "key 'redis.user' is set but 'redis.password' is empty: AUTH needs both");
         rc = PR_ERR;
     }
+    if (pr_config_validate_registry(cfg) != PR_OK) rc = PR_ERR;
     for (size_t i = 0; i < PR_ARRAY_LEN(topic_keys); i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(topics[i], topics[j]) != 0) continue;

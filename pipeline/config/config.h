@@ -64,6 +64,14 @@ struct pr_config {
     char *log_format; /* text | json */
     char *http_listen; /* "" : no HTTP endpoint */
     int http_stall_ms;
+    /* Schema Registry (Confluent wire format); "" url: plain Avro binary. */
+    char *schema_registry_url;
+    char *schema_registry_user;
+    char *schema_registry_password; /* secret */
+    char *schema_registry_ca_file;
+    char *schema_registry_subject_strategy; /* topic_name | record_name | topic_record_name */
+    int schema_registry_timeout_ms;
+    int schema_registry_cache_max_ids;
     size_t chain_len;
     char **chain;
     size_t kafka_count;

@@ -91,6 +91,9 @@
 #include "metrics.h"
 #include "probe.h"
 #include "rules.h"
+#include "schema_registry.h"
+#include "schemas.h"
+#include "wire.h"
 
 /* Record batch header (61 bytes) and one record's framing, rounded up: what
  * a record needs beyond its key and value to fit max.message.bytes. */
@@ -211,6 +214,9 @@ struct pr_engine {
     int64_t *txn_offsets;
     size_t txn_offset_count;
     bool read_committed; /* the consumer's isolation.level: ls_offset is its end */
+    /* schema_registry.url set: the ids our outputs are framed with. */
+    bool framed;
+    struct pr_output_ids frame_ids;
 };
 
 static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset);
@@ -1036,6 +1042,59 @@ static int pr_engine_producer_start(struct pr_engine *engine) {
 
 /* Returns 0 when ready, -1 when stopped while waiting for the output
  * topics, else the process exit status. */
+/* With a schema registry: registers (or finds) the Decision schema under
+ * the subjects of the decisions and alerts topics and the DeadLetter schema
+ * under the DLQ topic's, for the framing of every output. A registry that
+ * does not answer is waited for (one line per 10 s), like a missing output
+ * topic; one that refuses a schema (incompatible with what the subject
+ * holds) is a configuration fault: exit 2. -1: stopped while waiting. */
+static int pr_engine_register_schemas(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    struct pr_schema_registry *reg = pr_schema_registry_new(cfg);
+    if (!reg) return *cfg->schema_registry_url ? 2 : 0;
+    const struct {
+        const char *topic, *schema, *record;
+        uint32_t *id;
+    } outputs[3] = {
+        {cfg->topic_decisions, pr_schema_decision, "parcelrisk.Decision", &engine->frame_ids.decision},
+        {cfg->topic_alerts, pr_schema_decision, "parcelrisk.Decision", &engine->frame_ids.alert},
+        {cfg->topic_dlq, pr_schema_deadletter, "parcelrisk.DeadLetter", &engine->frame_ids.deadletter},
+    };
+    int64_t last_log = 0;
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0;) {
+        char subject[512], why[512];
+        pr_schema_registry_subject(cfg->schema_registry_subject_strategy, outputs[i].topic, outputs[i].record,
+                                   subject, sizeof(subject));
+        enum pr_reg_result res = pr_schema_registry_register(reg, subject, outputs[i].schema, outputs[i].id, why,
+                                                             sizeof(why));
+        if (res == PR_REG_OK) {
+            pr_info("schema registry: %s records on %s are framed with schema id %u (subject %s)",
+                    outputs[i].record, outputs[i].topic, *outputs[i].id, subject);
+            i++;
+            continue;
+        }
+        if (res == PR_REG_REFUSED) {
+            pr_error("schema registry refuses our %s schema under subject %s: %s", outputs[i].record, subject, why);
+            rc = 2;
+            break;
+        }
+        int64_t now = pr_monotonic_us();
+        if (!last_log || now - last_log >= 10000000) {
+            last_log = now;
+            pr_error("schema registry unavailable (%s); waiting for it before consuming", why);
+        }
+        for (int k = 0; k < 10 && rc == 0; k++) {
+            if (*engine->options->stop) rc = -1;
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pr_schema_registry_free(reg);
+    if (rc == 0) engine->framed = true;
+    return rc;
+}
+
 static int pr_engine_setup(struct pr_engine *engine) {
     const struct pr_config *cfg = engine->cfg;
     char err[512];
@@ -1071,9 +1130,12 @@ static int pr_engine_setup(struct pr_engine *engine) {
     rd_kafka_poll_set_consumer(engine->consumer);
     if (!pr_engine_wait_output_topics(engine)) return -1;
 
+    int rc = pr_engine_register_schemas(engine);
+    if (rc) return rc;
+
     rd_kafka_conf_t *pconf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
     if (!pconf) return 2;
-    int rc = pr_engine_output_limits(engine, pconf);
+    rc = pr_engine_output_limits(engine, pconf);
     if (rc) {
         rd_kafka_conf_destroy(pconf);
         return rc;
@@ -1230,6 +1292,11 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
             .payload_len = payload_len,
         };
         pr_buf_reset(&engine->scratch);
+        if (engine->framed) {
+            uint8_t header[PR_WIRE_HEADER_BYTES];
+            pr_wire_header(engine->frame_ids.deadletter, header);
+            pr_buf_append(&engine->scratch, header, sizeof(header));
+        }
         pr_deadletter_view_encode(&view, &engine->scratch);
         struct pr_str value = {pr_arena_strndup(&batch->arena, (const char *)engine->scratch.data,
                                                 engine->scratch.len),
@@ -1260,6 +1327,14 @@ static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot
     rd_kafka_topic_t *topic = output == PR_OUT_DECISION ? engine->topic_decisions : engine->topic_alerts;
     struct pr_str key = output == PR_OUT_DECISION ? rec->decl.declaration_id : rec->decl.house_bill;
     struct pr_str value = output == PR_OUT_AGGREGATE_ALERT ? rec->out_aggregate_alert : rec->out_decision;
+    if (output == PR_OUT_ALERT && engine->framed && engine->frame_ids.alert != engine->frame_ids.decision &&
+        value.len >= PR_WIRE_HEADER_BYTES) {
+        /* The alerts subject has its own id for the Decision schema. */
+        char *copy = pr_arena_alloc(&slot->batch.arena, value.len);
+        memcpy(copy, value.ptr, value.len);
+        pr_wire_header(engine->frame_ids.alert, (uint8_t *)copy);
+        value.ptr = copy;
+    }
     if (pr_engine_produce(engine, slot, rec, output, topic, key.ptr, key.len, value) == PR_REFUSED_NOW)
         rec->rejected |= output;
 }
@@ -1449,6 +1524,7 @@ static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct
     }
     batch->now_ms = pr_now_ms();
     batch->rules = engine->rules;
+    batch->frame = engine->framed ? &engine->frame_ids : NULL;
     batch->refdata_version = "none"; /* enrich sets the version it used */
     size_t start = 0, failed_at = 0;
     int backoff_ms = 100;
@@ -1583,7 +1659,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     }
     rc = pr_engine_setup(engine);
     if (rc == -1) {
-        pr_info("stopped while waiting for the output topics");
+        pr_info("stopped while waiting for the output topics or the schema registry");
         rc = 0;
         goto out;
     }

@@ -211,6 +211,14 @@ static inline bool pr_record_has(const struct pr_record *rec, enum pr_reason_cod
 struct pr_rules;
 struct pr_policy;
 
+/* The registry ids of our output schemas (Confluent framing); set by the
+ * engine when schema_registry.url is configured. */
+struct pr_output_ids {
+    uint32_t decision; /* Decision under the decisions topic's subject */
+    uint32_t alert;    /* Decision under the alerts topic's subject */
+    uint32_t deadletter;
+};
+
 /* A batch: up to batch.size messages from one poll cycle, processed by every
  * operator in turn. Owned by the engine; operators read and write records
  * but never keep pointers into a batch past process(). */
@@ -227,6 +235,9 @@ struct pr_batch {
      * or aggregate in degrade mode): every decision of the batch says
      * refdata_version + "+degraded". Cleared by pr_batch_reset. */
     bool degraded;
+    /* NULL: outputs are plain Avro binary; else encode frames every output
+     * with these ids (pipeline/codec/wire.h). */
+    const struct pr_output_ids *frame;
 };
 
 void pr_batch_init(struct pr_batch *batch, size_t capacity);

@@ -16,7 +16,14 @@
  *      The chain's decode must agree with step 1, routing must match the
  *      lane, and the Decision or DeadLetter it encodes must be read back by
  *      Avro-C (the reference implementation) with every byte consumed, every
- *      string valid UTF-8 and the fields consistent with the record.
+ *      string valid UTF-8 and the fields consistent with the record;
+ *   3. through the resolved path of the registry (pipeline/codec/wire.c) as written
+ *      by another schema version, ours plus one optional field at the end:
+ *      it must not crash (Avro-C reads these bytes after our walk); a v1
+ *      Declaration followed by a null must be accepted, and whatever it
+ *      accepts must be a complete v1 Declaration (to the fast decoder)
+ *      followed by the new field's bytes, with the same fields (the same
+ *      bytes when encoded again).
  *
  * Any violation aborts, which libFuzzer reports as a crash. The same entry
  * point is driven by replay_corpus.c in builds without libFuzzer.
@@ -34,6 +41,7 @@
 #include "refdata.h"
 #include "rules.h"
 #include "schemas.h"
+#include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,6 +62,7 @@ struct pr_fuzz_state {
     struct pr_batch batch;
     struct pr_fuzz_avro decision, deadletter;
     int64_t offset;
+    struct pr_decl_reader *v2; /* ours plus an optional field at the end */
 };
 
 static void pr_fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -123,6 +132,7 @@ static void pr_fuzz_state_free(void) {
     if (!state) return;
     pr_fuzz_avro_free(&state->decision);
     pr_fuzz_avro_free(&state->deadletter);
+    pr_decl_reader_free(state->v2);
     pr_batch_destroy(&state->batch);
     pr_chain_destroy(&state->before);
     pr_chain_destroy(&state->after);
@@ -145,6 +155,18 @@ static struct pr_fuzz_state *pr_fuzz_state_get(void) {
     pr_buf_init(&state->second);
     state->cfg = pr_config_default();
     if (!state->cfg) pr_fuzz_fail("pr_config_default failed");
+    {
+        struct pr_buf v2;
+        pr_buf_init(&v2);
+        const char *close = strrchr(pr_schema_declaration, ']');
+        pr_buf_append(&v2, pr_schema_declaration, (size_t)(close - pr_schema_declaration));
+        pr_buf_appendf(&v2, ", {\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}%s",
+                       close);
+        state->v2 = pr_decl_reader_new((const char *)v2.data, v2.len);
+        if (pr_decl_reader_kind(state->v2) != PR_WRITER_RESOLVED)
+            pr_fuzz_fail("v2 writer schema not resolved: %s", pr_decl_reader_why(state->v2));
+        pr_buf_free(&v2);
+    }
     state->rules = pr_rules_new_default();
     if (!state->rules) pr_fuzz_fail("pr_rules_new_default failed");
     /* Copy the default names: pr_config_set replaces the list. */
@@ -426,6 +448,8 @@ static bool pr_fuzz_id_invalid(struct pr_str id) {
     return blank;
 }
 
+static void pr_fuzz_resolved(struct pr_fuzz_state *s, const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct pr_fuzz_state *s = pr_fuzz_state_get();
 
@@ -478,5 +502,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             pr_fuzz_fail("lane %d routed to %#x", rec->lane, rec->outputs);
         pr_fuzz_check_decision(s, rec);
     }
+
+    /* 3. The resolved path of another schema version, on the input and on
+     * the input with a null field appended (so that every input the fast
+     * decoder accepts reaches Avro-C too). */
+    uint8_t *appended = pr_malloc(size + 1);
+    if (size) memcpy(appended, data, size);
+    appended[size] = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        pr_fuzz_resolved(s, pass ? appended : data, pass ? size + 1 : size);
+    }
+    free(appended);
     return 0;
+}
+
+static void pr_fuzz_resolved(struct pr_fuzz_state *s, const uint8_t *data, size_t size) {
+    char err[256];
+    pr_arena_reset(&s->arena);
+    struct pr_declaration resolved, plain;
+    enum pr_dlq_code rcode = pr_decl_reader_decode(s->v2, data, size, &resolved, &s->arena, err, sizeof(err));
+    if ((int)rcode < PR_DLQ_NONE || rcode > PR_DLQ_UNKNOWN_SCHEMA) pr_fuzz_fail("resolved: bad code %d", rcode);
+    if (rcode != PR_DLQ_NONE && err[0] == '\0') pr_fuzz_fail("resolved: %s without an error text", pr_dlq_names[rcode]);
+    /* A v1 Declaration followed by a null is a valid v2 record. */
+    bool plain_null = size > 0 && data[size - 1] == 0 &&
+                      pr_declaration_decode(data, size - 1, &plain, &s->arena, err, sizeof(err)) == PR_DLQ_NONE;
+    if (plain_null && rcode != PR_DLQ_NONE)
+        pr_fuzz_fail("resolved path says %s for a v1 Declaration followed by a null", pr_dlq_names[rcode]);
+    if (rcode != PR_DLQ_NONE) return;
+    /* A valid v2 record is a complete v1 Declaration followed by the new
+     * field (null, or a string): the fast decoder says TRAILING_BYTES, and
+     * the Declaration before those bytes has the same fields. */
+    size_t extra = 0, v1_len = 0;
+    if (pr_declaration_decode(data, size, &plain, &s->arena, err, sizeof(err)) != PR_DLQ_TRAILING_BYTES ||
+        sscanf(err, "%zu bytes after a complete Declaration of %zu bytes", &extra, &v1_len) != 2 ||
+        v1_len + extra != size ||
+        pr_declaration_decode(data, v1_len, &plain, &s->arena, err, sizeof(err)) != PR_DLQ_NONE)
+        pr_fuzz_fail("resolved path accepts what is not a v1 Declaration followed by one more field");
+    pr_buf_reset(&s->first);
+    pr_buf_reset(&s->second);
+    pr_declaration_encode(&resolved, &s->first);
+    pr_declaration_encode(&plain, &s->second);
+    if (s->first.len != s->second.len || memcmp(s->first.data, s->second.data, s->first.len) != 0)
+        pr_fuzz_fail("resolved and fast decoder disagree on the fields");
 }
