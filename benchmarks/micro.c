@@ -97,11 +97,13 @@ static void pr_forget_state(const char *address) {
         } while (strcmp(cursor, "0") != 0);
     }
     redisFree(c);
-    fprintf(stderr, "micro: removed %zu consignee-day and address-day keys before the timed pass\n", deleted);
+    fprintf(stderr, "micro: removed %zu consignee-day and address-day keys before the timed pass\n",
+            deleted);
 }
 
-static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
-                               size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor,
+static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch,
+                               const struct pr_prepared *p, size_t count, size_t batch_size,
+                               const struct pr_rules *rules, size_t *cursor,
                                const struct pr_output_ids *frame, EVP_MD_CTX *digest) {
     uint64_t encoded_bytes = 0;
     size_t done = 0;
@@ -124,14 +126,16 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, c
         size_t failed_at;
         int rc = pr_chain_process(chain, batch, 0, &failed_at);
         if (rc != PR_OP_DONE) {
-            fprintf(stderr, "micro: operator %s returned %d\n", chain->ops[failed_at].ops->name, rc);
+            fprintf(stderr, "micro: operator %s returned %d\n", chain->ops[failed_at].ops->name,
+                    rc);
             exit(1);
         }
         for (size_t i = 0; i < batch->count; i++)
             encoded_bytes += batch->records[i].out_decision.len + batch->records[i].out_dlq.len;
         for (size_t i = 0; digest && i < batch->count; i++) {
             const struct pr_record *rec = &batch->records[i];
-            const struct pr_str outs[3] = {rec->out_decision, rec->out_dlq, rec->out_aggregate_alert};
+            const struct pr_str outs[3] = {rec->out_decision, rec->out_dlq,
+                                           rec->out_aggregate_alert};
             for (int k = 0; k < 3; k++) {
                 uint64_t len = outs[k].len;
                 EVP_DigestUpdate(digest, &len, sizeof(len));
@@ -145,12 +149,13 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch, c
 
 /* The timed part, by name, for callgrind's --toggle-collect. */
 uint64_t pr_micro_timed(struct pr_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
-                        size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor,
-                        const struct pr_output_ids *frame);
+                        size_t count, size_t batch_size, const struct pr_rules *rules,
+                        size_t *cursor, const struct pr_output_ids *frame);
 __attribute__((noinline)) uint64_t pr_micro_timed(struct pr_chain *chain, struct pr_batch *batch,
                                                   const struct pr_prepared *p, size_t count,
                                                   size_t batch_size, const struct pr_rules *rules,
-                                                  size_t *cursor, const struct pr_output_ids *frame) {
+                                                  size_t *cursor,
+                                                  const struct pr_output_ids *frame) {
     return pr_run_batches(chain, batch, p, count, batch_size, rules, cursor, frame, NULL);
 }
 
@@ -161,29 +166,41 @@ int main(int argc, char **argv) {
     long cache_entries = 0, cache_mb = 0;
     const char *redis = NULL, *chain_list = NULL;
     for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--cold") == 0) cold = true;
-        else if (strcmp(argv[i], "--framed") == 0) framed = true;
-        else if (strcmp(argv[i], "--digest") == 0) digest = true;
+        if (strcmp(argv[i], "--cold") == 0)
+            cold = true;
+        else if (strcmp(argv[i], "--framed") == 0)
+            framed = true;
+        else if (strcmp(argv[i], "--digest") == 0)
+            digest = true;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--cold") == 0 || strcmp(argv[i], "--framed") == 0 ||
             strcmp(argv[i], "--digest") == 0) {
             i--; /* a flag without a value */
             continue;
         }
-        if (strcmp(argv[i], "--count") == 0) count = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--distinct") == 0) distinct = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--batch") == 0) batch_size = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--redis") == 0) redis = argv[i + 1];
-        else if (strcmp(argv[i], "--chain") == 0) chain_list = argv[i + 1];
-        else if (strcmp(argv[i], "--consignees") == 0) consignees = (uint32_t)strtoul(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--cache-entries") == 0) cache_entries = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--cache-mb") == 0) cache_mb = atol(argv[i + 1]);
+        if (strcmp(argv[i], "--count") == 0)
+            count = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--distinct") == 0)
+            distinct = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--batch") == 0)
+            batch_size = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--redis") == 0)
+            redis = argv[i + 1];
+        else if (strcmp(argv[i], "--chain") == 0)
+            chain_list = argv[i + 1];
+        else if (strcmp(argv[i], "--consignees") == 0)
+            consignees = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--cache-entries") == 0)
+            cache_entries = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--cache-mb") == 0)
+            cache_mb = atol(argv[i + 1]);
     }
     if (distinct > count) distinct = count;
     struct pr_config *cfg = pr_config_default();
     pr_log_set_level(PR_LOG_WARN);
     if (redis) pr_config_set(cfg, "redis.address", redis, "args", 0);
-    if (!chain_list && !redis) chain_list = "decode,validate,policy,screen,sample,score,route,encode";
+    if (!chain_list && !redis)
+        chain_list = "decode,validate,policy,screen,sample,score,route,encode";
     if (chain_list) pr_config_set(cfg, "chain", chain_list, "args", 0);
     char number[32];
     if (cache_entries) {
@@ -207,42 +224,51 @@ int main(int argc, char **argv) {
      * --cold skips it, so enrich starts with an empty cache. */
     static const struct pr_output_ids ids = {.decision = 1, .alert = 1, .deadletter = 2};
     const struct pr_output_ids *frame = framed ? &ids : NULL;
-    if (!cold) pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor, frame, NULL);
-    for (size_t i = 0; i < chain.count; i++) memset(&chain.ops[i].stats, 0, sizeof(chain.ops[i].stats));
+    if (!cold)
+        pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor, frame,
+                       NULL);
+    for (size_t i = 0; i < chain.count; i++)
+        memset(&chain.ops[i].stats, 0, sizeof(chain.ops[i].stats));
     if (redis) pr_forget_state(redis);
 
     double cpu0 = pr_cpu();
     int64_t t0 = pr_monotonic_us();
-    uint64_t bytes = pr_micro_timed(&chain, &batch, &prepared, count, batch_size, rules, &cursor, frame);
+    uint64_t bytes =
+        pr_micro_timed(&chain, &batch, &prepared, count, batch_size, rules, &cursor, frame);
     double wall = (double)(pr_monotonic_us() - t0) / 1e6;
     double cpu = pr_cpu() - cpu0;
 
-    printf("micro: %zu declarations (%zu distinct, %.0f bytes avg), batch %zu, chain:", count, distinct,
-           (double)prepared.data.len / (double)distinct, batch_size);
+    printf("micro: %zu declarations (%zu distinct, %.0f bytes avg), batch %zu, chain:", count,
+           distinct, (double)prepared.data.len / (double)distinct, batch_size);
     for (size_t i = 0; i < chain.count; i++) printf(" %s", chain.ops[i].ops->name);
-    printf("\nmicro: %.0f declarations/s on one core (wall), %.3f us CPU per declaration, %.1f MB encoded\n",
+    printf("\nmicro: %.0f declarations/s on one core (wall), %.3f us CPU per declaration, %.1f MB "
+           "encoded\n",
            (double)count / wall, cpu * 1e6 / (double)count, (double)bytes / 1e6);
     uint64_t busy = 0;
     for (size_t i = 0; i < chain.count; i++) busy += chain.ops[i].stats.busy_us;
     for (size_t i = 0; i < chain.count; i++) {
         const struct pr_operator *op = &chain.ops[i];
         printf("  %-10s %6.3f us/declaration  %5.1f%%", op->ops->name,
-               (double)op->stats.busy_us / (double)count, 100.0 * (double)op->stats.busy_us / (double)(busy ? busy : 1));
+               (double)op->stats.busy_us / (double)count,
+               100.0 * (double)op->stats.busy_us / (double)(busy ? busy : 1));
         if (op->stats.round_trips)
-            printf("  round trips/batch %.2f", (double)op->stats.round_trips / (double)op->stats.batches);
+            printf("  round trips/batch %.2f",
+                   (double)op->stats.round_trips / (double)op->stats.batches);
         if (op->stats.cache_hits + op->stats.cache_misses)
-            printf("  cache hit ratio %.4f, %llu entries, %.1f MB", (double)op->stats.cache_hits /
-                                                  (double)(op->stats.cache_hits + op->stats.cache_misses),
-                   (unsigned long long)op->stats.cache_entries, (double)op->stats.cache_bytes / 1048576.0);
+            printf("  cache hit ratio %.4f, %llu entries, %.1f MB",
+                   (double)op->stats.cache_hits /
+                       (double)(op->stats.cache_hits + op->stats.cache_misses),
+                   (unsigned long long)op->stats.cache_entries,
+                   (double)op->stats.cache_bytes / 1048576.0);
         printf("\n");
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("micro: peak RSS %.1f MB (prepared declarations %.1f MB of it)\n", (double)ru.ru_maxrss / 1024.0,
-           (double)prepared.data.len / 1048576.0);
+    printf("micro: peak RSS %.1f MB (prepared declarations %.1f MB of it)\n",
+           (double)ru.ru_maxrss / 1024.0, (double)prepared.data.len / 1048576.0);
     printf("{\"count\": %zu, \"declarations_per_second\": %.0f, \"cpu_us_per_declaration\": %.4f, "
-           "\"peak_rss_mb\": %.1f}\n", count, (double)count / wall, cpu * 1e6 / (double)count,
-           (double)ru.ru_maxrss / 1024.0);
+           "\"peak_rss_mb\": %.1f}\n",
+           count, (double)count / wall, cpu * 1e6 / (double)count, (double)ru.ru_maxrss / 1024.0);
     if (digest) {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);

@@ -50,15 +50,22 @@ int main(int argc, char **argv) {
                *summary = NULL;
     uint64_t count = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--brokers") == 0) brokers = argv[i + 1];
-        else if (strcmp(argv[i], "--input") == 0) input = argv[i + 1];
-        else if (strcmp(argv[i], "--output") == 0) output = argv[i + 1];
-        else if (strcmp(argv[i], "--group") == 0) group = argv[i + 1];
-        else if (strcmp(argv[i], "--count") == 0) count = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--summary") == 0) summary = argv[i + 1];
+        if (strcmp(argv[i], "--brokers") == 0)
+            brokers = argv[i + 1];
+        else if (strcmp(argv[i], "--input") == 0)
+            input = argv[i + 1];
+        else if (strcmp(argv[i], "--output") == 0)
+            output = argv[i + 1];
+        else if (strcmp(argv[i], "--group") == 0)
+            group = argv[i + 1];
+        else if (strcmp(argv[i], "--count") == 0)
+            count = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--summary") == 0)
+            summary = argv[i + 1];
     }
     if (!input || !output || !count) {
-        fprintf(stderr, "usage: passthrough --brokers B --input T --output T --group G --count N [--summary F]\n");
+        fprintf(stderr, "usage: passthrough --brokers B --input T --output T --group G --count N "
+                        "[--summary F]\n");
         return 2;
     }
     struct pr_config *cfg = pr_config_default();
@@ -116,13 +123,16 @@ int main(int argc, char **argv) {
     double secs = (double)(pr_monotonic_us() - first_us) / 1e6;
     double cpu = pr_cpu() - cpu0;
     rd_kafka_commit(consumer, NULL, 0);
-    printf("passthrough: %llu messages in %.3f s = %.0f msg/s, %.3f us CPU per message, %llu failed\n",
-           (unsigned long long)pass.delivered, secs, (double)pass.delivered / secs,
-           cpu * 1e6 / (double)pass.delivered, (unsigned long long)pass.failed);
+    printf(
+        "passthrough: %llu messages in %.3f s = %.0f msg/s, %.3f us CPU per message, %llu failed\n",
+        (unsigned long long)pass.delivered, secs, (double)pass.delivered / secs,
+        cpu * 1e6 / (double)pass.delivered, (unsigned long long)pass.failed);
     if (summary) {
         FILE *fp = fopen(summary, "w");
         if (fp) {
-            fprintf(fp, "{\"consumed\": %llu, \"delivered\": %llu, \"failed\": %llu, \"active_seconds\": %.6f, \"cpu_seconds\": %.6f}\n",
+            fprintf(fp,
+                    "{\"consumed\": %llu, \"delivered\": %llu, \"failed\": %llu, "
+                    "\"active_seconds\": %.6f, \"cpu_seconds\": %.6f}\n",
                     (unsigned long long)consumed, (unsigned long long)pass.delivered,
                     (unsigned long long)pass.failed, secs, cpu);
             fclose(fp);

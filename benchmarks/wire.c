@@ -70,8 +70,9 @@ static void pr_prepare(struct pr_prepared *p, size_t distinct, enum pr_mode mode
 /* The timed part, by name, for callgrind's --toggle-collect. */
 size_t pr_wire_timed(const struct pr_prepared *p, size_t count, enum pr_mode mode,
                      struct pr_decl_reader *reader, struct pr_arena *arena);
-__attribute__((noinline)) size_t pr_wire_timed(const struct pr_prepared *p, size_t count, enum pr_mode mode,
-                                               struct pr_decl_reader *reader, struct pr_arena *arena) {
+__attribute__((noinline)) size_t pr_wire_timed(const struct pr_prepared *p, size_t count,
+                                               enum pr_mode mode, struct pr_decl_reader *reader,
+                                               struct pr_arena *arena) {
     size_t ok = 0;
     char err[192];
     for (size_t i = 0; i < count; i++) {
@@ -85,8 +86,8 @@ __attribute__((noinline)) size_t pr_wire_timed(const struct pr_prepared *p, size
         } else {
             uint32_t id;
             if (pr_wire_parse(buf, len, &id) != PR_WIRE_FRAMED) continue;
-            code = pr_decl_reader_decode(reader, buf + PR_WIRE_HEADER_BYTES, len - PR_WIRE_HEADER_BYTES, &d, arena,
-                                         err, sizeof(err));
+            code = pr_decl_reader_decode(reader, buf + PR_WIRE_HEADER_BYTES,
+                                         len - PR_WIRE_HEADER_BYTES, &d, arena, err, sizeof(err));
         }
         if (code == PR_DLQ_NONE) ok++;
         if (i % 1000 == 999) pr_arena_reset(arena); /* once per batch, as the engine does */
@@ -98,10 +99,14 @@ int main(int argc, char **argv) {
     size_t count = 1000000, distinct = 100000;
     enum pr_mode mode = PR_PLAIN;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--count") == 0) count = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--distinct") == 0) distinct = strtoull(argv[i + 1], NULL, 10);
+        if (strcmp(argv[i], "--count") == 0)
+            count = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--distinct") == 0)
+            distinct = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--mode") == 0)
-            mode = strcmp(argv[i + 1], "same") == 0 ? PR_SAME : strcmp(argv[i + 1], "resolved") == 0 ? PR_RESOLVED : PR_PLAIN;
+            mode = strcmp(argv[i + 1], "same") == 0       ? PR_SAME
+                   : strcmp(argv[i + 1], "resolved") == 0 ? PR_RESOLVED
+                                                          : PR_PLAIN;
     }
     if (distinct > count) distinct = count;
     struct pr_prepared prepared;
@@ -111,15 +116,18 @@ int main(int argc, char **argv) {
     pr_buf_init(&writer);
     const char *close = strrchr(pr_schema_declaration, ']');
     pr_buf_append(&writer, pr_schema_declaration, (size_t)(close - pr_schema_declaration));
-    pr_buf_appendf(&writer, ", {\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}%s",
-                   close);
+    pr_buf_appendf(
+        &writer,
+        ", {\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}%s",
+        close);
     pr_buf_append(&writer, "", 1);
-    const char *writer_json = mode == PR_RESOLVED ? (const char *)writer.data : pr_schema_declaration;
+    const char *writer_json =
+        mode == PR_RESOLVED ? (const char *)writer.data : pr_schema_declaration;
     struct pr_decl_reader *reader = pr_decl_reader_new(writer_json, strlen(writer_json));
     enum pr_writer_kind want = mode == PR_RESOLVED ? PR_WRITER_RESOLVED : PR_WRITER_SAME;
     if (pr_decl_reader_kind(reader) != want) {
-        fprintf(stderr, "pr_wire_bench: writer schema kind %d, expected %d: %s\n", pr_decl_reader_kind(reader), want,
-                pr_decl_reader_why(reader));
+        fprintf(stderr, "pr_wire_bench: writer schema kind %d, expected %d: %s\n",
+                pr_decl_reader_kind(reader), want, pr_decl_reader_why(reader));
         return 1;
     }
     struct pr_arena arena;
@@ -132,13 +140,15 @@ int main(int argc, char **argv) {
     double wall = (double)(pr_monotonic_us() - t0) / 1e6;
     double cpu = pr_cpu() - cpu0;
     static const char *const names[] = {"plain", "same", "resolved"};
-    printf("wire: %s: %zu declarations (%zu decoded, %.0f bytes avg): %.0f declarations/s on one core (wall), "
+    printf("wire: %s: %zu declarations (%zu decoded, %.0f bytes avg): %.0f declarations/s on one "
+           "core (wall), "
            "%.3f us CPU per declaration\n",
-           names[mode], count, ok, (double)prepared.data.len / (double)distinct, (double)count / wall,
-           cpu * 1e6 / (double)count);
-    printf("{\"mode\": \"%s\", \"count\": %zu, \"decoded\": %zu, \"declarations_per_second\": %.0f, "
-           "\"cpu_us_per_declaration\": %.4f}\n",
-           names[mode], count, ok, (double)count / wall, cpu * 1e6 / (double)count);
+           names[mode], count, ok, (double)prepared.data.len / (double)distinct,
+           (double)count / wall, cpu * 1e6 / (double)count);
+    printf(
+        "{\"mode\": \"%s\", \"count\": %zu, \"decoded\": %zu, \"declarations_per_second\": %.0f, "
+        "\"cpu_us_per_declaration\": %.4f}\n",
+        names[mode], count, ok, (double)count / wall, cpu * 1e6 / (double)count);
     pr_arena_destroy(&arena);
     pr_decl_reader_free(reader);
     pr_buf_free(&writer);

@@ -84,14 +84,16 @@ static const char pr_aggregate_lua[] =
     "  for k = 0, n - 1 do fields[#fields + 1] = ARGV[i + k * 5] end\n"
     "  local vals = redis.call('HMGET', key, unpack(fields))\n"
     "  local total, overs, owner, seen, writes, crossings = 0, 0, vals[2], {}, {}, {}\n"
-    "  if vals[1] then local t, o = string.match(vals[1], '^(%-?%d+)|(%d+)$'); total, overs = total_of(t), num(o) or 0 end\n"
+    "  if vals[1] then local t, o = string.match(vals[1], '^(%-?%d+)|(%d+)$'); total, overs = "
+    "total_of(t), num(o) or 0 end\n"
     "  for k = 0, n - 1 do\n"
     "    local b = i + k * 5\n"
     "    local id, flags, thr = ARGV[b], ARGV[b + 2], num(ARGV[b + 4])\n"
     "    local rec = vals[3 + k] or seen[id]\n"
     "    local t_at, o_at\n"
     "    if rec then\n"
-    "      local t, o = string.match(rec, '^(%-?%d+)|(%d+)|'); t_at, o_at = total_of(t), num(o) or 0\n"
+    "      local t, o = string.match(rec, '^(%-?%d+)|(%d+)|'); t_at, o_at = total_of(t), num(o) or "
+    "0\n"
     "    else\n"
     "      total = total + num(ARGV[b + 1]); if total > SAT then total = SAT end\n"
     "      if string.byte(flags, 2) == 49 then overs = overs + 1 end\n"
@@ -178,7 +180,7 @@ struct pr_agg_groups {
     size_t count, cap;
     uint32_t *index; /* open addressing over groups */
     size_t index_cap;
-    uint32_t *next;  /* per record: next record of the same group */
+    uint32_t *next; /* per record: next record of the same group */
 };
 
 struct pr_aggregate_ctx {
@@ -284,7 +286,8 @@ static void pr_groups_add(struct pr_agg_groups *g, struct pr_str key, uint32_t r
  * arrival day without gmtime_r and strftime on the hot path. */
 static void pr_day_text(int64_t arrival_ms, int offset_minutes, char day[11]) {
     int64_t shifted;
-    if (__builtin_add_overflow(arrival_ms, (int64_t)offset_minutes * 60000, &shifted)) shifted = arrival_ms;
+    if (__builtin_add_overflow(arrival_ms, (int64_t)offset_minutes * 60000, &shifted))
+        shifted = arrival_ms;
     int64_t z = shifted / 86400000 - (shifted % 86400000 < 0 ? 1 : 0);
     if (z < -719468 || z > 2932896) z = 0; /* outside years 0000-9999: 1970-01-01 */
     z += 719468;
@@ -333,9 +336,9 @@ static struct pr_str pr_key3(struct pr_batch *batch, const char *prefix, const c
  * first counted. The one function both state stores (Redis for `run`,
  * pipeline/domain/state.c for `whatif`) decide through.
  */
-static void pr_aggregate_decide(struct pr_batch *batch, struct pr_record *rec, const char day[11], int64_t kept,
-                                long long overs, bool crossing, const char *bills, size_t bills_len,
-                                long long names_at_address) {
+static void pr_aggregate_decide(struct pr_batch *batch, struct pr_record *rec, const char day[11],
+                                int64_t kept, long long overs, bool crossing, const char *bills,
+                                size_t bills_len, long long names_at_address) {
     const struct pr_rules *rules = batch->rules;
     const struct pr_declaration *d = &rec->decl;
     if (kept < 0) kept = 0;
@@ -344,17 +347,20 @@ static void pr_aggregate_decide(struct pr_batch *batch, struct pr_record *rec, c
     const char *note = saturated ? " (saturated)" : "";
     rec->day_total_cents = total;
     rec->cluster_names = (int32_t)names_at_address;
-    const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
+    const struct pr_policy_row *row =
+        pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
     bool applies = !row->repealed && !rec->suspended;
     if (applies && d->value_usd_cents <= row->threshold_cents && kept > row->threshold_cents) {
         rec->aggregate_over_threshold = true;
-        pr_record_firef(batch, rec, PR_R_AGGREGATE_OVER_THRESHOLD, rules->points[PR_R_AGGREGATE_OVER_THRESHOLD],
-                        "consignee-day %s total %lld cents%s above threshold %lld cents", day, (long long)total,
-                        note, (long long)row->threshold_cents);
+        pr_record_firef(batch, rec, PR_R_AGGREGATE_OVER_THRESHOLD,
+                        rules->points[PR_R_AGGREGATE_OVER_THRESHOLD],
+                        "consignee-day %s total %lld cents%s above threshold %lld cents", day,
+                        (long long)total, note, (long long)row->threshold_cents);
         if (overs == 0)
-            pr_record_firef(batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
-                            "every declaration of consignee-day %s within %lld cents, total %lld cents%s", day,
-                            (long long)row->threshold_cents, (long long)total, note);
+            pr_record_firef(
+                batch, rec, PR_R_SPLIT_SHIPMENT, rules->points[PR_R_SPLIT_SHIPMENT],
+                "every declaration of consignee-day %s within %lld cents, total %lld cents%s", day,
+                (long long)row->threshold_cents, (long long)total, note);
         if (crossing && bills) {
             rec->aggregate_crossing = true;
             rec->day_house_bills.ptr = pr_arena_strndup(&batch->arena, bills, bills_len);
@@ -363,9 +369,10 @@ static void pr_aggregate_decide(struct pr_batch *batch, struct pr_record *rec, c
         }
     }
     if (names_at_address >= rules->cluster_size)
-        pr_record_firef(batch, rec, PR_R_ADDRESS_CLUSTER, rules->points[PR_R_ADDRESS_CLUSTER],
-                        "%lld distinct consignee names at the delivery address on %s (cluster size %d)",
-                        names_at_address, day, rules->cluster_size);
+        pr_record_firef(
+            batch, rec, PR_R_ADDRESS_CLUSTER, rules->points[PR_R_ADDRESS_CLUSTER],
+            "%lld distinct consignee names at the delivery address on %s (cluster size %d)",
+            names_at_address, day, rules->cluster_size);
 }
 
 static struct pr_str pr_prefixed(struct pr_batch *batch, const char prefix[3], struct pr_str s) {
@@ -412,24 +419,30 @@ static int pr_aggregate_degraded(struct pr_aggregate_ctx *ctx, struct pr_batch *
  * (1e-20 with a billion keys), at a tenth of its cost, and hold no raw
  * name or address. */
 static const uint8_t pr_local_keys[2][16] = {
-    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30, 0x31},
-    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30, 0x32},
+    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30,
+     0x31},
+    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30,
+     0x32},
 };
 
-static struct pr_str pr_local_key(struct pr_batch *batch, const void *data, size_t len, const char day[11]) {
+static struct pr_str pr_local_key(struct pr_batch *batch, const void *data, size_t len,
+                                  const char day[11]) {
     char *k = pr_arena_alloc(&batch->arena, 16 + 10);
-    uint64_t h[2] = {pr_siphash24(pr_local_keys[0], data, len), pr_siphash24(pr_local_keys[1], data, len)};
+    uint64_t h[2] = {pr_siphash24(pr_local_keys[0], data, len),
+                     pr_siphash24(pr_local_keys[1], data, len)};
     memcpy(k, h, 16);
     memcpy(k + 16, day, 10);
     return (struct pr_str){k, 26};
 }
 
-static int pr_hex_nibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+static int pr_hex_nibble(char c) {
+    return c <= '9' ? c - '0' : c - 'a' + 10;
+}
 
 static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_batch *batch) {
     const struct pr_rules *rules = batch->rules;
     size_t n = batch->count ? batch->count : 1;
-    char (*days)[11] = pr_arena_alloc(&batch->arena, n * 11);
+    char(*days)[11] = pr_arena_alloc(&batch->arena, n * 11);
     struct pr_str *day_keys = pr_arena_alloc(&batch->arena, n * sizeof(struct pr_str));
     struct pr_state_day *counted = pr_arena_alloc(&batch->arena, n * sizeof(struct pr_state_day));
     int32_t *names = pr_arena_alloc(&batch->arena, n * sizeof(int32_t));
@@ -441,25 +454,30 @@ static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_ba
         /* consignee_key (64 hex digits) as its 32 bytes, then the day. */
         char *key = pr_arena_alloc(&batch->arena, 42);
         for (int b = 0; b < 32; b++)
-            key[b] = (char)(pr_hex_nibble(rec->consignee_key[2 * b]) << 4 | pr_hex_nibble(rec->consignee_key[2 * b + 1]));
+            key[b] = (char)(pr_hex_nibble(rec->consignee_key[2 * b]) << 4 |
+                            pr_hex_nibble(rec->consignee_key[2 * b + 1]));
         memcpy(key + 32, days[i], 10);
         day_keys[i] = (struct pr_str){key, 42};
-        const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
+        const struct pr_policy_row *row =
+            pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
         bool applies = !row->repealed && !rec->suspended;
         bool within = d->value_usd_cents <= row->threshold_cents;
-        int64_t thr = row->threshold_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED : row->threshold_cents;
-        pr_state_day_count(ctx->state, day_keys[i], d->declaration_id, pr_agg_counted(d->value_usd_cents),
-                           !within && !row->repealed, applies && within, thr, d->house_bill, batch->now_ms,
-                           &counted[i]);
+        int64_t thr =
+            row->threshold_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED : row->threshold_cents;
+        pr_state_day_count(ctx->state, day_keys[i], d->declaration_id,
+                           pr_agg_counted(d->value_usd_cents), !within && !row->repealed,
+                           applies && within, thr, d->house_bill, batch->now_ms, &counted[i]);
         names[i] = 0;
         pr_record_norms(batch, rec);
         struct pr_str delivery = rec->norms.delivery_address;
         if (delivery.len > 0) {
             struct pr_str address_key = pr_local_key(batch, delivery.ptr, delivery.len, days[i]);
-            struct pr_str name_key =
-                pr_local_key(batch, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, days[i]);
-            name_key.len = 16; /* the name's 128 bits, as the Redis path keeps 128 bits of its digest */
-            names[i] = pr_state_address_count(ctx->state, address_key, d->declaration_id, name_key, batch->now_ms);
+            struct pr_str name_key = pr_local_key(batch, rec->norms.consignee_name.ptr,
+                                                  rec->norms.consignee_name.len, days[i]);
+            name_key.len =
+                16; /* the name's 128 bits, as the Redis path keeps 128 bits of its digest */
+            names[i] = pr_state_address_count(ctx->state, address_key, d->declaration_id, name_key,
+                                              batch->now_ms);
         }
     }
     for (size_t i = 0; i < batch->count; i++) {
@@ -470,7 +488,8 @@ static int pr_aggregate_process_local(struct pr_aggregate_ctx *ctx, struct pr_ba
         if (c->crossing) pr_state_day_house_bills(ctx->state, day_keys[i], &ctx->bills);
         int64_t kept = c->total > PR_AGG_SATURATED ? PR_AGG_SATURATED : c->total;
         pr_aggregate_decide(batch, rec, days[i], kept, c->overs, c->crossing,
-                            c->crossing ? (ctx->bills.data ? (const char *)ctx->bills.data : "") : NULL,
+                            c->crossing ? (ctx->bills.data ? (const char *)ctx->bills.data : "")
+                                        : NULL,
                             ctx->bills.len, names[i]);
     }
     pr_state_expire(ctx->state, batch->now_ms);
@@ -489,8 +508,9 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
     pr_groups_reset(&ctx->day_groups, batch->count);
     pr_groups_reset(&ctx->address_groups, batch->count);
     /* Per record: the day, its consignee-day key, its address-day key. */
-    char (*days)[11] = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * 11);
-    struct pr_str *names = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * sizeof(struct pr_str));
+    char(*days)[11] = pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * 11);
+    struct pr_str *names =
+        pr_arena_alloc(&batch->arena, (batch->count ? batch->count : 1) * sizeof(struct pr_str));
     size_t live = 0, with_address = 0;
     for (size_t i = 0; i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
@@ -498,21 +518,25 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         if (pr_record_dead(rec)) continue;
         live++;
         pr_day_text(rec->decl.arrival_time, rules->day_offset_minutes, days[i]);
-        pr_groups_add(&ctx->day_groups, pr_key3(batch, "pr:cd:", rec->consignee_key, 64, days[i], 10), (uint32_t)i);
+        pr_groups_add(&ctx->day_groups,
+                      pr_key3(batch, "pr:cd:", rec->consignee_key, 64, days[i], 10), (uint32_t)i);
         pr_record_norms(batch, rec);
         struct pr_str delivery = rec->norms.delivery_address;
         if (delivery.len > 0) {
             char digest[65];
             pr_sha256_hex_with(&ctx->sha, delivery.ptr, delivery.len, digest);
-            pr_groups_add(&ctx->address_groups, pr_key3(batch, "pr:ac:", digest, 64, days[i], 10), (uint32_t)i);
-            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, digest);
+            pr_groups_add(&ctx->address_groups, pr_key3(batch, "pr:ac:", digest, 64, days[i], 10),
+                          (uint32_t)i);
+            pr_sha256_hex_with(&ctx->sha, rec->norms.consignee_name.ptr,
+                               rec->norms.consignee_name.len, digest);
             names[i] = pr_prefixed(batch, "n:", (struct pr_str){digest, 32});
             with_address++;
         }
     }
     if (live == 0) return PR_OP_DONE;
 
-    size_t argc = 4 + 2 * (ctx->day_groups.count + ctx->address_groups.count) + 5 * live + 2 * with_address;
+    size_t argc =
+        4 + 2 * (ctx->day_groups.count + ctx->address_groups.count) + 5 * live + 2 * with_address;
     if (argc > ctx->argv_cap) {
         ctx->argv_cap = argc;
         ctx->argv = pr_realloc(ctx->argv, argc * sizeof(*ctx->argv));
@@ -532,7 +556,8 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         for (uint32_t r = grp->first; r != UINT32_MAX; r = ctx->day_groups.next[r]) {
             struct pr_record *rec = &batch->records[r];
             const struct pr_declaration *d = &rec->decl;
-            const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
+            const struct pr_policy_row *row =
+                pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
             bool applies = !row->repealed && !rec->suspended;
             bool within = d->value_usd_cents <= row->threshold_cents;
             /* flags: [0] a candidate for AGGREGATE (threshold applies, this one
@@ -542,8 +567,9 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
             struct pr_str value = pr_decimal(batch, pr_agg_counted(d->value_usd_cents));
             /* The script compares with the total as it keeps it (at most
              * 2^53), so the threshold is clamped the same way. */
-            struct pr_str thr = pr_decimal(
-                batch, row->threshold_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED : row->threshold_cents);
+            struct pr_str thr =
+                pr_decimal(batch, row->threshold_cents > PR_AGG_SATURATED ? PR_AGG_SATURATED
+                                                                          : row->threshold_cents);
             struct pr_str id = pr_prefixed(batch, "d:", d->declaration_id);
             pr_agg_arg(ctx, &n, id.ptr, id.len);
             pr_agg_arg(ctx, &n, value.ptr, value.len);
@@ -584,12 +610,14 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
         if (pr_record_dead(rec)) continue;
         redisReply **r = reply->element + ctx->day_slot[i];
         /* The total as the script keeps it, within [0, 2^53]. */
-        int64_t kept = r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : r[0]->integer;
+        int64_t kept =
+            r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : r[0]->integer;
         long long names_at_address =
             ctx->address_slot[i] != UINT32_MAX ? reply->element[ctx->address_slot[i]]->integer : 0;
         bool has_bills = r[2]->integer == 1 && r[3]->type == REDIS_REPLY_STRING;
         pr_aggregate_decide(batch, rec, days[i], kept, r[1]->integer, r[2]->integer == 1,
-                            has_bills ? r[3]->str : NULL, has_bills ? (size_t)r[3]->len : 0, names_at_address);
+                            has_bills ? r[3]->str : NULL, has_bills ? (size_t)r[3]->len : 0,
+                            names_at_address);
     }
     freeReplyObject(reply);
     return PR_OP_DONE;
@@ -597,7 +625,8 @@ static int pr_aggregate_process(struct pr_operator *op, struct pr_batch *batch) 
 
 const struct pr_operator_ops pr_op_aggregate = {
     .name = "aggregate",
-    .description = "one person one day (AGGREGATE_OVER_THRESHOLD, SPLIT_SHIPMENT), ADDRESS_CLUSTER; state in Redis",
+    .description = "one person one day (AGGREGATE_OVER_THRESHOLD, SPLIT_SHIPMENT), "
+                   "ADDRESS_CLUSTER; state in Redis",
     .init = pr_aggregate_init,
     .process = pr_aggregate_process,
     .destroy = pr_aggregate_destroy,

@@ -71,8 +71,8 @@ static bool pr_id_invalid(struct pr_str id, char *why, size_t why_size) {
         return true;
     }
     if (id.len > PR_ID_MAX_BYTES) {
-        snprintf(why, why_size, "declaration_id of %u bytes is longer than %d bytes", (unsigned)id.len,
-                 PR_ID_MAX_BYTES);
+        snprintf(why, why_size, "declaration_id of %u bytes is longer than %d bytes",
+                 (unsigned)id.len, PR_ID_MAX_BYTES);
         return true;
     }
     if (spaces == id.len) {
@@ -112,7 +112,8 @@ static void pr_declaration_countries_canon(struct pr_batch *batch, struct pr_dec
     pr_country_canon(batch, &d->shipper.country);
     pr_country_canon(batch, &d->consignee.country);
     if (d->has_seller) pr_country_canon(batch, &d->seller.country);
-    for (uint32_t i = 0; i < d->line_count; i++) pr_country_canon(batch, &d->lines[i].origin_country);
+    for (uint32_t i = 0; i < d->line_count; i++)
+        pr_country_canon(batch, &d->lines[i].origin_country);
 }
 
 /* An id the registry did not know is asked again after this long (it may
@@ -190,7 +191,8 @@ static struct pr_writer_entry *pr_decode_slot(struct pr_decode_ctx *ctx) {
 
 /* Makes every schema id of the batch known before a record is touched.
  * PR_OP_RETRY when the registry gives no usable answer. */
-static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx, struct pr_batch *batch) {
+static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx,
+                               struct pr_batch *batch) {
     ctx->stamp++;
     int64_t now = pr_now_ms();
     for (size_t i = 0; i < batch->count; i++) {
@@ -208,14 +210,17 @@ static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx
         op->stats.cache_misses++;
         op->stats.round_trips++;
         char *schema = NULL, why[256];
-        enum pr_reg_result res = pr_schema_registry_get(ctx->registry, id, &schema, why, sizeof(why));
+        enum pr_reg_result res =
+            pr_schema_registry_get(ctx->registry, id, &schema, why, sizeof(why));
         if (res == PR_REG_UNAVAILABLE) {
             int64_t now_us = pr_monotonic_us();
-            if (!ctx->last_unavailable_log_us || now_us - ctx->last_unavailable_log_us >= 10000000) {
+            if (!ctx->last_unavailable_log_us ||
+                now_us - ctx->last_unavailable_log_us >= 10000000) {
                 ctx->last_unavailable_log_us = now_us;
-                pr_warn("decode: schema registry unavailable, cannot read writer schema id %u (%s); "
-                        "pausing: nothing is decided or dead-lettered until it answers",
-                        id, why);
+                pr_warn(
+                    "decode: schema registry unavailable, cannot read writer schema id %u (%s); "
+                    "pausing: nothing is decided or dead-lettered until it answers",
+                    id, why);
             }
             return PR_OP_RETRY;
         }
@@ -224,9 +229,12 @@ static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx
         entry->fetched_ms = now;
         entry->used = ctx->stamp;
         if (res == PR_REG_REFUSED) {
-            snprintf(entry->why, sizeof(entry->why), "not known to the schema registry (%.120s)", why);
-            pr_warn("decode: writer schema id %u is not in the registry; its records are dead-lettered "
-                    "UNKNOWN_SCHEMA", id);
+            snprintf(entry->why, sizeof(entry->why), "not known to the schema registry (%.120s)",
+                     why);
+            pr_warn(
+                "decode: writer schema id %u is not in the registry; its records are dead-lettered "
+                "UNKNOWN_SCHEMA",
+                id);
             continue;
         }
         entry->reader = pr_decl_reader_new(schema, strlen(schema));
@@ -236,11 +244,15 @@ static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx
             pr_info("decode: writer schema id %u equals ours: fast decoder", id);
             break;
         case PR_WRITER_RESOLVED:
-            pr_info("decode: writer schema id %u is another version: read through Avro schema resolution", id);
+            pr_info("decode: writer schema id %u is another version: read through Avro schema "
+                    "resolution",
+                    id);
             break;
         case PR_WRITER_UNRESOLVABLE:
-            pr_warn("decode: writer schema id %u cannot be read as ours (%s); its records are dead-lettered "
-                    "UNKNOWN_SCHEMA", id, pr_decl_reader_why(entry->reader));
+            pr_warn("decode: writer schema id %u cannot be read as ours (%s); its records are "
+                    "dead-lettered "
+                    "UNKNOWN_SCHEMA",
+                    id, pr_decl_reader_why(entry->reader));
             break;
         }
     }
@@ -250,19 +262,20 @@ static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx
 }
 
 /* Decodes a value when a registry is configured: framed or not. */
-static enum pr_dlq_code pr_decode_framed(struct pr_decode_ctx *ctx, struct pr_batch *batch, struct pr_record *rec,
-                                         char *err, size_t err_size) {
+static enum pr_dlq_code pr_decode_framed(struct pr_decode_ctx *ctx, struct pr_batch *batch,
+                                         struct pr_record *rec, char *err, size_t err_size) {
     uint32_t id = 0;
     switch (pr_wire_parse(rec->payload, rec->payload_len, &id)) {
     case PR_WIRE_UNFRAMED:
-        return pr_declaration_decode(rec->payload, rec->payload_len, &rec->decl, &batch->arena, err, err_size);
+        return pr_declaration_decode(rec->payload, rec->payload_len, &rec->decl, &batch->arena, err,
+                                     err_size);
     case PR_WIRE_TRUNCATED:
         snprintf(err, err_size,
-                 "framed value of %zu bytes: truncated header (magic byte 0 and a 4-byte schema id need 5)",
+                 "framed value of %zu bytes: truncated header (magic byte 0 and a 4-byte schema id "
+                 "need 5)",
                  rec->payload_len);
         return PR_DLQ_UNKNOWN_SCHEMA;
-    case PR_WIRE_FRAMED:
-        break;
+    case PR_WIRE_FRAMED: break;
     }
     const struct pr_writer_entry *entry = pr_decode_find(ctx, id);
     if (!entry || !entry->reader) {
@@ -270,9 +283,9 @@ static enum pr_dlq_code pr_decode_framed(struct pr_decode_ctx *ctx, struct pr_ba
         return PR_DLQ_UNKNOWN_SCHEMA;
     }
     char why[sizeof(rec->dlq_detail)];
-    enum pr_dlq_code code =
-        pr_decl_reader_decode(entry->reader, rec->payload + PR_WIRE_HEADER_BYTES,
-                              rec->payload_len - PR_WIRE_HEADER_BYTES, &rec->decl, &batch->arena, why, sizeof(why));
+    enum pr_dlq_code code = pr_decl_reader_decode(
+        entry->reader, rec->payload + PR_WIRE_HEADER_BYTES, rec->payload_len - PR_WIRE_HEADER_BYTES,
+        &rec->decl, &batch->arena, why, sizeof(why));
     if (code != PR_DLQ_NONE) snprintf(err, err_size, "schema id %u: %.170s", id, why);
     return code;
 }
@@ -290,15 +303,16 @@ static int pr_decode_process(struct pr_operator *op, struct pr_batch *batch) {
             continue;
         }
         if (rec->payload_len > ctx->max_message_bytes) {
-            pr_record_dead_letter(rec, PR_DLQ_TOO_LARGE, "message of %zu bytes exceeds the cap of %zu",
-                                  rec->payload_len, ctx->max_message_bytes);
+            pr_record_dead_letter(rec, PR_DLQ_TOO_LARGE,
+                                  "message of %zu bytes exceeds the cap of %zu", rec->payload_len,
+                                  ctx->max_message_bytes);
             continue;
         }
         char err[sizeof(rec->dlq_detail)];
         enum pr_dlq_code code =
             ctx->registry ? pr_decode_framed(ctx, batch, rec, err, sizeof(err))
-                          : pr_declaration_decode(rec->payload, rec->payload_len, &rec->decl, &batch->arena, err,
-                                                  sizeof(err));
+                          : pr_declaration_decode(rec->payload, rec->payload_len, &rec->decl,
+                                                  &batch->arena, err, sizeof(err));
         if (code != PR_DLQ_NONE) {
             pr_record_dead_letter(rec, code, "%s", err);
             continue;

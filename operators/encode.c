@@ -38,7 +38,8 @@ static struct pr_str pr_encode_keep(struct pr_batch *batch, const struct pr_buf 
 }
 
 /* pr_encode_keep behind the Confluent header of schema id. */
-static struct pr_str pr_encode_keep_framed(struct pr_batch *batch, const struct pr_buf *buf, uint32_t id) {
+static struct pr_str pr_encode_keep_framed(struct pr_batch *batch, const struct pr_buf *buf,
+                                           uint32_t id) {
     char *copy = pr_arena_alloc(&batch->arena, buf->len + PR_WIRE_HEADER_BYTES);
     pr_wire_header(id, (uint8_t *)copy);
     memcpy(copy + PR_WIRE_HEADER_BYTES, buf->data, buf->len);
@@ -89,9 +90,10 @@ static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch
     pr_buf_append(&detail, fired->detail, fired->detail_len);
     pr_buf_append(&detail, "; house bills: ", 15);
     pr_encode_house_bills(&detail, rec->day_house_bills);
-    struct pr_reason reason = {.points = fired->points,
-                               .detail = pr_arena_strndup(&batch->arena, (const char *)detail.data, detail.len),
-                               .detail_len = (uint32_t)detail.len};
+    struct pr_reason reason = {
+        .points = fired->points,
+        .detail = pr_arena_strndup(&batch->arena, (const char *)detail.data, detail.len),
+        .detail_len = (uint32_t)detail.len};
     pr_buf_free(&detail);
     struct pr_decision_view view = {
         .declaration_id = rec->aggregate_alert_id,
@@ -114,8 +116,9 @@ static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch
     };
     pr_buf_reset(&ctx->scratch);
     pr_decision_view_encode(&view, &ctx->scratch);
-    rec->out_aggregate_alert = batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->alert)
-                                            : pr_encode_keep(batch, &ctx->scratch);
+    rec->out_aggregate_alert =
+        batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->alert)
+                     : pr_encode_keep(batch, &ctx->scratch);
 }
 
 static int pr_encode_process(struct pr_operator *op, struct pr_batch *batch) {
@@ -125,17 +128,20 @@ static int pr_encode_process(struct pr_operator *op, struct pr_batch *batch) {
         if (rec->outputs & PR_OUT_DLQ) {
             /* A TOO_LARGE payload keeps its first dlq_keep_bytes; any other
              * dead letter keeps the whole message (it is under the cap). */
-            size_t keep = rec->dlq_code == PR_DLQ_TOO_LARGE ? ctx->dlq_keep_bytes : rec->payload_len;
+            size_t keep =
+                rec->dlq_code == PR_DLQ_TOO_LARGE ? ctx->dlq_keep_bytes : rec->payload_len;
             pr_buf_reset(&ctx->scratch);
             pr_deadletter_encode(batch, rec, keep, &ctx->scratch);
-            rec->out_dlq = batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->deadletter)
-                                        : pr_encode_keep(batch, &ctx->scratch);
+            rec->out_dlq =
+                batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->deadletter)
+                             : pr_encode_keep(batch, &ctx->scratch);
         }
         if (rec->outputs & (PR_OUT_DECISION | PR_OUT_ALERT)) {
             pr_buf_reset(&ctx->scratch);
             pr_decision_encode(batch, rec, &ctx->scratch);
-            rec->out_decision = batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->decision)
-                                             : pr_encode_keep(batch, &ctx->scratch);
+            rec->out_decision =
+                batch->frame ? pr_encode_keep_framed(batch, &ctx->scratch, batch->frame->decision)
+                             : pr_encode_keep(batch, &ctx->scratch);
         }
         if (rec->outputs & PR_OUT_AGGREGATE_ALERT) pr_encode_aggregate_alert(ctx, batch, rec);
     }

@@ -69,8 +69,7 @@
  * ARGV[3..] = the keys to look up. Replies {cur} alone when cur is not
  * ARGV[1]; {cur, why} when the version does not check out; else
  * {cur, 'ok', manifest checked, values...}. */
-static const char pr_lookup_lua[] =
-    PR_REFDATA_VERIFY_LUA
+static const char pr_lookup_lua[] = PR_REFDATA_VERIFY_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then return {false} end\n"
     "if ARGV[1] ~= '' and cur ~= ARGV[1] then return {cur} end\n"
@@ -106,9 +105,9 @@ struct pr_enrich_ctx {
     struct pr_script script;
     struct pr_cache cache;
     bool degrade;
-    char version[128];  /* the version the cache holds; "" before first contact */
-    char verified[128]; /* version whose manifest last checked out; "" after a failure */
-    char manifest[256]; /* that manifest: every batch checks the table sizes against it */
+    char version[128];            /* the version the cache holds; "" before first contact */
+    char verified[128];           /* version whose manifest last checked out; "" after a failure */
+    char manifest[256];           /* that manifest: every batch checks the table sizes against it */
     char unavailable[512];        /* why the last batch could not use Redis ("" when not
                                    * a manifest problem) */
     char unavailable_logged[512]; /* the reason last logged; "" once a version checks out */
@@ -286,7 +285,9 @@ static void pr_enrich_store(struct pr_batch *batch, struct pr_enrich_key *k, con
     k->value_len = found ? (uint32_t)len : 0;
 }
 
-static int64_t pr_enrich_clock_ms(void) { return pr_monotonic_us() / 1000; }
+static int64_t pr_enrich_clock_ms(void) {
+    return pr_monotonic_us() / 1000;
+}
 
 static bool pr_reply_equals(const redisReply *reply, const char *s) {
     size_t len = strlen(s);
@@ -338,7 +339,8 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
             ctx->argvlen[n++] = ctx->keys[i].len;
         }
         op->stats.round_trips++;
-        redisReply *reply = pr_redis_eval(&ctx->redis, &ctx->script, (int)argc, ctx->argv, ctx->argvlen);
+        redisReply *reply =
+            pr_redis_eval(&ctx->redis, &ctx->script, (int)argc, ctx->argv, ctx->argvlen);
         if (!reply) return PR_ERR;
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
             reply->element[0]->type != REDIS_REPLY_STRING) {
@@ -412,7 +414,8 @@ static int pr_enrich_fetch(struct pr_operator *op, struct pr_batch *batch) {
             const redisReply *v = reply->element[e++];
             bool found = v->type == REDIS_REPLY_STRING && v->len > 0;
             pr_enrich_store(batch, k, found ? v->str : NULL, found ? (size_t)v->len : 0, found);
-            pr_cache_put(&ctx->cache, k->key, k->len, k->value, k->value_len, !found, batch->now_ms);
+            pr_cache_put(&ctx->cache, k->key, k->len, k->value, k->value_len, !found,
+                         batch->now_ms);
         }
         freeReplyObject(reply);
         return PR_OK;
@@ -469,25 +472,30 @@ static int pr_violator_severity(const struct pr_enrich_key *k, struct pr_str cou
     return best;
 }
 
-static void pr_enrich_apply(struct pr_enrich_ctx *ctx, struct pr_batch *batch, struct pr_record *rec,
-                            const uint32_t *ids) {
+static void pr_enrich_apply(struct pr_enrich_ctx *ctx, struct pr_batch *batch,
+                            struct pr_record *rec, const uint32_t *ids) {
     const struct pr_declaration *d = &rec->decl;
-    rec->party_severity[PR_PARTY_SHIPPER] = (int8_t)pr_violator_severity(pr_key(ctx, ids[0]), d->shipper.country);
+    rec->party_severity[PR_PARTY_SHIPPER] =
+        (int8_t)pr_violator_severity(pr_key(ctx, ids[0]), d->shipper.country);
     if (d->has_seller)
-        rec->party_severity[PR_PARTY_SELLER] = (int8_t)pr_violator_severity(pr_key(ctx, ids[1]), d->seller.country);
-    rec->party_severity[PR_PARTY_CONSIGNEE] = (int8_t)pr_violator_severity(pr_key(ctx, ids[2]), d->consignee.country);
+        rec->party_severity[PR_PARTY_SELLER] =
+            (int8_t)pr_violator_severity(pr_key(ctx, ids[1]), d->seller.country);
+    rec->party_severity[PR_PARTY_CONSIGNEE] =
+        (int8_t)pr_violator_severity(pr_key(ctx, ids[2]), d->consignee.country);
     int addr = pr_violator_severity(pr_key(ctx, ids[3]), d->consignee.country);
     int deliv = pr_violator_severity(pr_key(ctx, ids[4]), d->consignee.country);
     rec->party_severity[PR_PARTY_ADDRESS] = (int8_t)(addr > deliv ? addr : deliv);
     for (int p = 0; p < PR_PARTY_COUNT; p++)
-        if (rec->party_severity[p] > rec->violator_severity) rec->violator_severity = rec->party_severity[p];
+        if (rec->party_severity[p] > rec->violator_severity)
+            rec->violator_severity = rec->party_severity[p];
 
-    rec->line_refs = pr_arena_alloc(&batch->arena, (d->line_count ? d->line_count : 1) * sizeof(struct pr_line_ref));
+    rec->line_refs = pr_arena_alloc(&batch->arena, (d->line_count ? d->line_count : 1) *
+                                                       sizeof(struct pr_line_ref));
     for (uint32_t l = 0; l < d->line_count; l++) {
         const uint32_t *line_ids = ids + PR_PARTY_KEYS + l * PR_LINE_KEYS;
         struct pr_line_ref *ref = &rec->line_refs[l];
-        *ref = (struct pr_line_ref){.floor_cents = -1, .watch_points = -1,
-                                    .all_digits = pr_all_digits(d->lines[l].hts)};
+        *ref = (struct pr_line_ref){
+            .floor_cents = -1, .watch_points = -1, .all_digits = pr_all_digits(d->lines[l].hts)};
         bool floor_set = false;
         /* Most specific first: 10, 8, 6, 4, 2 digits. */
         for (int k = 0; k < 5; k++) {
@@ -524,7 +532,8 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
     }
     if (batch->count > ctx->rec_offset_cap) {
         ctx->rec_offset_cap = batch->count;
-        ctx->rec_offset = pr_realloc(ctx->rec_offset, ctx->rec_offset_cap * sizeof(*ctx->rec_offset));
+        ctx->rec_offset =
+            pr_realloc(ctx->rec_offset, ctx->rec_offset_cap * sizeof(*ctx->rec_offset));
     }
     size_t offset = 0;
     for (size_t i = 0; i < batch->count; i++) {
@@ -539,7 +548,8 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
             struct pr_enrich_key *k = &ctx->keys[i];
             const char *value;
             size_t len;
-            bool found = pr_refdata_snapshot_get(ctx->snapshot, k->key, k->len, &value, &len) && len > 0;
+            bool found =
+                pr_refdata_snapshot_get(ctx->snapshot, k->key, k->len, &value, &len) && len > 0;
             /* The value lives as long as the snapshot: no copy. */
             k->state = found ? PR_KEY_FOUND : PR_KEY_ABSENT;
             k->value = found ? value : NULL;
@@ -548,7 +558,8 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
         batch->refdata_version = ctx->snapshot->version;
         for (size_t i = 0; i < batch->count; i++) {
             struct pr_record *rec = &batch->records[i];
-            if (!pr_record_dead(rec)) pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
+            if (!pr_record_dead(rec))
+                pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
         }
         return PR_OP_DONE;
     }
@@ -578,7 +589,8 @@ static int pr_enrich_process(struct pr_operator *op, struct pr_batch *batch) {
     batch->refdata_version = pr_arena_strndup(&batch->arena, ctx->version, strlen(ctx->version));
     for (size_t i = 0; i < batch->count; i++) {
         struct pr_record *rec = &batch->records[i];
-        if (!pr_record_dead(rec)) pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
+        if (!pr_record_dead(rec))
+            pr_enrich_apply(ctx, batch, rec, ctx->rec_keys + ctx->rec_offset[i]);
     }
     op->stats.cache_entries = ctx->cache.count;
     op->stats.cache_bytes = ctx->cache.bytes + ctx->cache.capacity * sizeof(*ctx->cache.slots);

@@ -32,7 +32,8 @@ static void pr_policy_format_ms(int64_t ms, char *buf, size_t size) {
         snprintf(buf, size, "%lld ms", (long long)ms);
         return;
     }
-    if (snprintf(buf, size, "%s.%03dZ", date, (int)rem) < 0) snprintf(buf, size, "%lld ms", (long long)ms);
+    if (snprintf(buf, size, "%s.%03dZ", date, (int)rem) < 0)
+        snprintf(buf, size, "%lld ms", (long long)ms);
 }
 
 /* "line 1: ADCVD|EXCISE, line 3: QUOTA" for the lines whose flags meet mask. */
@@ -44,7 +45,8 @@ static void pr_policy_flags(struct pr_batch *batch, struct pr_record *rec, uint3
         uint32_t hit = rec->line_refs[i].flags & mask;
         if (!hit || n >= sizeof(evidence) - 120) continue;
         pr_hts_flags_format(hit, flags, sizeof(flags));
-        int w = snprintf(evidence + n, sizeof(evidence) - n, "%sline %u: %s", n ? ", " : "", i + 1, flags);
+        int w = snprintf(evidence + n, sizeof(evidence) - n, "%sline %u: %s", n ? ", " : "", i + 1,
+                         flags);
         if (w > 0) n += (size_t)w;
     }
     if (n) pr_record_fire(batch, rec, code, batch->rules->points[code], evidence, n);
@@ -61,13 +63,15 @@ static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
         char arrival[64], event[64];
         pr_policy_format_ms(d->arrival_time, arrival, sizeof(arrival));
         pr_policy_format_ms(d->event_time, event, sizeof(event));
-        pr_record_firef(batch, rec, PR_R_DATE_IMPLAUSIBLE, rules->points[PR_R_DATE_IMPLAUSIBLE],
-                        "arrival_time %s is more than %d days %s event_time %s: de minimis taken at "
-                        "event_time",
-                        arrival, rules->arrival_window_days,
-                        d->arrival_time < d->event_time ? "before" : "after", event);
+        pr_record_firef(
+            batch, rec, PR_R_DATE_IMPLAUSIBLE, rules->points[PR_R_DATE_IMPLAUSIBLE],
+            "arrival_time %s is more than %d days %s event_time %s: de minimis taken at "
+            "event_time",
+            arrival, rules->arrival_window_days,
+            d->arrival_time < d->event_time ? "before" : "after", event);
     }
-    const struct pr_policy_row *row = pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
+    const struct pr_policy_row *row =
+        pr_policy_at(&rules->policy, pr_rules_policy_instant(rules, d));
     char evidence[256];
     size_t n = 0;
     for (uint32_t i = 0; i < d->line_count; i++) {
@@ -76,7 +80,8 @@ static void pr_policy_record(struct pr_batch *batch, struct pr_record *rec) {
         rec->suspended = true;
         if (n < sizeof(evidence) - 48) {
             int w = snprintf(evidence + n, sizeof(evidence) - n, "%sline %u origin %.*s",
-                             n ? ", " : "", i + 1, pr_utf8_prefix(line->origin_country.ptr, line->origin_country.len, 8),
+                             n ? ", " : "", i + 1,
+                             pr_utf8_prefix(line->origin_country.ptr, line->origin_country.len, 8),
                              line->origin_country.ptr);
             if (w > 0) n += (size_t)w;
         }

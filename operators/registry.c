@@ -15,8 +15,8 @@ extern const struct pr_operator_ops pr_op_route;
 extern const struct pr_operator_ops pr_op_encode;
 
 const struct pr_operator_ops *const pr_operator_registry[] = {
-    &pr_op_decode, &pr_op_validate, &pr_op_enrich, &pr_op_policy, &pr_op_screen, &pr_op_aggregate, &pr_op_sample,
-    &pr_op_score,  &pr_op_route,    &pr_op_encode, NULL,
+    &pr_op_decode, &pr_op_validate, &pr_op_enrich, &pr_op_policy, &pr_op_screen, &pr_op_aggregate,
+    &pr_op_sample, &pr_op_score,    &pr_op_route,  &pr_op_encode, NULL,
 };
 
 const struct pr_operator_ops *pr_operator_lookup(const char *name) {
@@ -25,9 +25,13 @@ const struct pr_operator_ops *pr_operator_lookup(const char *name) {
     return NULL;
 }
 
-static bool pr_operator_known(const char *name) { return pr_operator_lookup(name) != NULL; }
+static bool pr_operator_known(const char *name) {
+    return pr_operator_lookup(name) != NULL;
+}
 
-void pr_operators_register(void) { pr_config_set_operator_check(pr_operator_known); }
+void pr_operators_register(void) {
+    pr_config_set_operator_check(pr_operator_known);
+}
 
 int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg) {
     struct pr_operator_env env = {.cfg = cfg};

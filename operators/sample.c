@@ -27,8 +27,9 @@ static int pr_sample_process(struct pr_operator *op, struct pr_batch *batch) {
         uint64_t h = pr_siphash24(rules->sample_key, id.ptr, id.len);
         if (h < cutoff || (cutoff == UINT64_MAX)) {
             rec->random_selection = true;
-            pr_record_firef(batch, rec, PR_R_RANDOM_COMPLIANCE, rules->points[PR_R_RANDOM_COMPLIANCE],
-                            "selected by the random compliance sample at rate %g", rules->sample_rate);
+            pr_record_firef(
+                batch, rec, PR_R_RANDOM_COMPLIANCE, rules->points[PR_R_RANDOM_COMPLIANCE],
+                "selected by the random compliance sample at rate %g", rules->sample_rate);
         }
     }
     return PR_OP_DONE;

@@ -27,7 +27,8 @@ void pr_score_record(const struct pr_rules *rules, struct pr_record *rec, int64_
         rec->de_minimis = PR_DM_ELIGIBLE;
 
     if (rec->score >= rules->lane_red_score ||
-        (rules->red_violator_severity > 0 && rec->violator_severity >= rules->red_violator_severity))
+        (rules->red_violator_severity > 0 &&
+         rec->violator_severity >= rules->red_violator_severity))
         rec->lane = PR_LANE_RED;
     else if (rec->score >= rules->lane_yellow_score || rec->random_selection)
         rec->lane = PR_LANE_YELLOW;

@@ -39,7 +39,9 @@ static void pr_evidence_add(struct pr_evidence *ev, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(ev->text + ev->len, sizeof(ev->text) - ev->len, fmt, ap);
     va_end(ap);
-    if (n > 0) ev->len += (size_t)n < sizeof(ev->text) - ev->len ? (size_t)n : sizeof(ev->text) - ev->len - 1;
+    if (n > 0)
+        ev->len +=
+            (size_t)n < sizeof(ev->text) - ev->len ? (size_t)n : sizeof(ev->text) - ev->len - 1;
 }
 
 static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
@@ -54,8 +56,8 @@ static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
         if (rec->party_severity[p])
             pr_evidence_add(&ev, "%s (severity %d)", party_text[p], rec->party_severity[p]);
     if (ev.len && rec->violator_severity >= 1 && rec->violator_severity <= 3)
-        pr_record_fire(batch, rec, PR_R_KNOWN_VIOLATOR, rules->violator_points[rec->violator_severity],
-                       ev.text, ev.len);
+        pr_record_fire(batch, rec, PR_R_KNOWN_VIOLATOR,
+                       rules->violator_points[rec->violator_severity], ev.text, ev.len);
 
     ev.len = 0;
     for (uint32_t i = 0; i < d->line_count; i++) {
@@ -63,7 +65,9 @@ static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
         if (d->lines[i].hts.len == 10 && ref->all_digits && !ref->known)
             pr_evidence_add(&ev, "line %u: not in the tariff reference", i + 1);
     }
-    if (ev.len) pr_record_fire(batch, rec, PR_R_HTS_INVALID, rules->points[PR_R_HTS_INVALID], ev.text, ev.len);
+    if (ev.len)
+        pr_record_fire(batch, rec, PR_R_HTS_INVALID, rules->points[PR_R_HTS_INVALID], ev.text,
+                       ev.len);
 
     ev.len = 0;
     int32_t watch = -1;
@@ -71,7 +75,8 @@ static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
         const struct pr_line_ref *ref = &rec->line_refs[i];
         if (ref->watch_points < 0) continue;
         pr_evidence_add(&ev, "line %u: HTS %.*s on the watch list", i + 1,
-                        pr_utf8_prefix(d->lines[i].hts.ptr, d->lines[i].hts.len, 10), d->lines[i].hts.ptr);
+                        pr_utf8_prefix(d->lines[i].hts.ptr, d->lines[i].hts.len, 10),
+                        d->lines[i].hts.ptr);
         if (ref->watch_points > watch) watch = ref->watch_points;
     }
     if (ev.len)
@@ -86,20 +91,23 @@ static void pr_screen_record(struct pr_batch *batch, struct pr_record *rec) {
         /* Exact for the default factor 0.5: 2 x value < floor x quantity. */
         if ((double)line->value_usd_cents <
             rules->undervalue_factor * (double)ref->floor_cents * (double)line->quantity)
-            pr_evidence_add(&ev, "line %u: unit value %lld/%d cents below %g x floor %lld cents", i + 1,
-                            (long long)line->value_usd_cents, line->quantity, rules->undervalue_factor,
-                            (long long)ref->floor_cents);
+            pr_evidence_add(&ev, "line %u: unit value %lld/%d cents below %g x floor %lld cents",
+                            i + 1, (long long)line->value_usd_cents, line->quantity,
+                            rules->undervalue_factor, (long long)ref->floor_cents);
     }
-    if (ev.len) pr_record_fire(batch, rec, PR_R_UNDERVALUED, rules->points[PR_R_UNDERVALUED], ev.text, ev.len);
+    if (ev.len)
+        pr_record_fire(batch, rec, PR_R_UNDERVALUED, rules->points[PR_R_UNDERVALUED], ev.text,
+                       ev.len);
 
     ev.len = 0;
     int32_t origin = 0;
     for (uint32_t i = 0; i < d->line_count; i++) {
         const struct pr_line_ref *ref = &rec->line_refs[i];
         if (ref->origin_points <= 0) continue;
-        pr_evidence_add(&ev, "line %u origin %.*s (%d points)", i + 1,
-                        pr_utf8_prefix(d->lines[i].origin_country.ptr, d->lines[i].origin_country.len, 8),
-                        d->lines[i].origin_country.ptr, ref->origin_points);
+        pr_evidence_add(
+            &ev, "line %u origin %.*s (%d points)", i + 1,
+            pr_utf8_prefix(d->lines[i].origin_country.ptr, d->lines[i].origin_country.len, 8),
+            d->lines[i].origin_country.ptr, ref->origin_points);
         if (ref->origin_points > origin) origin = ref->origin_points;
     }
     if (ev.len) pr_record_fire(batch, rec, PR_R_HIGH_RISK_ORIGIN, origin, ev.text, ev.len);
@@ -116,6 +124,7 @@ static int pr_screen_process(struct pr_operator *op, struct pr_batch *batch) {
 
 const struct pr_operator_ops pr_op_screen = {
     .name = "screen",
-    .description = "KNOWN_VIOLATOR, HTS_INVALID (reference), WATCHED_COMMODITY, UNDERVALUED, HIGH_RISK_ORIGIN",
+    .description =
+        "KNOWN_VIOLATOR, HTS_INVALID (reference), WATCHED_COMMODITY, UNDERVALUED, HIGH_RISK_ORIGIN",
     .process = pr_screen_process,
 };

@@ -106,7 +106,8 @@ static void pr_validate_record(struct pr_validate_ctx *ctx, struct pr_batch *bat
 
     pr_record_norms(batch, rec);
     if (pr_str_blank(d->house_bill)) pr_note(missing, "house_bill");
-    if (pr_party_field_missing(d->shipper.name, rec->norms.shipper_name)) pr_note(missing, "shipper.name");
+    if (pr_party_field_missing(d->shipper.name, rec->norms.shipper_name))
+        pr_note(missing, "shipper.name");
     if (pr_party_field_missing(d->shipper.address, rec->norms.shipper_address))
         pr_note(missing, "shipper.address");
     if (pr_str_blank(d->shipper.country)) pr_note(missing, "shipper.country");
@@ -151,11 +152,10 @@ static void pr_validate_record(struct pr_validate_ctx *ctx, struct pr_batch *bat
     }
     if (d->has_freight &&
         (double)d->freight_usd_cents > rules->freight_factor * (double)d->value_usd_cents)
-        pr_record_firef(batch, rec, PR_R_FREIGHT_VALUE_MISMATCH,
-                        rules->points[PR_R_FREIGHT_VALUE_MISMATCH],
-                        "freight %lld cents above %g x value %lld cents",
-                        (long long)d->freight_usd_cents, rules->freight_factor,
-                        (long long)d->value_usd_cents);
+        pr_record_firef(
+            batch, rec, PR_R_FREIGHT_VALUE_MISMATCH, rules->points[PR_R_FREIGHT_VALUE_MISMATCH],
+            "freight %lld cents above %g x value %lld cents", (long long)d->freight_usd_cents,
+            rules->freight_factor, (long long)d->value_usd_cents);
     pr_record_consignee_key(&ctx->sha, rec);
 }
 

@@ -22,15 +22,19 @@
 static rd_kafka_t *pr_client(rd_kafka_type_t type, const char *brokers, const char *group) {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-        (group && (rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-                   rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-                   rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err)) !=
-                       RD_KAFKA_CONF_OK))) {
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) !=
+            RD_KAFKA_CONF_OK ||
+        (group &&
+         (rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+          rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) !=
+              RD_KAFKA_CONF_OK ||
+          rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err)) !=
+              RD_KAFKA_CONF_OK))) {
         fprintf(stderr, "pr_test_kafka: %s\n", err);
         exit(2);
     }
-    if (type == RD_KAFKA_PRODUCER) rd_kafka_conf_set(conf, "message.max.bytes", "10000000", err, sizeof(err));
+    if (type == RD_KAFKA_PRODUCER)
+        rd_kafka_conf_set(conf, "message.max.bytes", "10000000", err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "pr_test_kafka: %s\n", err);
@@ -52,8 +56,9 @@ static int pr_admin_result(rd_kafka_queue_t *queue, int is_create) {
     } else {
         size_t n;
         const rd_kafka_topic_result_t **res =
-            is_create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
-                      : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+            is_create
+                ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
+                : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
         for (size_t i = 0; i < n; i++) {
             if (rd_kafka_topic_result_error(res[i])) {
                 fprintf(stderr, "pr_test_kafka: %s: %s\n", rd_kafka_topic_result_name(res[i]),
@@ -66,7 +71,8 @@ static int pr_admin_result(rd_kafka_queue_t *queue, int is_create) {
     return rc;
 }
 
-static int pr_create(const char *brokers, const char *topic, int partitions, int argc, char **argv) {
+static int pr_create(const char *brokers, const char *topic, int partitions, int argc,
+                     char **argv) {
     char err[512];
     rd_kafka_t *rk = pr_client(RD_KAFKA_PRODUCER, brokers, NULL);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof(err));
@@ -103,7 +109,8 @@ static int pr_alter(const char *brokers, const char *topic, int argc, char **arg
     rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 60000);
     int rc = 0;
     if (!ev || rd_kafka_event_error(ev)) {
-        fprintf(stderr, "pr_test_kafka: alter: %s\n", ev ? rd_kafka_event_error_string(ev) : "no answer");
+        fprintf(stderr, "pr_test_kafka: alter: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
         rc = 1;
     } else {
         size_t n;
@@ -111,7 +118,8 @@ static int pr_alter(const char *brokers, const char *topic, int argc, char **arg
             rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
         for (size_t i = 0; i < n; i++)
             if (rd_kafka_ConfigResource_error(out[i])) {
-                fprintf(stderr, "pr_test_kafka: alter: %s\n", rd_kafka_ConfigResource_error_string(out[i]));
+                fprintf(stderr, "pr_test_kafka: alter: %s\n",
+                        rd_kafka_ConfigResource_error_string(out[i]));
                 rc = 1;
             }
     }
@@ -125,7 +133,8 @@ static int pr_alter(const char *brokers, const char *topic, int argc, char **arg
 static int pr_partitions(const char *brokers, const char *topic, int total) {
     char err[512];
     rd_kafka_t *rk = pr_client(RD_KAFKA_PRODUCER, brokers, NULL);
-    rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(topic, (size_t)total, err, sizeof(err));
+    rd_kafka_NewPartitions_t *np =
+        rd_kafka_NewPartitions_new(topic, (size_t)total, err, sizeof(err));
     if (!np) {
         fprintf(stderr, "pr_test_kafka: %s\n", err);
         return 2;
@@ -135,7 +144,8 @@ static int pr_partitions(const char *brokers, const char *topic, int total) {
     rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 60000);
     int rc = 0;
     if (!ev || rd_kafka_event_error(ev)) {
-        fprintf(stderr, "pr_test_kafka: partitions: %s\n", ev ? rd_kafka_event_error_string(ev) : "no answer");
+        fprintf(stderr, "pr_test_kafka: partitions: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
         rc = 1;
     } else {
         size_t n;
@@ -143,7 +153,8 @@ static int pr_partitions(const char *brokers, const char *topic, int total) {
             rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &n);
         for (size_t i = 0; i < n; i++)
             if (rd_kafka_topic_result_error(res[i])) {
-                fprintf(stderr, "pr_test_kafka: partitions: %s\n", rd_kafka_topic_result_error_string(res[i]));
+                fprintf(stderr, "pr_test_kafka: partitions: %s\n",
+                        rd_kafka_topic_result_error_string(res[i]));
                 rc = 1;
             }
     }
@@ -172,11 +183,10 @@ static int pr_produce(const char *brokers, const char *topic, size_t key_len, si
     char *key = malloc(key_len + 1), *value = malloc(value_len + 1);
     memset(key, 'k', key_len);
     for (size_t i = 0; i < value_len; i++) value[i] = (char)(0x80 | (i % 0x7f)); /* not Avro */
-    rd_kafka_resp_err_t err =
-        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-                          RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_TIMESTAMP(timestamp),
-                          RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_END);
     int rc = 0;
     if (err) {
         fprintf(stderr, "pr_test_kafka: produce: %s\n", rd_kafka_err2str(err));
@@ -224,8 +234,8 @@ static int pr_records(const char *brokers, const char *topic) {
         } else {
             printf("{\"partition\": %d, \"offset\": %lld, \"timestamp\": %lld, \"key_len\": %zu, "
                    "\"value_len\": %zu}\n",
-                   m->partition, (long long)m->offset, (long long)rd_kafka_message_timestamp(m, NULL),
-                   m->key_len, m->len);
+                   m->partition, (long long)m->offset,
+                   (long long)rd_kafka_message_timestamp(m, NULL), m->key_len, m->len);
         }
         rd_kafka_message_destroy(m);
     }
@@ -238,8 +248,10 @@ int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "create") == 0)
         return pr_create(argv[2], argv[3], atoi(argv[4]), argc - 5, argv + 5);
     if (argc == 4 && strcmp(argv[1], "delete") == 0) return pr_delete(argv[2], argv[3]);
-    if (argc == 5 && strcmp(argv[1], "partitions") == 0) return pr_partitions(argv[2], argv[3], atoi(argv[4]));
-    if (argc >= 5 && strcmp(argv[1], "alter") == 0) return pr_alter(argv[2], argv[3], argc - 4, argv + 4);
+    if (argc == 5 && strcmp(argv[1], "partitions") == 0)
+        return pr_partitions(argv[2], argv[3], atoi(argv[4]));
+    if (argc >= 5 && strcmp(argv[1], "alter") == 0)
+        return pr_alter(argv[2], argv[3], argc - 4, argv + 4);
     if ((argc == 6 || argc == 7) && strcmp(argv[1], "produce") == 0)
         return pr_produce(argv[2], argv[3], strtoul(argv[4], NULL, 10), strtoul(argv[5], NULL, 10),
                           argc == 7 ? strtoll(argv[6], NULL, 10) : 0);

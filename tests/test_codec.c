@@ -42,7 +42,8 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 /* A string literal as a pr_str (S for expressions, SI inside initializer
  * braces); sizeof keeps embedded NULs. */
-#define SI(lit) {(lit), (uint32_t)(sizeof(lit) - 1)}
+#define SI(lit)                                                                                    \
+    { (lit), (uint32_t)(sizeof(lit) - 1) }
 #define S(lit) ((struct pr_str)SI(lit))
 
 /* 2025-10-01T00:00:00Z: after the 2025-08-29 suspension for every origin. */
@@ -52,19 +53,22 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 static const char *const transport_symbols[] = {"AIR", "TRUCK", "RAIL", "VESSEL", "POSTAL"};
 static const char *const lane_symbols[] = {"GREEN", "BLUE", "YELLOW", "RED"};
-static const char *const de_minimis_symbols[] = {"ELIGIBLE", "INELIGIBLE_VALUE",
-                                                 "INELIGIBLE_AGGREGATE", "INELIGIBLE_GOODS",
-                                                 "SUSPENDED"};
+static const char *const de_minimis_symbols[] = {
+    "ELIGIBLE", "INELIGIBLE_VALUE", "INELIGIBLE_AGGREGATE", "INELIGIBLE_GOODS", "SUSPENDED"};
 static const char *const reason_codes[] = {
-    "DE_MINIMIS_SUSPENDED", "VALUE_OVER_THRESHOLD", "AGGREGATE_OVER_THRESHOLD", "SPLIT_SHIPMENT",
-    "EXCLUDED_GOODS",       "PGA_REGULATED",        "KNOWN_VIOLATOR",           "HTS_INVALID",
-    "WATCHED_COMMODITY",    "UNDERVALUED",          "VAGUE_DESCRIPTION",        "MISSING_DATA",
-    "FREIGHT_VALUE_MISMATCH", "HIGH_RISK_ORIGIN",   "ADDRESS_CLUSTER",          "DATE_IMPLAUSIBLE",
+    "DE_MINIMIS_SUSPENDED",     "VALUE_OVER_THRESHOLD",
+    "AGGREGATE_OVER_THRESHOLD", "SPLIT_SHIPMENT",
+    "EXCLUDED_GOODS",           "PGA_REGULATED",
+    "KNOWN_VIOLATOR",           "HTS_INVALID",
+    "WATCHED_COMMODITY",        "UNDERVALUED",
+    "VAGUE_DESCRIPTION",        "MISSING_DATA",
+    "FREIGHT_VALUE_MISMATCH",   "HIGH_RISK_ORIGIN",
+    "ADDRESS_CLUSTER",          "DATE_IMPLAUSIBLE",
     "RANDOM_COMPLIANCE",
 };
-static const char *const dlq_codes[] = {NULL,           "EMPTY",        "TOO_LARGE",
-                                        "DECODE_ERROR", "TRAILING_BYTES", "INVALID_UTF8",
-                                        "UNKNOWN_SCHEMA", "INVALID_ID", "OUTPUT_REJECTED"};
+static const char *const dlq_codes[] = {
+    NULL,           "EMPTY",          "TOO_LARGE",  "DECODE_ERROR",   "TRAILING_BYTES",
+    "INVALID_UTF8", "UNKNOWN_SCHEMA", "INVALID_ID", "OUTPUT_REJECTED"};
 
 /* ---------------------------------------------------------- Avro-C types */
 
@@ -168,7 +172,8 @@ static void pr_check_string(avro_value_t *v, const char *ctx, const char *what, 
     /* Avro-C counts the NUL terminator it appends. */
     if (size != want_len + 1 || memcmp(got, want, want_len) != 0)
         fail_msg("%s: %s: want \"%.*s\" (%zu bytes), Avro-C read \"%.*s\" (%zu bytes)", ctx, what,
-                 (int)want_len, want, want_len, (int)(size ? size - 1 : 0), got, size ? size - 1 : 0);
+                 (int)want_len, want, want_len, (int)(size ? size - 1 : 0), got,
+                 size ? size - 1 : 0);
 }
 
 static void pr_check_str_field(avro_value_t *record, const char *name, struct pr_str want,
@@ -249,7 +254,8 @@ static void pr_check_declaration_avro(avro_value_t *rec, const struct pr_declara
     pr_check_str_field(rec, "entry_type", d->entry_type, ctx);
     pr_check_str_field(rec, "house_bill", d->house_bill, ctx);
     pr_check_optional(rec, "master_bill", d->has_master_bill, &branch, ctx);
-    if (d->has_master_bill) pr_check_string(&branch, ctx, "master_bill", d->master_bill.ptr, d->master_bill.len);
+    if (d->has_master_bill)
+        pr_check_string(&branch, ctx, "master_bill", d->master_bill.ptr, d->master_bill.len);
     assert_in_range(d->transport_mode, 0, 4);
     pr_check_enum_field(rec, "transport_mode", d->transport_mode,
                         transport_symbols[d->transport_mode], ctx);
@@ -407,11 +413,11 @@ static void pr_check_party_eq(const struct pr_party *got, const struct pr_party 
     pr_check_str_eq(got->country, want->country, ctx, what);
 }
 
-#define PR_CHECK_NUM(got, want, ctx, what)                                                      \
-    do {                                                                                         \
-        if ((int64_t)(got) != (int64_t)(want))                                                   \
-            fail_msg("%s: %s: want %" PRId64 ", decoded %" PRId64, (ctx), (what),                \
-                     (int64_t)(want), (int64_t)(got));                                           \
+#define PR_CHECK_NUM(got, want, ctx, what)                                                         \
+    do {                                                                                           \
+        if ((int64_t)(got) != (int64_t)(want))                                                     \
+            fail_msg("%s: %s: want %" PRId64 ", decoded %" PRId64, (ctx), (what), (int64_t)(want), \
+                     (int64_t)(got));                                                              \
     } while (0)
 
 /* Every field of got equals want (absent optionals are not compared). */
@@ -422,7 +428,8 @@ static void pr_check_declaration_eq(const struct pr_declaration *got,
     pr_check_str_eq(got->entry_type, want->entry_type, ctx, "entry_type");
     pr_check_str_eq(got->house_bill, want->house_bill, ctx, "house_bill");
     PR_CHECK_NUM(got->has_master_bill, want->has_master_bill, ctx, "master_bill branch");
-    if (want->has_master_bill) pr_check_str_eq(got->master_bill, want->master_bill, ctx, "master_bill");
+    if (want->has_master_bill)
+        pr_check_str_eq(got->master_bill, want->master_bill, ctx, "master_bill");
     PR_CHECK_NUM(got->transport_mode, want->transport_mode, ctx, "transport_mode");
     pr_check_str_eq(got->port_of_entry, want->port_of_entry, ctx, "port_of_entry");
     PR_CHECK_NUM(got->arrival_time, want->arrival_time, ctx, "arrival_time");
@@ -432,17 +439,20 @@ static void pr_check_declaration_eq(const struct pr_declaration *got,
     PR_CHECK_NUM(got->has_seller, want->has_seller, ctx, "seller branch");
     if (want->has_seller) pr_check_party_eq(&got->seller, &want->seller, ctx, "seller");
     PR_CHECK_NUM(got->has_marketplace, want->has_marketplace, ctx, "marketplace branch");
-    if (want->has_marketplace) pr_check_str_eq(got->marketplace, want->marketplace, ctx, "marketplace");
+    if (want->has_marketplace)
+        pr_check_str_eq(got->marketplace, want->marketplace, ctx, "marketplace");
     PR_CHECK_NUM(got->value_usd_cents, want->value_usd_cents, ctx, "value_usd_cents");
     PR_CHECK_NUM(got->has_freight, want->has_freight, ctx, "freight branch");
-    if (want->has_freight) PR_CHECK_NUM(got->freight_usd_cents, want->freight_usd_cents, ctx, "freight_usd_cents");
+    if (want->has_freight)
+        PR_CHECK_NUM(got->freight_usd_cents, want->freight_usd_cents, ctx, "freight_usd_cents");
     PR_CHECK_NUM(got->gross_weight_grams, want->gross_weight_grams, ctx, "gross_weight_grams");
     PR_CHECK_NUM(got->line_count, want->line_count, ctx, "line count");
     for (uint32_t i = 0; i < want->line_count; i++) {
         char where[200];
         snprintf(where, sizeof(where), "%s: lines[%u]", ctx, i);
         pr_check_str_eq(got->lines[i].hts, want->lines[i].hts, where, "hts");
-        pr_check_str_eq(got->lines[i].description, want->lines[i].description, where, "description");
+        pr_check_str_eq(got->lines[i].description, want->lines[i].description, where,
+                        "description");
         pr_check_str_eq(got->lines[i].origin_country, want->lines[i].origin_country, where,
                         "origin_country");
         PR_CHECK_NUM(got->lines[i].quantity, want->lines[i].quantity, where, "quantity");
@@ -456,8 +466,8 @@ static void pr_check_bytes_eq(const uint8_t *got, size_t got_len, const uint8_t 
     size_t n = got_len < want_len ? got_len : want_len, i = 0;
     while (i < n && got[i] == want[i]) i++;
     if (got_len != want_len || i < n)
-        fail_msg("%s: bytes differ at offset %zu (ours %zu bytes, want %zu bytes)", ctx, i,
-                 got_len, want_len);
+        fail_msg("%s: bytes differ at offset %zu (ours %zu bytes, want %zu bytes)", ctx, i, got_len,
+                 want_len);
 }
 
 /* ------------------------------------------------ hand-built declarations */
@@ -485,10 +495,11 @@ static void pr_hand_rich(struct pr_declaration *d) {
     d->port_of_entry = S("4701");
     d->arrival_time = INT64_MIN;
     d->event_time = INT64_MAX;
-    d->shipper = (struct pr_party){SI("\xe6\xb7\xb1\xe5\x9c\xb3\xe5\xb8\x82 Bright Trading Co., Ltd."),
-                                   SI("No. 1 Industrial Road"), SI("Shenzhen"), SI("518000"), SI("CN")};
-    d->consignee = (struct pr_party){SI("Zo\xc3\xab \xc3\x85ngstr\xc3\xb6m"), SI("12 Elm St, Apt 3"),
-                                     SI(""), SI(""), SI("US")};
+    d->shipper =
+        (struct pr_party){SI("\xe6\xb7\xb1\xe5\x9c\xb3\xe5\xb8\x82 Bright Trading Co., Ltd."),
+                          SI("No. 1 Industrial Road"), SI("Shenzhen"), SI("518000"), SI("CN")};
+    d->consignee = (struct pr_party){SI("Zo\xc3\xab \xc3\x85ngstr\xc3\xb6m"),
+                                     SI("12 Elm St, Apt 3"), SI(""), SI(""), SI("US")};
     d->has_seller = true;
     d->seller = (struct pr_party){SI(""), SI(""), SI(""), SI(""), SI("")};
     d->has_marketplace = true;
@@ -532,14 +543,16 @@ static void pr_hand_long(struct pr_declaration *d) {
 
 typedef void (*pr_hand_fn)(struct pr_declaration *d);
 static const pr_hand_fn pr_hand_builders[] = {pr_hand_rich, pr_hand_bare, pr_hand_long};
-static const char *const pr_hand_names[] = {"hand-built rich", "hand-built bare", "hand-built long"};
+static const char *const pr_hand_names[] = {"hand-built rich", "hand-built bare",
+                                            "hand-built long"};
 
 /* Decodes buf with our decoder; fails unless it decodes cleanly. */
 static void pr_decode_ok(const struct pr_buf *buf, struct pr_declaration *d, struct pr_arena *arena,
                          const char *ctx) {
     char err[256];
     enum pr_dlq_code code = pr_declaration_decode(buf->data, buf->len, d, arena, err, sizeof(err));
-    if (code != PR_DLQ_NONE) fail_msg("%s: pr_declaration_decode: %s: %s", ctx, dlq_codes[code], err);
+    if (code != PR_DLQ_NONE)
+        fail_msg("%s: pr_declaration_decode: %s: %s", ctx, dlq_codes[code], err);
 }
 
 /* Decodes exactly len bytes from a heap copy of exactly that size, so that
@@ -697,7 +710,8 @@ static void test_declaration_avro_to_ours(void **state) {
             pr_gen_next(&gen, &d);
             d.event_time = d.arrival_time + i;
             char ctx[96];
-            snprintf(ctx, sizeof(ctx), "Avro-C -> ours, seed %" PRIu64 " declaration %d", seeds[s], i);
+            snprintf(ctx, sizeof(ctx), "Avro-C -> ours, seed %" PRIu64 " declaration %d", seeds[s],
+                     i);
             pr_avro_to_ours_one(f, &d, &avro_bytes, &ours, &arena, ctx);
         }
     }
@@ -708,7 +722,8 @@ static void test_declaration_avro_to_ours(void **state) {
 
 /* ======================================================= Decision tests */
 
-static const char pr_test_key[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+static const char pr_test_key[] =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 struct pr_decision_env {
     struct pr_batch batch;
@@ -772,8 +787,8 @@ static void test_decision_to_avro(void **state) {
     pr_fire(batch, rec, PR_R_DE_MINIMIS_SUSPENDED, 0,
             "line 1 origin CN: de minimis suspended since 2025-08-29T04:01:00Z");
     pr_fire(batch, rec, PR_R_MISSING_DATA, 200, "line 2 hts");
-    pr_record_firef(batch, rec, PR_R_KNOWN_VIOLATOR, 700, "consignee on list %s severity %d \xe2\x80\x94 x",
-                    "OFAC", 3);
+    pr_record_firef(batch, rec, PR_R_KNOWN_VIOLATOR, 700,
+                    "consignee on list %s severity %d \xe2\x80\x94 x", "OFAC", 3);
     pr_fire(batch, rec, PR_R_ADDRESS_CLUSTER, INT32_MAX, "");
     pr_decision_encode(batch, rec, &env.out);
     pr_avro_read_all(&f->decision, env.out.data, env.out.len, "decision");
@@ -791,7 +806,8 @@ static void test_decision_to_avro(void **state) {
     assert_int_equal(count, 5);
     pr_check_reason(&reasons, 0, "DE_MINIMIS_SUSPENDED", 0,
                     "line 1 origin CN: de minimis suspended since 2025-08-29T04:01:00Z");
-    pr_check_reason(&reasons, 1, "KNOWN_VIOLATOR", 700, "consignee on list OFAC severity 3 \xe2\x80\x94 x");
+    pr_check_reason(&reasons, 1, "KNOWN_VIOLATOR", 700,
+                    "consignee on list OFAC severity 3 \xe2\x80\x94 x");
     pr_check_reason(&reasons, 2, "MISSING_DATA", 200, "missing: house_bill; line 2 hts");
     pr_check_reason(&reasons, 3, "ADDRESS_CLUSTER", INT32_MAX, "");
     pr_check_reason(&reasons, 4, "RANDOM_COMPLIANCE", 0, "selected at rate 0.01");
@@ -820,7 +836,8 @@ static void test_decision_all_reasons_in_order(void **state) {
     for (int code = PR_R_COUNT - 1; code >= 0; code--) {
         char detail[32];
         int n = snprintf(detail, sizeof(detail), "evidence %d", code);
-        pr_record_fire(&env.batch, rec, (enum pr_reason_code)code, 10 * code - 50, detail, (size_t)n);
+        pr_record_fire(&env.batch, rec, (enum pr_reason_code)code, 10 * code - 50, detail,
+                       (size_t)n);
     }
     pr_decision_encode(&env.batch, rec, &env.out);
     pr_avro_read_all(&f->decision, env.out.data, env.out.len, "all reasons");
@@ -906,7 +923,8 @@ static void test_deadletter_to_avro(void **state) {
         rec->payload_len = sizeof(payload);
         rec->partition = 2;
         rec->offset = 123456789012LL;
-        pr_record_dead_letter(rec, (enum pr_dlq_code)code, "string length exceeds bytes left at field %s (byte %d of %d)",
+        pr_record_dead_letter(rec, (enum pr_dlq_code)code,
+                              "string length exceeds bytes left at field %s (byte %d of %d)",
                               "house_bill", 17, 42);
         pr_buf_reset(&env.out);
         pr_deadletter_encode(&env.batch, rec, sizeof(payload), &env.out);
@@ -916,7 +934,8 @@ static void test_deadletter_to_avro(void **state) {
         avro_value_t *v = &f->deadletter.value;
         pr_check_cstr_field(v, "error_code", dlq_codes[code], ctx);
         pr_check_cstr_field(v, "error_detail",
-                            "string length exceeds bytes left at field house_bill (byte 17 of 42)", ctx);
+                            "string length exceeds bytes left at field house_bill (byte 17 of 42)",
+                            ctx);
         pr_check_cstr_field(v, "source_topic", "declarations.eu-west-1", ctx);
         pr_check_int_field(v, "source_partition", 2, ctx);
         pr_check_long_field(v, "source_offset", 123456789012LL, ctx);
@@ -951,7 +970,8 @@ static void test_deadletter_too_large_keeps_prefix(void **state) {
         pr_deadletter_encode(&env.batch, rec, cases[k].keep, &env.out);
         char ctx[64], detail[96];
         snprintf(ctx, sizeof(ctx), "TOO_LARGE %zu keep %zu", cases[k].len, cases[k].keep);
-        snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the cap of 262144", cases[k].len);
+        snprintf(detail, sizeof(detail), "message of %zu bytes exceeds the cap of 262144",
+                 cases[k].len);
         pr_avro_read_all(&f->deadletter, env.out.data, env.out.len, ctx);
         avro_value_t *v = &f->deadletter.value;
         pr_check_cstr_field(v, "error_code", "TOO_LARGE", ctx);
@@ -1048,8 +1068,10 @@ static void pr_marked(struct pr_declaration *d, bool optionals) {
     d->port_of_entry = S("@PORT@");
     d->arrival_time = 1759300000000LL;
     d->event_time = 1759290000000LL;
-    d->shipper = (struct pr_party){SI("@SNAME@"), SI("No. 1 Road"), SI("Shenzhen"), SI("518000"), SI("CN")};
-    d->consignee = (struct pr_party){SI("@CNAME@"), SI("1 Elm St"), SI("Boston"), SI("02108"), SI("@CCTRY@")};
+    d->shipper =
+        (struct pr_party){SI("@SNAME@"), SI("No. 1 Road"), SI("Shenzhen"), SI("518000"), SI("CN")};
+    d->consignee =
+        (struct pr_party){SI("@CNAME@"), SI("1 Elm St"), SI("Boston"), SI("02108"), SI("@CCTRY@")};
     d->has_seller = optionals;
     d->seller = (struct pr_party){SI("Store 1"), SI("Online"), SI(""), SI(""), SI("@SCTRY@")};
     d->has_marketplace = optionals;
@@ -1094,8 +1116,8 @@ static void test_hostile_every_prefix(void **state) {
             pr_arena_reset(&arena);
             enum pr_dlq_code code = pr_decode_exact(buf.data, len, &arena, err, sizeof(err));
             if (code != PR_DLQ_DECODE_ERROR)
-                fail_msg("declaration %d cut to %zu of %zu bytes: want DECODE_ERROR, got %s (%s)", k,
-                         len, buf.len, code ? dlq_codes[code] : "NONE", err);
+                fail_msg("declaration %d cut to %zu of %zu bytes: want DECODE_ERROR, got %s (%s)",
+                         k, len, buf.len, code ? dlq_codes[code] : "NONE", err);
             if (!err[0]) fail_msg("declaration %d cut to %zu bytes: no error text", k, len);
             checked++;
         }
@@ -1145,10 +1167,10 @@ static void test_hostile_string_lengths(void **state) {
     pr_buf_init(&raw);
     pr_encode_marked(&valid, true);
     pr_expect_code(&valid, PR_DLQ_NONE, "marked declaration");
-    static const int64_t lengths[] = {INT64_C(1) << 62, -1, -(INT64_C(1) << 62), INT64_MIN,
-                                      INT64_MAX, 1000000, 4294967296LL + 4};
-    static const char *const markers[] = {"@ID@", "@HB@", "@MB@", "@CNAME@", "@SCTRY@", "@MKT@",
-                                          "@DESC3@", "@ORIG3@"};
+    static const int64_t lengths[] = {INT64_C(1) << 62, -1,      -(INT64_C(1) << 62), INT64_MIN,
+                                      INT64_MAX,        1000000, 4294967296LL + 4};
+    static const char *const markers[] = {"@ID@",    "@HB@",  "@MB@",    "@CNAME@",
+                                          "@SCTRY@", "@MKT@", "@DESC3@", "@ORIG3@"};
     for (size_t m = 0; m < PR_ARRAY_LEN(markers); m++) {
         for (size_t k = 0; k < PR_ARRAY_LEN(lengths); k++) {
             /* The claimed length, then the marker's own bytes. */
@@ -1412,10 +1434,11 @@ static void test_negative_block_count_is_valid(void **state) {
     } layouts[] = {{100, true}, {1, true}, {2, true}, {2, false}, {1, false}, {3, true}};
     for (size_t k = 0; k < PR_ARRAY_LEN(layouts); k++) {
         char ctx[96];
-        snprintf(ctx, sizeof(ctx), "lines in %s blocks of %u", layouts[k].negative ? "negative" : "positive",
-                 layouts[k].per_block);
+        snprintf(ctx, sizeof(ctx), "lines in %s blocks of %u",
+                 layouts[k].negative ? "negative" : "positive", layouts[k].per_block);
         pr_encode_head(&d, &blocks);
-        pr_encode_lines_blocks(&blocks, d.lines, d.line_count, layouts[k].per_block, layouts[k].negative);
+        pr_encode_lines_blocks(&blocks, d.lines, d.line_count, layouts[k].per_block,
+                               layouts[k].negative);
         struct pr_declaration back;
         pr_arena_reset(&arena);
         pr_decode_ok(&blocks, &back, &arena, ctx);
@@ -1470,7 +1493,8 @@ static void test_hostile_many_small_blocks_memory(void **state) {
     size_t before = pr_heap_in_use();
     struct pr_declaration back;
     char err[256];
-    enum pr_dlq_code code = pr_declaration_decode(buf.data, buf.len, &back, &arena, err, sizeof(err));
+    enum pr_dlq_code code =
+        pr_declaration_decode(buf.data, buf.len, &back, &arena, err, sizeof(err));
     size_t used = pr_heap_in_use() - before;
     pr_arena_destroy(&arena);
     free(tiny);
@@ -1505,10 +1529,10 @@ static void test_hostile_invalid_utf8(void **state) {
     static const struct {
         const char *marker;
         const char *field;
-    } fields[] = {{"@ID@", "declaration_id"},          {"@MB@", "master_bill"},
-                  {"@SNAME@", "shipper.name"},         {"@CNAME@", "consignee.name"},
-                  {"@SCTRY@", "seller.country"},       {"@MKT@", "marketplace"},
-                  {"@DESC3@", "lines.description"},    {"@ORIG3@", "lines.origin_country"}};
+    } fields[] = {{"@ID@", "declaration_id"},       {"@MB@", "master_bill"},
+                  {"@SNAME@", "shipper.name"},      {"@CNAME@", "consignee.name"},
+                  {"@SCTRY@", "seller.country"},    {"@MKT@", "marketplace"},
+                  {"@DESC3@", "lines.description"}, {"@ORIG3@", "lines.origin_country"}};
     for (size_t m = 0; m < PR_ARRAY_LEN(fields); m++) {
         for (size_t k = 0; k < PR_ARRAY_LEN(invalid); k++) {
             pr_buf_reset(&raw);
@@ -1521,9 +1545,11 @@ static void test_hostile_invalid_utf8(void **state) {
             enum pr_dlq_code code = pr_decode_exact(bad.data, bad.len, &arena, err, sizeof(err));
             pr_arena_destroy(&arena);
             if (code != PR_DLQ_INVALID_UTF8)
-                fail_msg("%s: want INVALID_UTF8, got %s (%s)", ctx, code ? dlq_codes[code] : "NONE", err);
+                fail_msg("%s: want INVALID_UTF8, got %s (%s)", ctx, code ? dlq_codes[code] : "NONE",
+                         err);
             /* The error names the field, never the bad text itself. */
-            if (!strstr(err, fields[m].field)) fail_msg("%s: error \"%s\" does not name the field", ctx, err);
+            if (!strstr(err, fields[m].field))
+                fail_msg("%s: error \"%s\" does not name the field", ctx, err);
         }
         /* Control: valid multibyte text in the same place decodes. */
         pr_buf_reset(&raw);
@@ -1558,17 +1584,17 @@ static void test_utf8_valid(void **state) {
         {"plain ASCII 0123", 16},
         {"a\0b", 3},
         {"\x7f", 1},
-        {"\xc2\x80", 2},                  /* U+0080, smallest 2-byte */
-        {"\xdf\xbf", 2},                  /* U+07FF */
-        {"\xc3\xa9t\xc3\xa9", 5},         /* été */
-        {"\xe0\xa0\x80", 3},              /* U+0800, smallest 3-byte */
-        {"\xe2\x82\xac", 3},              /* € */
-        {"\xed\x9f\xbf", 3},              /* U+D7FF, just below the surrogates */
-        {"\xee\x80\x80", 3},              /* U+E000, just above */
-        {"\xef\xbf\xbf", 3},              /* U+FFFF */
-        {"\xf0\x90\x80\x80", 4},          /* U+10000, smallest 4-byte */
-        {"\xf0\x9f\x93\xa6", 4},          /* 📦 */
-        {"\xf4\x8f\xbf\xbf", 4},          /* U+10FFFF, the last code point */
+        {"\xc2\x80", 2},          /* U+0080, smallest 2-byte */
+        {"\xdf\xbf", 2},          /* U+07FF */
+        {"\xc3\xa9t\xc3\xa9", 5}, /* été */
+        {"\xe0\xa0\x80", 3},      /* U+0800, smallest 3-byte */
+        {"\xe2\x82\xac", 3},      /* € */
+        {"\xed\x9f\xbf", 3},      /* U+D7FF, just below the surrogates */
+        {"\xee\x80\x80", 3},      /* U+E000, just above */
+        {"\xef\xbf\xbf", 3},      /* U+FFFF */
+        {"\xf0\x90\x80\x80", 4},  /* U+10000, smallest 4-byte */
+        {"\xf0\x9f\x93\xa6", 4},  /* 📦 */
+        {"\xf4\x8f\xbf\xbf", 4},  /* U+10FFFF, the last code point */
         {"x\xf0\x9f\x93\xa6y\xc3\xa9", 8},
     };
     for (size_t k = 0; k < PR_ARRAY_LEN(valid); k++)
@@ -1580,26 +1606,28 @@ static void test_utf8_valid(void **state) {
     } invalid[] = {
         {"\xff", 1},
         {"\xfe", 1},
-        {"\x80", 1},                      /* continuation without a lead */
+        {"\x80", 1}, /* continuation without a lead */
         {"\xbf", 1},
-        {"\xc0\x80", 2},                  /* overlong NUL */
-        {"\xc1\xbf", 2},                  /* overlong U+007F */
-        {"\xe0\x80\x80", 3},              /* overlong */
-        {"\xe0\x9f\xbf", 3},              /* overlong U+07FF */
-        {"\xed\xa0\x80", 3},              /* U+D800, a surrogate */
-        {"\xed\xbf\xbf", 3},              /* U+DFFF */
-        {"\xf0\x80\x80\x80", 4},          /* overlong */
-        {"\xf0\x8f\xbf\xbf", 4},          /* overlong U+FFFF */
-        {"\xf4\x90\x80\x80", 4},          /* U+110000 */
+        {"\xc0\x80", 2},         /* overlong NUL */
+        {"\xc1\xbf", 2},         /* overlong U+007F */
+        {"\xe0\x80\x80", 3},     /* overlong */
+        {"\xe0\x9f\xbf", 3},     /* overlong U+07FF */
+        {"\xed\xa0\x80", 3},     /* U+D800, a surrogate */
+        {"\xed\xbf\xbf", 3},     /* U+DFFF */
+        {"\xf0\x80\x80\x80", 4}, /* overlong */
+        {"\xf0\x8f\xbf\xbf", 4}, /* overlong U+FFFF */
+        {"\xf4\x90\x80\x80", 4}, /* U+110000 */
         {"\xf5\x80\x80\x80", 4},
-        {"\xf8\x88\x80\x80\x80", 5},      /* old 5-byte form */
-        {"\xc2", 1},                      /* cut at the end of the string */
+        {"\xf8\x88\x80\x80\x80", 5}, /* old 5-byte form */
+        {"\xc2", 1},                 /* cut at the end of the string */
         {"\xe2\x82", 2},
         {"\xf0\x9f\x93", 3},
-        {"\xe2\x82" "A", 3},              /* cut, then ASCII */
-        {"\xc2\xc3\xa9", 3},              /* lead followed by a lead */
+        {"\xe2\x82"
+         "A",
+         3},                 /* cut, then ASCII */
+        {"\xc2\xc3\xa9", 3}, /* lead followed by a lead */
         {"ok\xc3\xa9\xff", 6},
-        {"\xc3\xa9\x80", 3},              /* one continuation too many */
+        {"\xc3\xa9\x80", 3}, /* one continuation too many */
     };
     for (size_t k = 0; k < PR_ARRAY_LEN(invalid); k++)
         if (pr_utf8_exact(invalid[k].s, invalid[k].len)) fail_msg("invalid UTF-8 #%zu accepted", k);
@@ -1618,7 +1646,8 @@ extern const struct pr_operator_ops pr_op_decode;
 
 /* The decode operator (operators/decode.c) on one message whose
  * declaration_id is id: the dead-letter code it sets and the detail. */
-static enum pr_dlq_code pr_decode_op_one(const char *id, size_t id_len, char *detail, size_t detail_size) {
+static enum pr_dlq_code pr_decode_op_one(const char *id, size_t id_len, char *detail,
+                                         size_t detail_size) {
     struct pr_declaration d;
     pr_hand_rich(&d);
     d.declaration_id = (struct pr_str){id, (uint32_t)id_len};
@@ -1667,7 +1696,9 @@ static void test_decode_invalid_id(void **state) {
         {"    ", 4, "declaration_id of 4 bytes is only spaces"},
         {"ID\x01X", 4, "declaration_id of 4 bytes holds 1 control byte (first: 0x01 at byte 3)"},
         {"ID\0X", 4, "declaration_id of 4 bytes holds 1 control byte (first: 0x00 at byte 3)"},
-        {"\x7f" "ID", 3, "declaration_id of 3 bytes holds 1 control byte (first: 0x7F at byte 1)"},
+        {"\x7f"
+         "ID",
+         3, "declaration_id of 3 bytes holds 1 control byte (first: 0x7F at byte 1)"},
         {"A\tB\r\n", 5, "declaration_id of 5 bytes holds 3 control bytes (first: 0x09 at byte 2)"},
         {" \t ", 3, "declaration_id of 3 bytes holds 1 control byte (first: 0x09 at byte 2)"},
         {"A B", 3, NULL},
@@ -1679,18 +1710,24 @@ static void test_decode_invalid_id(void **state) {
     for (size_t k = 0; k < PR_ARRAY_LEN(cases); k++) {
         enum pr_dlq_code got = pr_decode_op_one(cases[k].id, cases[k].len, detail, sizeof(detail));
         if (cases[k].detail == NULL) {
-            if (got != PR_DLQ_NONE) fail_msg("case %zu: want no dead letter, got %s (%s)", k, dlq_codes[got], detail);
+            if (got != PR_DLQ_NONE)
+                fail_msg("case %zu: want no dead letter, got %s (%s)", k, dlq_codes[got], detail);
             continue;
         }
-        if (got != PR_DLQ_INVALID_ID) fail_msg("case %zu: want INVALID_ID, got %s", k, dlq_codes[got] ? dlq_codes[got] : "NONE");
+        if (got != PR_DLQ_INVALID_ID)
+            fail_msg("case %zu: want INVALID_ID, got %s", k,
+                     dlq_codes[got] ? dlq_codes[got] : "NONE");
         assert_string_equal(detail, cases[k].detail);
     }
     assert_int_equal(pr_decode_op_one(id128, sizeof(id128), detail, sizeof(detail)), PR_DLQ_NONE);
-    assert_int_equal(pr_decode_op_one(id129, sizeof(id129), detail, sizeof(detail)), PR_DLQ_INVALID_ID);
+    assert_int_equal(pr_decode_op_one(id129, sizeof(id129), detail, sizeof(detail)),
+                     PR_DLQ_INVALID_ID);
     assert_string_equal(detail, "declaration_id of 129 bytes is longer than 128 bytes");
     /* Control bytes are named first, whatever the length. */
-    assert_int_equal(pr_decode_op_one(ctl200, sizeof(ctl200), detail, sizeof(detail)), PR_DLQ_INVALID_ID);
-    assert_string_equal(detail, "declaration_id of 200 bytes holds 1 control byte (first: 0x0A at byte 151)");
+    assert_int_equal(pr_decode_op_one(ctl200, sizeof(ctl200), detail, sizeof(detail)),
+                     PR_DLQ_INVALID_ID);
+    assert_string_equal(
+        detail, "declaration_id of 200 bytes holds 1 control byte (first: 0x0A at byte 151)");
     /* A message that does not decode keeps its own code, not INVALID_ID. */
     struct pr_declaration d;
     pr_hand_bare(&d);

@@ -165,9 +165,8 @@ static void test_kafka_passthrough_refused_property(void **state) {
     /* librdkafka judges the property as the file is read, so the refusal
      * names the file and line (and the load fails: exit 2). */
     char err[1024] = "", path[64], want[512];
-    struct pr_config *cfg =
-        load_opts_capture("group: g\nkafka:\n  no.such.property: 1\n", false, err, sizeof(err),
-                          path);
+    struct pr_config *cfg = load_opts_capture("group: g\nkafka:\n  no.such.property: 1\n", false,
+                                              err, sizeof(err), path);
     assert_null(cfg);
     snprintf(want, sizeof(want),
              "parcelrisk: config error: %s:3: key 'kafka.no.such.property': No such configuration "
@@ -194,8 +193,8 @@ static void test_kafka_passthrough_refused_property(void **state) {
 
 static void test_required_keys_refused_empty(void **state) {
     (void)state;
-    static const char *const keys[] = {"group", "topics.declarations", "topics.decisions",
-                                       "topics.alerts", "topics.dlq", "redis.address"};
+    static const char *const keys[] = {"group",         "topics.declarations", "topics.decisions",
+                                       "topics.alerts", "topics.dlq",          "redis.address"};
     struct pr_config *cfg = pr_config_default();
     char err[512], want[512];
     for (size_t i = 0; i < PR_ARRAY_LEN(keys); i++) {
@@ -374,8 +373,8 @@ static void test_topic_names_and_distinct(void **state) {
 
 static void test_redis_address(void **state) {
     (void)state;
-    static const char *const bad[] = {"localhost", ":6379", "host:", "host:0", "host:65536",
-                                      "host:63 79", "host:6379x", "host:+6379"};
+    static const char *const bad[] = {"localhost",  ":6379",      "host:",      "host:0",
+                                      "host:65536", "host:63 79", "host:6379x", "host:+6379"};
     struct pr_config *cfg = pr_config_default();
     char err[512], want[512];
     for (size_t i = 0; i < PR_ARRAY_LEN(bad); i++) {
@@ -395,8 +394,8 @@ static void test_redis_address(void **state) {
 
 static void test_http_listen(void **state) {
     (void)state;
-    static const char *const bad[] = {"9477", ":9477", "host:", "host:65536", "host:-1", "[::1:9477",
-                                      "host:94 77"};
+    static const char *const bad[] = {"9477",    ":9477",     "host:",     "host:65536",
+                                      "host:-1", "[::1:9477", "host:94 77"};
     struct pr_config *cfg = pr_config_default();
     assert_string_equal(cfg->http_listen, ""); /* off by default */
     assert_int_equal(cfg->http_stall_ms, 60000);
@@ -405,13 +404,15 @@ static void test_http_listen(void **state) {
         capture_begin(err, sizeof(err));
         assert_int_equal(pr_config_set(cfg, "http.listen", bad[i], "--set", 0), PR_ERR);
         capture_end();
-        snprintf(want, sizeof(want),
-                 "parcelrisk: config error: --set: key 'http.listen': expected HOST:PORT with a port "
-                 "from 0 to 65535 (0: a free port), or empty for no HTTP endpoint, got '%s'\n",
-                 bad[i]);
+        snprintf(
+            want, sizeof(want),
+            "parcelrisk: config error: --set: key 'http.listen': expected HOST:PORT with a port "
+            "from 0 to 65535 (0: a free port), or empty for no HTTP endpoint, got '%s'\n",
+            bad[i]);
         assert_string_equal(err, want);
     }
-    static const char *const good[] = {"", "127.0.0.1:0", "0.0.0.0:9477", "[::1]:9477", "localhost:65535"};
+    static const char *const good[] = {"", "127.0.0.1:0", "0.0.0.0:9477", "[::1]:9477",
+                                       "localhost:65535"};
     for (size_t i = 0; i < PR_ARRAY_LEN(good); i++)
         assert_int_equal(pr_config_set(cfg, "http.listen", good[i], "--set", 0), PR_OK);
     capture_begin(err, sizeof(err));
@@ -441,8 +442,8 @@ static void test_duplicate_key_in_file(void **state) {
 static void test_parse_integer(void **state) {
     (void)state;
     long long v = 77;
-    static const char *const refused[] = {"", "-", "3s", " 5", "5 ", "+5", "0x10", "1.5", "1e3",
-                                          "9223372036854775808", "-5", "abc"};
+    static const char *const refused[] = {
+        "", "-", "3s", " 5", "5 ", "+5", "0x10", "1.5", "1e3", "9223372036854775808", "-5", "abc"};
     for (size_t i = 0; i < PR_ARRAY_LEN(refused); i++) {
         assert_int_equal(pr_parse_integer(refused[i], 0, LLONG_MAX, &v), PR_ERR);
         assert_int_equal(v, 77);
@@ -486,7 +487,6 @@ static void test_set_override(void **state) {
     stderr = saved;
     pr_config_free(cfg);
 }
-
 
 /* pr_config_set on a fresh default config with stderr captured into err. */
 static int set_capture(struct pr_config *cfg, const char *key, const char *value, char *err,
@@ -548,9 +548,9 @@ static void test_expand_errors(void **state) {
     assert_string_equal(err, "parcelrisk: config error: --set: key 'redis.password': environment "
                              "variable 'PR_TEST_UNSET' is not set (${PR_TEST_UNSET:-default} "
                              "gives a default)\n");
-    assert_int_equal(set_capture(cfg, "redis.password", "${file:/nonexistent/pr-secret}", err,
-                                 sizeof(err)),
-                     PR_ERR);
+    assert_int_equal(
+        set_capture(cfg, "redis.password", "${file:/nonexistent/pr-secret}", err, sizeof(err)),
+        PR_ERR);
     assert_string_equal(err, "parcelrisk: config error: --set: key 'redis.password': cannot read "
                              "${file:/nonexistent/pr-secret}: No such file or directory\n");
     assert_int_equal(set_capture(cfg, "group", "abc${PR_TEST_UNSET", err, sizeof(err)), PR_ERR);

@@ -13,7 +13,8 @@
 #include "metrics.h"
 
 static const char *const expected_lines[] = {
-    "# HELP parcelrisk_declarations_total Declarations read from the input topic and committed (decided or dead-lettered).",
+    "# HELP parcelrisk_declarations_total Declarations read from the input topic and committed "
+    "(decided or dead-lettered).",
     "# TYPE parcelrisk_declarations_total counter",
     "parcelrisk_declarations_total 1234",
     "# HELP parcelrisk_decisions_total Decisions committed, by lane.",
@@ -41,7 +42,8 @@ static const char *const expected_lines[] = {
     "# HELP parcelrisk_batches_total Batches committed.",
     "# TYPE parcelrisk_batches_total counter",
     "parcelrisk_batches_total 5",
-    "# HELP parcelrisk_operator_busy_seconds_total Wall time spent inside each operator of the chain.",
+    "# HELP parcelrisk_operator_busy_seconds_total Wall time spent inside each operator of the "
+    "chain.",
     "# TYPE parcelrisk_operator_busy_seconds_total counter",
     "parcelrisk_operator_busy_seconds_total{operator=\"decode\"} 1.500000",
     "parcelrisk_operator_busy_seconds_total{operator=\"we\\\"ird\\\\op\\nx\"} 0.000042",
@@ -60,16 +62,20 @@ static const char *const expected_lines[] = {
     "# HELP parcelrisk_cache_bytes Memory held by the cache, in bytes.",
     "# TYPE parcelrisk_cache_bytes gauge",
     "parcelrisk_cache_bytes{cache=\"refdata\"} 4096",
-    "# HELP parcelrisk_transactions_committed_total Kafka transactions committed (processing.guarantee: exactly_once).",
+    "# HELP parcelrisk_transactions_committed_total Kafka transactions committed "
+    "(processing.guarantee: exactly_once).",
     "# TYPE parcelrisk_transactions_committed_total counter",
     "parcelrisk_transactions_committed_total 6",
-    "# HELP parcelrisk_transactions_aborted_total Kafka transactions aborted (their batches are processed again).",
+    "# HELP parcelrisk_transactions_aborted_total Kafka transactions aborted (their batches are "
+    "processed again).",
     "# TYPE parcelrisk_transactions_aborted_total counter",
     "parcelrisk_transactions_aborted_total 1",
-    "# HELP parcelrisk_producer_queue_messages Messages in the producer's queue, not yet acknowledged (rd_kafka_outq_len).",
+    "# HELP parcelrisk_producer_queue_messages Messages in the producer's queue, not yet "
+    "acknowledged (rd_kafka_outq_len).",
     "# TYPE parcelrisk_producer_queue_messages gauge",
     "parcelrisk_producer_queue_messages 17",
-    "# HELP parcelrisk_consumer_lag_messages Messages of each assigned input partition not yet committed (librdkafka statistics).",
+    "# HELP parcelrisk_consumer_lag_messages Messages of each assigned input partition not yet "
+    "committed (librdkafka statistics).",
     "# TYPE parcelrisk_consumer_lag_messages gauge",
     "parcelrisk_consumer_lag_messages{topic=\"in.declarations\",partition=\"0\"} 0",
     "parcelrisk_consumer_lag_messages{topic=\"in.declarations\",partition=\"5\"} 12345",
@@ -88,7 +94,8 @@ static const char *const expected_lines[] = {
     "# HELP parcelrisk_build_info The parcelrisk version.",
     "# TYPE parcelrisk_build_info gauge",
     "parcelrisk_build_info{version=\"0.1.0\"} 1",
-    "# HELP parcelrisk_decision_latency_seconds From a declaration's event_time to the broker's acknowledgement of its decision.",
+    "# HELP parcelrisk_decision_latency_seconds From a declaration's event_time to the broker's "
+    "acknowledgement of its decision.",
     "# TYPE parcelrisk_decision_latency_seconds histogram",
     "parcelrisk_decision_latency_seconds_bucket{le=\"0.005\"} 1",
     "parcelrisk_decision_latency_seconds_bucket{le=\"0.01\"} 2",
@@ -155,7 +162,8 @@ static struct pr_metrics_snapshot *example_snapshot(void) {
     /* 3 ms, 7 ms, 100 ms (exact buckets below 128), 2 s (bucket 2000-2015),
      * 5000 s (beyond the last bound: +Inf only). */
     uint64_t values[] = {3, 7, 100, 2000, 5000000};
-    for (size_t i = 0; i < PR_ARRAY_LEN(values); i++) pr_histogram_record(&s->latency_ms, values[i]);
+    for (size_t i = 0; i < PR_ARRAY_LEN(values); i++)
+        pr_histogram_record(&s->latency_ms, values[i]);
     return s;
 }
 
@@ -174,7 +182,8 @@ static void test_render_line_by_line(void **state) {
         assert_non_null(nl);
         *nl = '\0';
         next = nl + 1;
-        if (line_no >= PR_ARRAY_LEN(expected_lines)) fail_msg("extra line %zu: %s", line_no + 1, line);
+        if (line_no >= PR_ARRAY_LEN(expected_lines))
+            fail_msg("extra line %zu: %s", line_no + 1, line);
         if (strcmp(line, expected_lines[line_no]) != 0)
             fail_msg("line %zu:\n  got  %s\n  want %s", line_no + 1, line, expected_lines[line_no]);
     }
@@ -202,7 +211,10 @@ static void test_histogram_buckets_cumulative(void **state) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        uint64_t v = (x % 4 == 0) ? x % 100 : (x % 4 == 1) ? x % 5000 : (x % 4 == 2) ? x % 200000 : x % 7200000;
+        uint64_t v = (x % 4 == 0)   ? x % 100
+                     : (x % 4 == 1) ? x % 5000
+                     : (x % 4 == 2) ? x % 200000
+                                    : x % 7200000;
         pr_histogram_record(&s->latency_ms, v);
         sum += v;
     }
@@ -213,10 +225,12 @@ static void test_histogram_buckets_cumulative(void **state) {
     const char *p = (const char *)out.data;
     uint64_t last = 0, inf = 0, count = 0;
     size_t buckets = 0;
-    for (const char *line = p; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    for (const char *line = p; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         unsigned long long value;
         char le[32];
-        if (sscanf(line, "parcelrisk_decision_latency_seconds_bucket{le=\"%31[^\"]\"} %llu", le, &value) == 2) {
+        if (sscanf(line, "parcelrisk_decision_latency_seconds_bucket{le=\"%31[^\"]\"} %llu", le,
+                   &value) == 2) {
             assert_true(value >= last);
             last = value;
             buckets++;
@@ -244,17 +258,19 @@ static void test_ready_body(void **state) {
     pr_buf_init(&body);
     assert_false(pr_metrics_ready(s, &body));
     pr_buf_append(&body, "", 1);
-    assert_string_equal((char *)body.data,
-                        "{\"ready\":false,\"failing\":[\"redis\"],\"checks\":{\"assignment\":\"ok\","
-                        "\"assigned_partitions\":2,\"kafka\":\"ok\",\"redis\":\"failed\",\"redis_detail\":"
-                        "\"Connection refused\",\"refdata\":\"unknown\"}}\n");
+    assert_string_equal(
+        (char *)body.data,
+        "{\"ready\":false,\"failing\":[\"redis\"],\"checks\":{\"assignment\":\"ok\","
+        "\"assigned_partitions\":2,\"kafka\":\"ok\",\"redis\":\"failed\",\"redis_detail\":"
+        "\"Connection refused\",\"refdata\":\"unknown\"}}\n");
     s->probe.redis = PR_READY_OK;
     s->probe.refdata = PR_READY_OK;
     pr_buf_reset(&body);
     assert_true(pr_metrics_ready(s, &body));
     pr_buf_append(&body, "", 1);
     assert_string_equal((char *)body.data,
-                        "{\"ready\":true,\"failing\":[],\"checks\":{\"assignment\":\"ok\",\"assigned_partitions\":2,"
+                        "{\"ready\":true,\"failing\":[],\"checks\":{\"assignment\":\"ok\","
+                        "\"assigned_partitions\":2,"
                         "\"kafka\":\"ok\",\"redis\":\"ok\",\"refdata\":\"ok\"}}\n");
     /* Joined with nothing to own is ready; not joined, Kafka down, reference
      * data unusable and stopping each fail, and are named. */
@@ -263,12 +279,15 @@ static void test_ready_body(void **state) {
     s->joined = false;
     s->kafka = PR_READY_FAILED;
     s->probe.refdata = PR_READY_FAILED;
-    snprintf(s->probe.refdata_detail, sizeof(s->probe.refdata_detail), "version v1: pr:ref:v1:hts is missing");
+    snprintf(s->probe.refdata_detail, sizeof(s->probe.refdata_detail),
+             "version v1: pr:ref:v1:hts is missing");
     pr_buf_reset(&body);
     assert_false(pr_metrics_ready(s, &body));
     pr_buf_append(&body, "", 1);
-    assert_non_null(strstr((char *)body.data, "\"failing\":[\"assignment\",\"kafka\",\"refdata\"]"));
-    assert_non_null(strstr((char *)body.data, "\"refdata_detail\":\"version v1: pr:ref:v1:hts is missing\""));
+    assert_non_null(
+        strstr((char *)body.data, "\"failing\":[\"assignment\",\"kafka\",\"refdata\"]"));
+    assert_non_null(
+        strstr((char *)body.data, "\"refdata_detail\":\"version v1: pr:ref:v1:hts is missing\""));
     s->joined = true;
     s->kafka = PR_READY_OK;
     s->probe.refdata = PR_READY_NOT_NEEDED;
@@ -306,10 +325,8 @@ static void test_publish_read_keeps_probe(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render_line_by_line),
-        cmocka_unit_test(test_escape_label),
-        cmocka_unit_test(test_histogram_buckets_cumulative),
-        cmocka_unit_test(test_ready_body),
+        cmocka_unit_test(test_render_line_by_line),          cmocka_unit_test(test_escape_label),
+        cmocka_unit_test(test_histogram_buckets_cumulative), cmocka_unit_test(test_ready_body),
         cmocka_unit_test(test_publish_read_keeps_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,7 +23,9 @@ static void test_text(void **state) {
     check(pr_norm_text, "n.a.", "NA");
     check(pr_norm_text, "", "");
     check(pr_norm_text, "---", "");
-    check(pr_norm_text, "Müller-Lüdenscheidt", "M\xc3\xbcLLER L\xc3\xbc" "DENSCHEIDT");
+    check(pr_norm_text, "Müller-Lüdenscheidt",
+          "M\xc3\xbcLLER L\xc3\xbc"
+          "DENSCHEIDT");
     check(pr_norm_text, "深圳 公司", "深圳 公司");
     check(pr_norm_text, "a\tb\nc", "A B C");
 }
@@ -35,7 +37,7 @@ static void test_names_section6(void **state) {
     check(pr_norm_name, "Northgate Reship Services Inc.", "NORTHGATE RESHIP SERVICES");
     check(pr_norm_name, "Acme GmbH & Co", "ACME");
     check(pr_norm_name, "Acme Corp Limited PLC", "ACME");
-    check(pr_norm_name, "Costco", "COSTCO");      /* CO inside a word stays */
+    check(pr_norm_name, "Costco", "COSTCO");             /* CO inside a word stays */
     check(pr_norm_name, "Co Op Market", "CO OP MARKET"); /* only trailing tokens go */
     check(pr_norm_name, "LTD", "");
 }
@@ -80,7 +82,8 @@ static void test_consignee_identity_and_key(void **state) {
     (void)state;
     struct pr_buf buf;
     pr_buf_init(&buf);
-    struct pr_party a = party("Jane O'Neil", "1234 Elm Street, Apt. 5B", "Springfield", "62701-1234");
+    struct pr_party a =
+        party("Jane O'Neil", "1234 Elm Street, Apt. 5B", "Springfield", "62701-1234");
     pr_consignee_identity(&a, &buf);
     const char *want = "JANE ONEIL|1234 ELM ST APT 5B|627011234";
     assert_int_equal(buf.len, strlen(want));
@@ -128,7 +131,10 @@ static void test_record_path_matches_party_path(void **state) {
         party("Jane O'Neil", "1234 Elm Street, Apt. 5B", "Springfield", "62701-1234"),
         party("ACME GmbH & Co", "9 Ocean Boulevard, Suite 200", "", "10 001"),
         party("", "", "Nowhere", ""),
-        party("M\xc3\xbcller", "Hauptstra\xc3\x9f" "e 1", "K\xc3\xb6ln", "50667"),
+        party("M\xc3\xbcller",
+              "Hauptstra\xc3\x9f"
+              "e 1",
+              "K\xc3\xb6ln", "50667"),
     };
     struct pr_batch batch;
     pr_batch_init(&batch, 4);

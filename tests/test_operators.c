@@ -86,7 +86,9 @@ static void batch_begin(struct op_fixture *f) {
     f->batch.now_ms = 1740830400000; /* 2025-03-01T12:00:00Z */
 }
 
-static int run(struct op_fixture *f) { return f->op.ops->process(&f->op, &f->batch); }
+static int run(struct op_fixture *f) {
+    return f->op.ops->process(&f->op, &f->batch);
+}
 
 static struct pr_line lines_store[64][4];
 
@@ -106,7 +108,8 @@ static struct pr_record *push(struct op_fixture *f, const char *id) {
     d->consignee = (struct pr_party){S("Jane O'Neil"), S("1234 Elm Street, Apt. 5B"),
                                      S("Springfield"), S("62701"), S("US")};
     d->value_usd_cents = 12000;
-    lines_store[i][0] = (struct pr_line){S("6109100012"), S("Men's cotton t-shirt"), S("VN"), 2, 12000};
+    lines_store[i][0] =
+        (struct pr_line){S("6109100012"), S("Men's cotton t-shirt"), S("VN"), 2, 12000};
     d->lines = lines_store[i];
     d->line_count = 1;
     return rec;
@@ -177,7 +180,8 @@ static void test_score_lanes_and_cap(void **state) {
     rec = scored(&f, BIT(PR_R_UNDERVALUED) | BIT(PR_R_VAGUE_DESCRIPTION), 300);
     assert_int_equal(rec->score, 600);
     assert_int_equal(rec->lane, PR_LANE_RED);
-    rec = scored(&f, BIT(PR_R_UNDERVALUED) | BIT(PR_R_VAGUE_DESCRIPTION) | BIT(PR_R_MISSING_DATA), 400);
+    rec = scored(&f, BIT(PR_R_UNDERVALUED) | BIT(PR_R_VAGUE_DESCRIPTION) | BIT(PR_R_MISSING_DATA),
+                 400);
     assert_int_equal(rec->score, 1000); /* 1200 capped */
 
     /* Points that are not fired do not count. */
@@ -304,9 +308,10 @@ static struct pr_record *screened_record(struct op_fixture *f, uint32_t lines) {
     struct pr_record *rec = push(f, "SC");
     size_t i = f->batch.count - 1;
     for (uint32_t k = 0; k < lines; k++) {
-        lines_store[i][k] = (struct pr_line){S("6109100012"), S("Cotton t-shirt"), S("VN"), 2, 4000};
-        refs_store[i][k] = (struct pr_line_ref){.floor_cents = -1, .watch_points = -1, .all_digits = true,
-                                                .known = true};
+        lines_store[i][k] =
+            (struct pr_line){S("6109100012"), S("Cotton t-shirt"), S("VN"), 2, 4000};
+        refs_store[i][k] = (struct pr_line_ref){
+            .floor_cents = -1, .watch_points = -1, .all_digits = true, .known = true};
     }
     rec->decl.line_count = lines;
     rec->line_refs = refs_store[i];
@@ -315,7 +320,8 @@ static struct pr_record *screened_record(struct op_fixture *f, uint32_t lines) {
 
 static const char *detail(const struct pr_record *rec, enum pr_reason_code code) {
     static char text[2048];
-    snprintf(text, sizeof(text), "%.*s", (int)rec->reasons[code].detail_len, rec->reasons[code].detail);
+    snprintf(text, sizeof(text), "%.*s", (int)rec->reasons[code].detail_len,
+             rec->reasons[code].detail);
     return text;
 }
 
@@ -374,7 +380,8 @@ static void test_screen_reasons(void **state) {
     assert_string_equal(detail(hts, PR_R_HTS_INVALID), "line 1: not in the tariff reference");
     assert_int_equal(watch->fired, BIT(PR_R_WATCHED_COMMODITY));
     assert_int_equal(watch->reasons[PR_R_WATCHED_COMMODITY].points, 450);
-    assert_int_equal(watch0->reasons[PR_R_WATCHED_COMMODITY].points, r->points[PR_R_WATCHED_COMMODITY]);
+    assert_int_equal(watch0->reasons[PR_R_WATCHED_COMMODITY].points,
+                     r->points[PR_R_WATCHED_COMMODITY]);
     assert_int_equal(under->fired, BIT(PR_R_UNDERVALUED));
     assert_non_null(strstr(detail(under, PR_R_UNDERVALUED), "line 2:"));
     assert_null(strstr(detail(under, PR_R_UNDERVALUED), "line 1:"));
@@ -443,8 +450,11 @@ static void load_refdata(void) {
     snprintf(hts, sizeof(hts), "%s/hts.csv", redis_srv.dir);
     snprintf(vio, sizeof(vio), "%s/violators.csv", redis_srv.dir);
     snprintf(cty, sizeof(cty), "%s/countries.csv", redis_srv.dir);
-    struct pr_refdata_load_options opts = {.hts_path = hts, .violators_path = vio, .countries_path = cty,
-                                           .redis_address = redis_srv.address, .quiet = true,
+    struct pr_refdata_load_options opts = {.hts_path = hts,
+                                           .violators_path = vio,
+                                           .countries_path = cty,
+                                           .redis_address = redis_srv.address,
+                                           .quiet = true,
                                            .grace_ms = 0};
     struct pr_refdata_load_result res;
     assert_int_equal(pr_refdata_load(&opts, &res), PR_REFDATA_OK);
@@ -526,8 +536,8 @@ static void test_enrich_against_redis(void **state) {
     b->decl.consignee = (struct pr_party){S("Jane O'Neil"), S("99 Harbor Road, Unit 7"), S(""),
                                           S("10001"), S("CA")};
     struct pr_record *c = push(&f, "E3");
-    c->decl.consignee = (struct pr_party){S("John Roe"), S("99 Harbor Road Unit 7"), S(""), S("10001"),
-                                          S("US")};
+    c->decl.consignee =
+        (struct pr_party){S("John Roe"), S("99 Harbor Road Unit 7"), S(""), S("10001"), S("US")};
     assert_int_equal(run(&f), PR_OP_DONE);
     assert_int_not_equal(strcmp(f.batch.refdata_version, "none"), 0);
     assert_non_null(a->line_refs);
@@ -582,7 +592,8 @@ static void test_enrich_against_redis(void **state) {
 
 /* ========================================================== aggregate */
 
-static struct pr_record *agg_push(struct op_fixture *f, const char *id, const char *name, int64_t cents) {
+static struct pr_record *agg_push(struct op_fixture *f, const char *id, const char *name,
+                                  int64_t cents) {
     struct pr_record *rec = push(f, id);
     rec->decl.consignee.name = (struct pr_str){name, (uint32_t)strlen(name)};
     rec->decl.value_usd_cents = cents;
@@ -781,7 +792,7 @@ int main(void) {
         cmocka_unit_test(test_aggregate_unavailable),
     };
     int failed = cmocka_run_group_tests_name("operators", plain, NULL, NULL);
-    failed += cmocka_run_group_tests_name("operators with a real Redis", with_redis, redis_group_setup,
-                                          redis_group_teardown);
+    failed += cmocka_run_group_tests_name("operators with a real Redis", with_redis,
+                                          redis_group_setup, redis_group_teardown);
     return failed;
 }

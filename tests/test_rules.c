@@ -68,8 +68,9 @@ static int setup(void **state) {
     f->cfg = pr_config_default();
     /* The operators that need no Redis; those that do are tested against a
      * real Redis in tests/integration/test_rules_scenarios.py. */
-    assert_int_equal(pr_config_set(f->cfg, "chain", "decode,validate,policy,sample,score,route,encode",
-                                   "test", 0), PR_OK);
+    assert_int_equal(pr_config_set(f->cfg, "chain",
+                                   "decode,validate,policy,sample,score,route,encode", "test", 0),
+                     PR_OK);
     assert_int_equal(pr_chain_init(&f->chain, f->cfg), PR_OK);
     f->rules = pr_rules_new_default();
     pr_batch_init(&f->batch, 4);
@@ -189,7 +190,8 @@ static void test_hts_format(void **state) {
     base_lines[1].hts = S("42029208070");
     struct pr_record *rec = decide(f, &d);
     expect(rec, BIT(PR_R_HTS_INVALID), 150, PR_DM_ELIGIBLE, PR_LANE_GREEN);
-    assert_string_equal(detail(rec, PR_R_HTS_INVALID), "line 1: not 10 digits, line 2: not 10 digits");
+    assert_string_equal(detail(rec, PR_R_HTS_INVALID),
+                        "line 1: not 10 digits, line 2: not 10 digits");
 }
 
 static void test_vague_descriptions(void **state) {
@@ -198,11 +200,20 @@ static void test_vague_descriptions(void **state) {
         const char *text;
         bool vague;
     } cases[] = {
-        {"Gift", true},          {"N/A", true},         {"gifts, samples", true},
-        {"GIFT 2", true},        {"12", true},          {"AB", true},
-        {"as ordered", true},    {"Personal effects", true}, {"Gift set for kids", false},
-        {"t-shirt", false},      {"Phone case", false}, {"茶叶", true}, /* 2 letters */
-        {"绿茶叶", false},       {"Misc. parts & accessories", true},
+        {"Gift", true},
+        {"N/A", true},
+        {"gifts, samples", true},
+        {"GIFT 2", true},
+        {"12", true},
+        {"AB", true},
+        {"as ordered", true},
+        {"Personal effects", true},
+        {"Gift set for kids", false},
+        {"t-shirt", false},
+        {"Phone case", false},
+        {"茶叶", true}, /* 2 letters */
+        {"绿茶叶", false},
+        {"Misc. parts & accessories", true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct pr_declaration d;
@@ -293,8 +304,9 @@ static void test_country_codes_canonical(void **state) {
     base_lines[1].origin_country = S("hk ");
     struct pr_record *rec = decide(f, &d);
     expect(rec, BIT(PR_R_DE_MINIMIS_SUSPENDED), 0, PR_DM_SUSPENDED, PR_LANE_BLUE);
-    assert_string_equal(detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
-                        "line 1 origin CN, line 2 origin HK: de minimis suspended since 2025-05-02T04:01:00Z");
+    assert_string_equal(
+        detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
+        "line 1 origin CN, line 2 origin HK: de minimis suspended since 2025-05-02T04:01:00Z");
     /* What is not a code in another case or spacing stays as sent. */
     base_declaration(&d);
     arrive(&d, "2025-06-01T12:00:00Z");
@@ -327,8 +339,9 @@ static void test_combinations_and_lanes(void **state) {
 /* The shipped rule and policy files in place of the builtin rules. */
 static void use_shipped_rules(struct chain_fixture *f) {
     char err[512] = "";
-    struct pr_rules *shipped = pr_rules_load(PR_SOURCE_DIR "/schemas/rules.yaml",
-                                             PR_SOURCE_DIR "/schemas/policy-us.yaml", err, sizeof(err));
+    struct pr_rules *shipped =
+        pr_rules_load(PR_SOURCE_DIR "/schemas/rules.yaml", PR_SOURCE_DIR "/schemas/policy-us.yaml",
+                      err, sizeof(err));
     if (!shipped) print_error("%s\n", err);
     assert_non_null(shipped);
     pr_rules_free(f->rules);
@@ -361,8 +374,8 @@ static void test_date_implausible_extremes(void **state) {
         d.arrival_time = cases[i].arrival;
         print_message("arrival %s\n", cases[i].name);
         struct pr_record *rec = decide(f, &d);
-        expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE) | BIT(PR_R_DE_MINIMIS_SUSPENDED), 300, PR_DM_SUSPENDED,
-               PR_LANE_YELLOW);
+        expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE) | BIT(PR_R_DE_MINIMIS_SUSPENDED), 300,
+               PR_DM_SUSPENDED, PR_LANE_YELLOW);
         char want[256];
         snprintf(want, sizeof(want),
                  "arrival_time %s is more than 30 days %s event_time 2026-01-15T00:00:00.000Z: "
@@ -370,8 +383,9 @@ static void test_date_implausible_extremes(void **state) {
                  cases[i].text, cases[i].arrival < d.event_time ? "before" : "after");
         assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE), want);
         assert_int_equal(rec->reasons[PR_R_DATE_IMPLAUSIBLE].points, 300);
-        assert_string_equal(detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
-                            "line 1 origin VN, line 2 origin VN: de minimis suspended since 2025-08-29T04:01:00Z");
+        assert_string_equal(
+            detail(rec, PR_R_DE_MINIMIS_SUSPENDED),
+            "line 1 origin VN, line 2 origin VN: de minimis suspended since 2025-08-29T04:01:00Z");
     }
     /* The control: arriving a day after filing, plausible, the same row. */
     struct pr_declaration d;
@@ -387,9 +401,10 @@ static void test_date_implausible_extremes(void **state) {
     d.event_time = INT64_MIN;
     struct pr_record *rec = decide(f, &d);
     expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 300, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
-    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
-                        "arrival_time 292278994-08-17T07:12:55.807Z is more than 30 days after event_time "
-                        "-292275055-05-16T16:47:04.192Z: de minimis taken at event_time");
+    assert_string_equal(
+        detail(rec, PR_R_DATE_IMPLAUSIBLE),
+        "arrival_time 292278994-08-17T07:12:55.807Z is more than 30 days after event_time "
+        "-292275055-05-16T16:47:04.192Z: de minimis taken at event_time");
     d.arrival_time = INT64_MIN;
     d.event_time = INT64_MAX; /* the repeal row */
     expect(decide(f, &d), BIT(PR_R_DATE_IMPLAUSIBLE) | BIT(PR_R_DE_MINIMIS_SUSPENDED), 300,
@@ -412,14 +427,16 @@ static void test_date_implausible_window_boundary(void **state) {
     d.arrival_time = d.event_time - 30 * DAY_MS; /* exactly 30 days: plausible */
     struct pr_record *rec = decide(f, &d);
     expect(rec, BIT(PR_R_VALUE_OVER_THRESHOLD), 0, PR_DM_INELIGIBLE_VALUE, PR_LANE_BLUE);
-    assert_string_equal(detail(rec, PR_R_VALUE_OVER_THRESHOLD),
-                        "value 30000 cents above threshold 20000 cents (in force since the beginning)");
+    assert_string_equal(
+        detail(rec, PR_R_VALUE_OVER_THRESHOLD),
+        "value 30000 cents above threshold 20000 cents (in force since the beginning)");
     d.arrival_time -= 1; /* 30 days and 1 ms: implausible, the $800 row of event_time */
     rec = decide(f, &d);
     expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 300, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
-    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
-                        "arrival_time 2016-02-18T23:59:59.999Z is more than 30 days before event_time "
-                        "2016-03-20T00:00:00.000Z: de minimis taken at event_time");
+    assert_string_equal(
+        detail(rec, PR_R_DATE_IMPLAUSIBLE),
+        "arrival_time 2016-02-18T23:59:59.999Z is more than 30 days before event_time "
+        "2016-03-20T00:00:00.000Z: de minimis taken at event_time");
 
     /* After: filed 2025-08-01 (CN and HK suspended), arriving 30 days later
      * (2025-08-31: every origin suspended). */
@@ -430,9 +447,10 @@ static void test_date_implausible_window_boundary(void **state) {
     d.arrival_time += 1;
     rec = decide(f, &d);
     expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 300, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
-    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
-                        "arrival_time 2025-08-31T00:00:00.001Z is more than 30 days after event_time "
-                        "2025-08-01T00:00:00.000Z: de minimis taken at event_time");
+    assert_string_equal(
+        detail(rec, PR_R_DATE_IMPLAUSIBLE),
+        "arrival_time 2025-08-31T00:00:00.001Z is more than 30 days after event_time "
+        "2025-08-01T00:00:00.000Z: de minimis taken at event_time");
 }
 
 static char *write_file(const char *text);
@@ -440,7 +458,8 @@ static char *write_file(const char *text);
 static void test_date_implausible_from_the_rule_file(void **state) {
     struct chain_fixture *f = *state;
     char err[512] = "";
-    char *path = write_file("version: w2\npoints:\n  DATE_IMPLAUSIBLE: 450\narrival_window_days: 2\n");
+    char *path =
+        write_file("version: w2\npoints:\n  DATE_IMPLAUSIBLE: 450\narrival_window_days: 2\n");
     struct pr_rules *r = pr_rules_load(path, NULL, err, sizeof(err));
     if (!r) print_error("%s\n", err);
     assert_non_null(r);
@@ -456,9 +475,10 @@ static void test_date_implausible_from_the_rule_file(void **state) {
     d.arrival_time += 1;
     struct pr_record *rec = decide(f, &d);
     expect(rec, BIT(PR_R_DATE_IMPLAUSIBLE), 450, PR_DM_ELIGIBLE, PR_LANE_YELLOW);
-    assert_string_equal(detail(rec, PR_R_DATE_IMPLAUSIBLE),
-                        "arrival_time 2025-03-03T11:00:00.001Z is more than 2 days after event_time "
-                        "2025-03-01T11:00:00.000Z: de minimis taken at event_time");
+    assert_string_equal(
+        detail(rec, PR_R_DATE_IMPLAUSIBLE),
+        "arrival_time 2025-03-03T11:00:00.001Z is more than 2 days after event_time "
+        "2025-03-01T11:00:00.000Z: de minimis taken at event_time");
 }
 
 static void test_random_compliance(void **state) {
@@ -510,14 +530,16 @@ static char *write_file(const char *text) {
 static void test_shipped_files_are_the_defaults(void **state) {
     (void)state;
     char err[512] = "";
-    struct pr_rules *shipped = pr_rules_load(PR_SOURCE_DIR "/schemas/rules.yaml",
-                                             PR_SOURCE_DIR "/schemas/policy-us.yaml", err, sizeof(err));
+    struct pr_rules *shipped =
+        pr_rules_load(PR_SOURCE_DIR "/schemas/rules.yaml", PR_SOURCE_DIR "/schemas/policy-us.yaml",
+                      err, sizeof(err));
     if (!shipped) print_error("%s\n", err);
     assert_non_null(shipped);
     struct pr_rules *builtin = pr_rules_new_default();
     assert_string_equal(shipped->version, "default-1/us-2025-08");
     assert_memory_equal(shipped->points, builtin->points, sizeof(builtin->points));
-    assert_memory_equal(shipped->violator_points, builtin->violator_points, sizeof(builtin->violator_points));
+    assert_memory_equal(shipped->violator_points, builtin->violator_points,
+                        sizeof(builtin->violator_points));
     assert_int_equal(shipped->lane_red_score, builtin->lane_red_score);
     assert_int_equal(shipped->lane_yellow_score, builtin->lane_yellow_score);
     assert_int_equal(shipped->red_violator_severity, 3);
@@ -601,12 +623,14 @@ static void test_rule_file_semantic_refusals(void **state) {
     expect_refused("version: x1\nlanes:\n  yellow_score: 900\n  red_score: 0\n", false,
                    "4: key 'lanes.red_score': expected an integer from 1 to 1000: at 0 every "
                    "declaration, with or without a reason, would be in that lane");
-    expect_refused("version: x1\nlanes:\n  yellow_score: 900\n  red_score: 500\n", false,
-                   "4: lanes: yellow_score 900 (line 3) must be below red_score 500 (line 4): otherwise "
-                   "no score is YELLOW, and scores from red_score on are RED");
-    expect_refused("version: x1\nlanes:\n  red_score: 500\n  yellow_score: 500\n", false,
-                   "4: lanes: yellow_score 500 (line 4) must be below red_score 500 (line 3): otherwise "
-                   "no score is YELLOW, and scores from red_score on are RED");
+    expect_refused(
+        "version: x1\nlanes:\n  yellow_score: 900\n  red_score: 500\n", false,
+        "4: lanes: yellow_score 900 (line 3) must be below red_score 500 (line 4): otherwise "
+        "no score is YELLOW, and scores from red_score on are RED");
+    expect_refused(
+        "version: x1\nlanes:\n  red_score: 500\n  yellow_score: 500\n", false,
+        "4: lanes: yellow_score 500 (line 4) must be below red_score 500 (line 3): otherwise "
+        "no score is YELLOW, and scores from red_score on are RED");
     expect_refused("version: x1\nlanes: {yellow_score: 600}\n", false,
                    "2: lanes: yellow_score 600 (line 2) must be below red_score 600 (the default): "
                    "otherwise no score is YELLOW, and scores from red_score on are RED");
@@ -619,31 +643,40 @@ static void test_rule_file_semantic_refusals(void **state) {
     expect_refused("version: x1\nlanes:\n  score_cap: 700\n  red_score: 800\n", false,
                    "4: lanes: score_cap 700 (line 3) must be at least red_score 800 (line 4): "
                    "otherwise no score reaches RED");
-    expect_refused("version: x1\nlanes:\n  score_cap: 1001\n", false,
-                   "3: key 'lanes.score_cap': expected an integer from 0 to 1000: the decision's score "
-                   "is 0 to 1000");
-    expect_refused("version: x1\nlanes:\n  red_violator_severity: 4\n", false,
-                   "3: key 'lanes.red_violator_severity': expected an integer from 0 to 3: 0 is never, "
-                   "violators.csv severities are 1 to 3");
-    expect_refused("version: x1\npoints:\n  MISSING_DATA: 200\n  DATE_IMPLAUSIBLE: -300\n", false,
-                   "4: key 'points.DATE_IMPLAUSIBLE': expected an integer from 0 to 1000: points only "
-                   "add to the score; a negative value would cancel other reasons");
-    expect_refused("version: x1\nviolator_points: {1: 200, 2: 400, 3: -700}\n", false,
-                   "2: key 'violator_points.3': expected an integer from 0 to 1000: points only add to "
-                   "the score; a negative value would cancel other reasons");
-    expect_refused("version: x1\nviolator_points:\n  4: 900\n", false,
-                   "3: key 'violator_points severity': expected an integer from 1 to 3: violators.csv "
-                   "severities are 1 to 3");
-    expect_refused("version: x1\npoints:\n  KNOWN_VIOLATOR: 500\n", false,
-                   "3: key 'points.KNOWN_VIOLATOR': its points are set by severity, in 'violator_points'");
+    expect_refused(
+        "version: x1\nlanes:\n  score_cap: 1001\n", false,
+        "3: key 'lanes.score_cap': expected an integer from 0 to 1000: the decision's score "
+        "is 0 to 1000");
+    expect_refused(
+        "version: x1\nlanes:\n  red_violator_severity: 4\n", false,
+        "3: key 'lanes.red_violator_severity': expected an integer from 0 to 3: 0 is never, "
+        "violators.csv severities are 1 to 3");
+    expect_refused(
+        "version: x1\npoints:\n  MISSING_DATA: 200\n  DATE_IMPLAUSIBLE: -300\n", false,
+        "4: key 'points.DATE_IMPLAUSIBLE': expected an integer from 0 to 1000: points only "
+        "add to the score; a negative value would cancel other reasons");
+    expect_refused(
+        "version: x1\nviolator_points: {1: 200, 2: 400, 3: -700}\n", false,
+        "2: key 'violator_points.3': expected an integer from 0 to 1000: points only add to "
+        "the score; a negative value would cancel other reasons");
+    expect_refused(
+        "version: x1\nviolator_points:\n  4: 900\n", false,
+        "3: key 'violator_points severity': expected an integer from 1 to 3: violators.csv "
+        "severities are 1 to 3");
+    expect_refused(
+        "version: x1\npoints:\n  KNOWN_VIOLATOR: 500\n", false,
+        "3: key 'points.KNOWN_VIOLATOR': its points are set by severity, in 'violator_points'");
     expect_refused("version: x1\npoints:\n  HIGH_RISK_ORIGIN: 500\n", false,
                    "3: key 'points.HIGH_RISK_ORIGIN': its points come from countries.csv");
-    expect_refused("version: x1\nsample_rate: 1.5\n", false,
-                   "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
-    expect_refused("version: x1\nsample_rate: -0.01\n", false,
-                   "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
-    expect_refused("version: x1\nsample_rate: nan\n", false,
-                   "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
+    expect_refused(
+        "version: x1\nsample_rate: 1.5\n", false,
+        "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
+    expect_refused(
+        "version: x1\nsample_rate: -0.01\n", false,
+        "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
+    expect_refused(
+        "version: x1\nsample_rate: nan\n", false,
+        "2: key 'sample_rate': expected a number from 0 and at most 1: a rate is a fraction");
     expect_refused("version: x1\nundervalue_factor: 0\n", false,
                    "2: key 'undervalue_factor': expected a number above 0 and at most 100: at 0 "
                    "UNDERVALUED could never fire");
@@ -655,14 +688,15 @@ static void test_rule_file_semantic_refusals(void **state) {
     expect_refused("version: x1\narrival_window_days: 0\n", false,
                    "2: key 'arrival_window_days': expected an integer from 1 to 36500: at 0 an "
                    "arrival_time off event_time by 1 ms would be DATE_IMPLAUSIBLE");
-    expect_refused("version: x1\ncluster_size: 1\n", false,
-                   "2: key 'cluster_size': expected an integer from 2 to 10000: the count includes the "
-                   "declaration itself, so 1 would make every consignee a cluster");
+    expect_refused(
+        "version: x1\ncluster_size: 1\n", false,
+        "2: key 'cluster_size': expected an integer from 2 to 10000: the count includes the "
+        "declaration itself, so 1 would make every consignee a cluster");
     expect_refused("version: x1\nsample_key: 0x617263656c7269736b2d72632d3031\n", false,
                    "2: key 'sample_key': expected 32 hex digits");
     /* A key twice: YAML forbids it, libyaml loads it and the later one would win. */
-    expect_refused("version: x1\nlanes:\n  red_score: 600\n  yellow_score: 300\n  red_score: 0\n", false,
-                   "5: key 'lanes.red_score' appears twice (first on line 3)");
+    expect_refused("version: x1\nlanes:\n  red_score: 600\n  yellow_score: 300\n  red_score: 0\n",
+                   false, "5: key 'lanes.red_score' appears twice (first on line 3)");
     expect_refused("version: x1\npoints: {MISSING_DATA: 200}\npoints: {MISSING_DATA: 0}\n", false,
                    "3: key 'points' appears twice (first on line 2)");
     expect_refused("version: x1\npoints:\n  MISSING_DATA: 200\n  MISSING_DATA: 0\n", false,
@@ -671,28 +705,33 @@ static void test_rule_file_semantic_refusals(void **state) {
                    "2: key 'violator_points.3' appears twice (first on line 2)");
 
     /* The policy file. */
-    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
-                   "  - from: 2025-05-02T04:01:00Z\n    threshold_usd_cents: 80000\n"
-                   "  - from: 2016-03-10T05:00:00Z\n    threshold_usd_cents: 80000\n",
-                   true,
-                   "7: rows must be in increasing order of 'from': 2016-03-10T05:00:00Z is not after "
-                   "2025-05-02T04:01:00Z (line 5); the row in force at an instant is the last one from "
-                   "before it");
-    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
-                   "  - threshold_usd_cents: 80000\n    from: beginning\n",
-                   true,
-                   "6: rows must be in increasing order of 'from': beginning is not after beginning "
-                   "(line 3); the row in force at an instant is the last one from before it");
-    expect_refused("version: p2\nrows:\n  - from: 2016-03-10T05:00:00Z\n    threshold_usd_cents: 80000\n",
-                   true, "3: the first row must be 'from: beginning' (every instant needs a row)");
-    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: -1\n", true,
-                   "4: key 'threshold_usd_cents': expected an integer from 0 to 100000000: a threshold is "
-                   "a value in cents, $0 to $1,000,000");
+    expect_refused(
+        "version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
+        "  - from: 2025-05-02T04:01:00Z\n    threshold_usd_cents: 80000\n"
+        "  - from: 2016-03-10T05:00:00Z\n    threshold_usd_cents: 80000\n",
+        true,
+        "7: rows must be in increasing order of 'from': 2016-03-10T05:00:00Z is not after "
+        "2025-05-02T04:01:00Z (line 5); the row in force at an instant is the last one from "
+        "before it");
+    expect_refused(
+        "version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
+        "  - threshold_usd_cents: 80000\n    from: beginning\n",
+        true,
+        "6: rows must be in increasing order of 'from': beginning is not after beginning "
+        "(line 3); the row in force at an instant is the last one from before it");
+    expect_refused(
+        "version: p2\nrows:\n  - from: 2016-03-10T05:00:00Z\n    threshold_usd_cents: 80000\n",
+        true, "3: the first row must be 'from: beginning' (every instant needs a row)");
+    expect_refused(
+        "version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: -1\n", true,
+        "4: key 'threshold_usd_cents': expected an integer from 0 to 100000000: a threshold is "
+        "a value in cents, $0 to $1,000,000");
     expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\n"
                    "    threshold_usd_cents: 0\n",
                    true, "5: key 'rows.threshold_usd_cents' appears twice (first on line 4)");
-    expect_refused("version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\nversion: p3\n",
-                   true, "5: key 'version' appears twice (first on line 1)");
+    expect_refused(
+        "version: p2\nrows:\n  - from: beginning\n    threshold_usd_cents: 20000\nversion: p3\n",
+        true, "5: key 'version' appears twice (first on line 1)");
 
     /* Edges that are meaningful are accepted: rate 0 and 1, zero points,
      * a cap equal to red_score, min_description_letters 0, no stop words. */
@@ -722,7 +761,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_clean_is_green, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_lines_and_value, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_blank_hts_and_description_are_missing_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blank_hts_and_description_are_missing_only, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_hts_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vague_descriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_freight_mismatch, setup, teardown),

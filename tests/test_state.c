@@ -11,12 +11,14 @@
 
 #include "state.h"
 
-static struct pr_str S(const char *s) { return (struct pr_str){s, (uint32_t)strlen(s)}; }
+static struct pr_str S(const char *s) {
+    return (struct pr_str){s, (uint32_t)strlen(s)};
+}
 
 #define THR 80000 /* $800 */
 
-static struct pr_state_day day_count(struct pr_state *st, const char *key, const char *id, int64_t value,
-                                     int64_t now) {
+static struct pr_state_day
+day_count(struct pr_state *st, const char *key, const char *id, int64_t value, int64_t now) {
     struct pr_state_day out;
     bool over = value > THR;
     pr_state_day_count(st, S(key), S(id), value, over, !over, THR, S(id), now, &out);
@@ -157,7 +159,7 @@ static void test_ttl_and_bounds(void **unused) {
         assert_int_equal(pr_state_day_lookup(st, S(key), S(id), &r), i >= (int)s.evicted);
     }
     assert_true(pr_state_day_lookup(st, S("k19999"), S("id19999"), &r)); /* newest kept */
-    assert_false(pr_state_day_lookup(st, S("k0"), S("id0"), &r));       /* oldest gone */
+    assert_false(pr_state_day_lookup(st, S("k0"), S("id0"), &r));        /* oldest gone */
     pr_state_free(st);
 }
 

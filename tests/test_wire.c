@@ -50,12 +50,13 @@ static void pr_test_declaration(struct pr_declaration *d) {
     d->port_of_entry = S("2704");
     d->arrival_time = 1760000000000LL;
     d->event_time = 1759990000000LL;
-    d->shipper = (struct pr_party){S("Shenzhen Bright Trading Co."), S("88 Bao'an Rd"), S("Shenzhen"),
-                                   S("518000"), S("CN")};
+    d->shipper = (struct pr_party){S("Shenzhen Bright Trading Co."), S("88 Bao'an Rd"),
+                                   S("Shenzhen"), S("518000"), S("CN")};
     d->consignee = (struct pr_party){S("Jane Roe"), S("1234 Elm Street, Apt. 5B"), S("Springfield"),
                                      S("62704"), S("US")};
     d->has_seller = true;
-    d->seller = (struct pr_party){S("Bright Store"), S("1 Market St"), S("Shenzhen"), S(""), S("CN")};
+    d->seller =
+        (struct pr_party){S("Bright Store"), S("1 Market St"), S("Shenzhen"), S(""), S("CN")};
     d->has_marketplace = true;
     d->marketplace = S("bazaar.example");
     d->value_usd_cents = 7399;
@@ -77,7 +78,8 @@ static char *pr_schema_variant(const char *const *remove, size_t remove_count, c
     json_t *fields = json_object_get(doc, "fields");
     for (size_t r = 0; r < remove_count; r++) {
         for (size_t i = 0; i < json_array_size(fields); i++) {
-            if (strcmp(json_string_value(json_object_get(json_array_get(fields, i), "name")), remove[r]) == 0) {
+            if (strcmp(json_string_value(json_object_get(json_array_get(fields, i), "name")),
+                       remove[r]) == 0) {
                 json_array_remove(fields, i);
                 break;
             }
@@ -103,7 +105,8 @@ static void pr_set_str(avro_value_t *rec, const char *name, struct pr_str s) {
     pr_set_string(&f, s);
 }
 
-static void pr_set_party(avro_value_t *rec, const char *name, const struct pr_party *p, bool optional) {
+static void pr_set_party(avro_value_t *rec, const char *name, const struct pr_party *p,
+                         bool optional) {
     avro_value_t f, party, x;
     if (avro_value_get_by_name(rec, name, &f, NULL)) return;
     if (optional) {
@@ -200,10 +203,12 @@ static void pr_write_variant(const char *writer_json, const struct pr_declaratio
 
 static void pr_expect_str(struct pr_str got, struct pr_str want, const char *what) {
     if (got.len != want.len || memcmp(got.ptr, want.ptr, got.len) != 0)
-        fail_msg("%s: got '%.*s', want '%.*s'", what, (int)got.len, got.ptr, (int)want.len, want.ptr);
+        fail_msg("%s: got '%.*s', want '%.*s'", what, (int)got.len, got.ptr, (int)want.len,
+                 want.ptr);
 }
 
-static void pr_expect_party(const struct pr_party *got, const struct pr_party *want, const char *what) {
+static void pr_expect_party(const struct pr_party *got, const struct pr_party *want,
+                            const char *what) {
     pr_expect_str(got->name, want->name, what);
     pr_expect_str(got->address, want->address, what);
     pr_expect_str(got->city, want->city, what);
@@ -236,7 +241,8 @@ static void pr_expect_same(const struct pr_declaration *got, const struct pr_dec
     for (uint32_t i = 0; i < want->line_count; i++) {
         pr_expect_str(got->lines[i].hts, want->lines[i].hts, "hts");
         pr_expect_str(got->lines[i].description, want->lines[i].description, "description");
-        pr_expect_str(got->lines[i].origin_country, want->lines[i].origin_country, "origin_country");
+        pr_expect_str(got->lines[i].origin_country, want->lines[i].origin_country,
+                      "origin_country");
         assert_int_equal(got->lines[i].quantity, want->lines[i].quantity);
         assert_int_equal(got->lines[i].value_usd_cents, want->lines[i].value_usd_cents);
     }
@@ -244,27 +250,31 @@ static void pr_expect_same(const struct pr_declaration *got, const struct pr_dec
 
 /* Decodes bytes through a reader of writer_json and checks it gives want,
  * and that want encoded as v1 by the fast encoder decodes to the same. */
-static void pr_expect_decodes_as(const char *writer_json, enum pr_writer_kind kind, const struct pr_buf *bytes,
-                                 const struct pr_declaration *want) {
+static void pr_expect_decodes_as(const char *writer_json, enum pr_writer_kind kind,
+                                 const struct pr_buf *bytes, const struct pr_declaration *want) {
     struct pr_decl_reader *reader = pr_decl_reader_new(writer_json, strlen(writer_json));
     if (pr_decl_reader_kind(reader) != kind)
-        fail_msg("reader kind %d, want %d (%s)", pr_decl_reader_kind(reader), kind, pr_decl_reader_why(reader));
+        fail_msg("reader kind %d, want %d (%s)", pr_decl_reader_kind(reader), kind,
+                 pr_decl_reader_why(reader));
     struct pr_arena arena;
     pr_arena_init(&arena, 4096);
     struct pr_declaration got, twin;
     char err[192];
-    enum pr_dlq_code code = pr_decl_reader_decode(reader, bytes->data, bytes->len, &got, &arena, err, sizeof(err));
+    enum pr_dlq_code code =
+        pr_decl_reader_decode(reader, bytes->data, bytes->len, &got, &arena, err, sizeof(err));
     if (code != PR_DLQ_NONE) fail_msg("decode gave code %d: %s", code, err);
     pr_expect_same(&got, want);
     /* The v1 twin through the fast decoder. */
     struct pr_buf v1;
     pr_buf_init(&v1);
     pr_declaration_encode(want, &v1);
-    assert_int_equal(pr_declaration_decode(v1.data, v1.len, &twin, &arena, err, sizeof(err)), PR_DLQ_NONE);
+    assert_int_equal(pr_declaration_decode(v1.data, v1.len, &twin, &arena, err, sizeof(err)),
+                     PR_DLQ_NONE);
     pr_expect_same(&got, &twin);
     /* The same reader again (values are reused across records). */
-    assert_int_equal(pr_decl_reader_decode(reader, bytes->data, bytes->len, &got, &arena, err, sizeof(err)),
-                     PR_DLQ_NONE);
+    assert_int_equal(
+        pr_decl_reader_decode(reader, bytes->data, bytes->len, &got, &arena, err, sizeof(err)),
+        PR_DLQ_NONE);
     pr_expect_same(&got, want);
     pr_buf_free(&v1);
     pr_arena_destroy(&arena);
@@ -285,7 +295,8 @@ static void test_header(void **state) {
     pr_wire_header(4000000000u, h);
     assert_int_equal(pr_wire_parse(h, sizeof(h), &id), PR_WIRE_FRAMED);
     assert_int_equal(id, 4000000000u);
-    for (size_t n = 1; n < PR_WIRE_HEADER_BYTES; n++) assert_int_equal(pr_wire_parse(h, n, &id), PR_WIRE_TRUNCATED);
+    for (size_t n = 1; n < PR_WIRE_HEADER_BYTES; n++)
+        assert_int_equal(pr_wire_parse(h, n, &id), PR_WIRE_TRUNCATED);
     assert_int_equal(pr_wire_parse(h, 0, &id), PR_WIRE_UNFRAMED);
     /* A plain Declaration starts with its id's length, never 0 for a
      * decidable one. */
@@ -331,9 +342,9 @@ static void pr_set_hub_reference(avro_value_t *rec) {
 static void test_v2_added_and_removed_field(void **state) {
     (void)state;
     static const char *const removed[] = {"marketplace"};
-    char *v2 = pr_schema_variant(removed, 1,
-                                 "{\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}",
-                                 NULL);
+    char *v2 = pr_schema_variant(
+        removed, 1,
+        "{\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}", NULL);
     struct pr_declaration d;
     pr_test_declaration(&d);
     struct pr_buf bytes;
@@ -350,7 +361,8 @@ static void test_v2_added_and_removed_field(void **state) {
 static void test_v0_promoted_and_missing_fields(void **state) {
     (void)state;
     static const char *const removed[] = {"seller", "freight_usd_cents", "value_usd_cents"};
-    char *v0 = pr_schema_variant(removed, 3, "{\"name\": \"value_usd_cents\", \"type\": \"int\"}", NULL);
+    char *v0 =
+        pr_schema_variant(removed, 3, "{\"name\": \"value_usd_cents\", \"type\": \"int\"}", NULL);
     struct pr_declaration d;
     pr_test_declaration(&d);
     struct pr_buf bytes;
@@ -373,8 +385,9 @@ static void pr_expect_unresolvable(const char *writer_json, const char *why_part
     struct pr_declaration d;
     char err[192];
     const uint8_t body[] = {2, 'x'};
-    assert_int_equal(pr_decl_reader_decode(reader, body, sizeof(body), &d, &arena, err, sizeof(err)),
-                     PR_DLQ_UNKNOWN_SCHEMA);
+    assert_int_equal(
+        pr_decl_reader_decode(reader, body, sizeof(body), &d, &arena, err, sizeof(err)),
+        PR_DLQ_UNKNOWN_SCHEMA);
     assert_string_equal(err, pr_decl_reader_why(reader));
     pr_arena_destroy(&arena);
     pr_decl_reader_free(reader);
@@ -390,7 +403,8 @@ static void test_unresolvable_writers(void **state) {
     pr_expect_unresolvable(renamed, "does not resolve");
     free(renamed);
     static const char *const lines[] = {"lines"};
-    char *bad_type = pr_schema_variant(lines, 1, "{\"name\": \"lines\", \"type\": \"string\"}", NULL);
+    char *bad_type =
+        pr_schema_variant(lines, 1, "{\"name\": \"lines\", \"type\": \"string\"}", NULL);
     pr_expect_unresolvable(bad_type, "does not resolve");
     free(bad_type);
     pr_expect_unresolvable("{\"type\": \"record\", \"name\": ", "does not parse");
@@ -415,18 +429,21 @@ static void test_resolved_bad_bytes(void **state) {
     char err[192];
     /* Truncated anywhere: DECODE_ERROR. */
     for (size_t cut = 0; cut < bytes.len; cut += 7)
-        assert_int_equal(pr_decl_reader_decode(reader, bytes.data, cut, &got, &arena, err, sizeof(err)),
-                         PR_DLQ_DECODE_ERROR);
+        assert_int_equal(
+            pr_decl_reader_decode(reader, bytes.data, cut, &got, &arena, err, sizeof(err)),
+            PR_DLQ_DECODE_ERROR);
     /* One byte more: TRAILING_BYTES. */
     pr_buf_append(&bytes, "\x02", 1);
-    assert_int_equal(pr_decl_reader_decode(reader, bytes.data, bytes.len, &got, &arena, err, sizeof(err)),
-                     PR_DLQ_TRAILING_BYTES);
+    assert_int_equal(
+        pr_decl_reader_decode(reader, bytes.data, bytes.len, &got, &arena, err, sizeof(err)),
+        PR_DLQ_TRAILING_BYTES);
     bytes.len--;
     /* Invalid UTF-8 in a string is caught by the fast decoder after
      * resolution: the id is 8 bytes at offset 1. */
     bytes.data[3] = 0xff;
-    assert_int_equal(pr_decl_reader_decode(reader, bytes.data, bytes.len, &got, &arena, err, sizeof(err)),
-                     PR_DLQ_INVALID_UTF8);
+    assert_int_equal(
+        pr_decl_reader_decode(reader, bytes.data, bytes.len, &got, &arena, err, sizeof(err)),
+        PR_DLQ_INVALID_UTF8);
     pr_arena_destroy(&arena);
     pr_decl_reader_free(reader);
     pr_buf_free(&bytes);
@@ -461,9 +478,13 @@ static void test_resolved_corrupted_bytes(void **state) {
         }
         struct pr_declaration got;
         char err[192];
-        enum pr_dlq_code code = pr_decl_reader_decode(reader, bad.data, bad.len, &got, &arena, err, sizeof(err));
-        if (code == PR_DLQ_NONE) decoded++;
-        else assert_true(code == PR_DLQ_DECODE_ERROR || code == PR_DLQ_TRAILING_BYTES || code == PR_DLQ_INVALID_UTF8);
+        enum pr_dlq_code code =
+            pr_decl_reader_decode(reader, bad.data, bad.len, &got, &arena, err, sizeof(err));
+        if (code == PR_DLQ_NONE)
+            decoded++;
+        else
+            assert_true(code == PR_DLQ_DECODE_ERROR || code == PR_DLQ_TRAILING_BYTES ||
+                        code == PR_DLQ_INVALID_UTF8);
         pr_arena_reset(&arena);
     }
     assert_true(decoded < 3000);
@@ -480,9 +501,9 @@ static void test_block_size_checked(void **state) {
     (void)state;
     /* v2: ours plus an optional field at the end: a v1 record followed by
      * a null is a v2 record. */
-    char *v2 = pr_schema_variant(NULL, 0,
-                                 "{\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}",
-                                 NULL);
+    char *v2 = pr_schema_variant(
+        NULL, 0,
+        "{\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}", NULL);
     struct pr_decl_reader *reader = pr_decl_reader_new(v2, strlen(v2));
     assert_int_equal(pr_decl_reader_kind(reader), PR_WRITER_RESOLVED);
     struct pr_declaration d;
@@ -512,10 +533,12 @@ static void test_block_size_checked(void **state) {
         pr_avro_write_long(&msg, 0); /* end of the array, and the end of a v1 record */
         enum pr_dlq_code want = delta == 0 ? PR_DLQ_NONE : PR_DLQ_DECODE_ERROR;
         struct pr_declaration got;
-        assert_int_equal(pr_declaration_decode(msg.data, msg.len, &got, &arena, err, sizeof(err)), want);
+        assert_int_equal(pr_declaration_decode(msg.data, msg.len, &got, &arena, err, sizeof(err)),
+                         want);
         if (delta == 0) assert_int_equal(got.line_count, 1);
         pr_buf_append(&msg, "\0", 1); /* v2's hub_reference: null */
-        assert_int_equal(pr_decl_reader_decode(reader, msg.data, msg.len, &got, &arena, err, sizeof(err)), want);
+        assert_int_equal(
+            pr_decl_reader_decode(reader, msg.data, msg.len, &got, &arena, err, sizeof(err)), want);
         if (delta == 0) assert_int_equal(got.line_count, 1);
         pr_buf_free(&msg);
     }
@@ -560,7 +583,8 @@ static void test_encode_framing(void **state) {
         struct pr_record *dead = pr_batch_push(&batch);
         dead->payload = (const uint8_t *)"\x00\x00\x00";
         dead->payload_len = 3;
-        pr_record_dead_letter(dead, PR_DLQ_UNKNOWN_SCHEMA, "framed value of 3 bytes: truncated header");
+        pr_record_dead_letter(dead, PR_DLQ_UNKNOWN_SCHEMA,
+                              "framed value of 3 bytes: truncated header");
         dead->outputs = PR_OUT_DLQ;
         assert_int_equal(ops->process(&op, &batch), PR_OP_DONE);
         struct pr_buf want;
@@ -671,24 +695,32 @@ static void test_registry_config(void **state) {
     assert_false(pr_config_key_is_secret("schema_registry.user"));
     struct pr_config *cfg = pr_config_default();
     assert_int_equal(pr_config_validate(cfg), PR_OK);
-    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "http://u:p@127.0.0.1:8081", "test", 0), PR_OK);
+    assert_int_equal(
+        pr_config_set(cfg, "schema_registry.url", "http://u:p@127.0.0.1:8081", "test", 0), PR_OK);
     assert_int_equal(pr_config_validate(cfg), PR_ERR);
-    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "ftp://127.0.0.1:8081", "test", 0), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "ftp://127.0.0.1:8081", "test", 0),
+                     PR_OK);
     assert_int_equal(pr_config_validate(cfg), PR_ERR);
-    assert_int_equal(pr_config_set(cfg, "schema_registry.url", "https://registry.example:8081/apis/ccompat/v7", "test", 0), PR_OK);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.url",
+                                   "https://registry.example:8081/apis/ccompat/v7", "test", 0),
+                     PR_OK);
     assert_int_equal(pr_config_validate(cfg), PR_OK);
     assert_int_equal(pr_config_set(cfg, "schema_registry.user", "hub", "test", 0), PR_OK);
     assert_int_equal(pr_config_validate(cfg), PR_ERR);
     assert_int_equal(pr_config_set(cfg, "schema_registry.password", "s3cret", "test", 0), PR_OK);
     assert_int_equal(pr_config_validate(cfg), PR_OK);
-    assert_int_equal(pr_config_set(cfg, "schema_registry.subject_strategy", "by_magic", "test", 0), PR_ERR);
+    assert_int_equal(pr_config_set(cfg, "schema_registry.subject_strategy", "by_magic", "test", 0),
+                     PR_ERR);
     pr_config_free(cfg);
     char subject[128];
-    pr_schema_registry_subject("topic_name", "decisions", "parcelrisk.Decision", subject, sizeof(subject));
+    pr_schema_registry_subject("topic_name", "decisions", "parcelrisk.Decision", subject,
+                               sizeof(subject));
     assert_string_equal(subject, "decisions-value");
-    pr_schema_registry_subject("record_name", "decisions", "parcelrisk.Decision", subject, sizeof(subject));
+    pr_schema_registry_subject("record_name", "decisions", "parcelrisk.Decision", subject,
+                               sizeof(subject));
     assert_string_equal(subject, "parcelrisk.Decision");
-    pr_schema_registry_subject("topic_record_name", "alerts", "parcelrisk.Decision", subject, sizeof(subject));
+    pr_schema_registry_subject("topic_record_name", "alerts", "parcelrisk.Decision", subject,
+                               sizeof(subject));
     assert_string_equal(subject, "alerts-parcelrisk.Decision");
 }
 

@@ -11,10 +11,18 @@
 static enum pr_log_level pr_log_level_current = PR_LOG_INFO;
 static enum pr_log_format pr_log_format_current = PR_LOG_TEXT;
 
-void pr_log_set_level(enum pr_log_level level) { pr_log_level_current = level; }
-enum pr_log_level pr_log_get_level(void) { return pr_log_level_current; }
-void pr_log_set_format(enum pr_log_format format) { pr_log_format_current = format; }
-enum pr_log_format pr_log_get_format(void) { return pr_log_format_current; }
+void pr_log_set_level(enum pr_log_level level) {
+    pr_log_level_current = level;
+}
+enum pr_log_level pr_log_get_level(void) {
+    return pr_log_level_current;
+}
+void pr_log_set_format(enum pr_log_format format) {
+    pr_log_format_current = format;
+}
+enum pr_log_format pr_log_get_format(void) {
+    return pr_log_format_current;
+}
 
 /* RFC 3339 UTC with milliseconds: 2025-05-02T04:01:00.123Z. */
 static void pr_log_timestamp(char *buf, size_t size) {
@@ -111,7 +119,9 @@ void *pr_realloc(void *ptr, size_t size) {
     return p;
 }
 
-char *pr_strdup(const char *s) { return pr_strndup(s, strlen(s)); }
+char *pr_strdup(const char *s) {
+    return pr_strndup(s, strlen(s));
+}
 
 char *pr_strndup(const char *s, size_t len) {
     char *p = pr_malloc(len + 1);
@@ -259,7 +269,9 @@ void pr_buf_appendf(struct pr_buf *buf, const char *fmt, ...) {
     buf->len += (size_t)n;
 }
 
-void pr_buf_reset(struct pr_buf *buf) { buf->len = 0; }
+void pr_buf_reset(struct pr_buf *buf) {
+    buf->len = 0;
+}
 
 void pr_buf_free(struct pr_buf *buf) {
     free(buf->data);

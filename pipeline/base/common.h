@@ -32,8 +32,7 @@ enum pr_log_format pr_log_get_format(void);
 /* Log lines go to stderr with a UTC timestamp. Callers must never pass raw
  * names or addresses: log identifiers (declaration_id, offsets) only; nor a
  * secret (a value of a key that pr_config_key_is_secret names). */
-void pr_log(enum pr_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void pr_log(enum pr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes one finished line from source ("parcelrisk", "librdkafka") when
  * level passes the current level, in the current format. One write per line:
  * safe from any thread (librdkafka logs from its own threads). */
@@ -55,8 +54,8 @@ void *pr_realloc(void *ptr, size_t size);
 char *pr_strdup(const char *s);
 char *pr_strndup(const char *s, size_t len);
 
-int64_t pr_now_ms(void);         /* wall clock, ms since the epoch */
-int64_t pr_monotonic_us(void);   /* monotonic clock, microseconds */
+int64_t pr_now_ms(void);       /* wall clock, ms since the epoch */
+int64_t pr_monotonic_us(void); /* monotonic clock, microseconds */
 /* Formats ms since the epoch as 2025-05-02T04:01:00Z (buf >= 21 bytes). */
 void pr_format_utc(int64_t ms, char *buf, size_t size);
 /* Parses YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD into ms; PR_ERR if malformed. */
@@ -115,8 +114,7 @@ struct pr_buf {
 void pr_buf_init(struct pr_buf *buf);
 void pr_buf_reserve(struct pr_buf *buf, size_t extra);
 void pr_buf_append(struct pr_buf *buf, const void *data, size_t len);
-void pr_buf_appendf(struct pr_buf *buf, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void pr_buf_appendf(struct pr_buf *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pr_buf_reset(struct pr_buf *buf);
 void pr_buf_free(struct pr_buf *buf);
 

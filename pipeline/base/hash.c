@@ -10,12 +10,22 @@
 
 /* SipHash-2-4 (Aumasson and Bernstein), from the reference description. */
 #define PR_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define PR_SIPROUND                                                                          \
-    do {                                                                                     \
-        v0 += v1; v1 = PR_ROTL(v1, 13); v1 ^= v0; v0 = PR_ROTL(v0, 32);                      \
-        v2 += v3; v3 = PR_ROTL(v3, 16); v3 ^= v2;                                            \
-        v0 += v3; v3 = PR_ROTL(v3, 21); v3 ^= v0;                                            \
-        v2 += v1; v1 = PR_ROTL(v1, 17); v1 ^= v2; v2 = PR_ROTL(v2, 32);                      \
+#define PR_SIPROUND                                                                                \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = PR_ROTL(v1, 13);                                                                      \
+        v1 ^= v0;                                                                                  \
+        v0 = PR_ROTL(v0, 32);                                                                      \
+        v2 += v3;                                                                                  \
+        v3 = PR_ROTL(v3, 16);                                                                      \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = PR_ROTL(v3, 21);                                                                      \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = PR_ROTL(v1, 17);                                                                      \
+        v1 ^= v2;                                                                                  \
+        v2 = PR_ROTL(v2, 32);                                                                      \
     } while (0)
 
 static uint64_t pr_load_le64(const uint8_t *p) {

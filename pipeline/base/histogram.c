@@ -2,7 +2,9 @@
 
 #include <string.h>
 
-void pr_histogram_reset(struct pr_histogram *h) { memset(h, 0, sizeof(*h)); }
+void pr_histogram_reset(struct pr_histogram *h) {
+    memset(h, 0, sizeof(*h));
+}
 
 static size_t pr_histogram_index(uint64_t v) {
     if (v < PR_HIST_SUB) return (size_t)v;

@@ -90,8 +90,8 @@ int pr_redis_connect(struct pr_redis *redis) {
 int pr_redis_check_access(struct pr_redis *redis) {
     if (pr_redis_connect(redis) != PR_OK) {
         if (!redis->refused) return PR_OK;
-        pr_error("Redis %s:%d refused AUTH: %s (check redis.user and redis.password)",
-                 redis->host, redis->port, redis->refusal);
+        pr_error("Redis %s:%d refused AUTH: %s (check redis.user and redis.password)", redis->host,
+                 redis->port, redis->refusal);
         return PR_ERR;
     }
     redisReply *reply = redisCommand(redis->ctx, "PING");
@@ -158,8 +158,10 @@ redisReply *pr_redis_eval(struct pr_redis *redis, struct pr_script *script, int 
          * for small calls, on the heap for large ones. */
         const char *stack_argv[64];
         size_t stack_len[64];
-        const char **full = (size_t)argc + 2 <= 64 ? stack_argv : pr_malloc(((size_t)argc + 2) * sizeof(char *));
-        size_t *full_len = (size_t)argc + 2 <= 64 ? stack_len : pr_malloc(((size_t)argc + 2) * sizeof(size_t));
+        const char **full =
+            (size_t)argc + 2 <= 64 ? stack_argv : pr_malloc(((size_t)argc + 2) * sizeof(char *));
+        size_t *full_len =
+            (size_t)argc + 2 <= 64 ? stack_len : pr_malloc(((size_t)argc + 2) * sizeof(size_t));
         full[0] = "EVALSHA";
         full_len[0] = 7;
         full[1] = script->sha;

@@ -22,8 +22,8 @@ struct pr_redis_auth {
 struct pr_redis {
     redisContext *ctx;
     struct pr_redis_auth auth;
-    bool refused;       /* the last connect was refused by AUTH (or NOAUTH) */
-    char refusal[256];  /* Redis's words when refused (never the password) */
+    bool refused;      /* the last connect was refused by AUTH (or NOAUTH) */
+    char refusal[256]; /* Redis's words when refused (never the password) */
     char host[256];
     int port;
     int timeout_ms;

@@ -112,8 +112,7 @@ int pr_cli_next(struct pr_cli *cli, int argc, char **argv, const struct option *
         case -1:
             cli->after_dashdash = true; /* anything left follows "--" */
             continue;
-        case 1:
-            return PR_CLI_POSITIONAL;
+        case 1: return PR_CLI_POSITIONAL;
         case 'h':
             cli->usage(stdout);
             cli->exit_status = 0;
@@ -121,9 +120,7 @@ int pr_cli_next(struct pr_cli *cli, int argc, char **argv, const struct option *
         case ':':
             pr_cli_report(cli, "option '%s' needs a value", argv[optind - 1]);
             return PR_CLI_EXIT;
-        case '?':
-            pr_cli_report_refused(cli, argc, argv, options);
-            return PR_CLI_EXIT;
+        case '?': pr_cli_report_refused(cli, argc, argv, options); return PR_CLI_EXIT;
         case PR_CLI_OPT_CONFIG:
             if (cli->config_path) {
                 pr_cli_report(cli, "--config given twice ('%s' and '%s'): give one file",
@@ -136,11 +133,8 @@ int pr_cli_next(struct pr_cli *cli, int argc, char **argv, const struct option *
         case PR_CLI_OPT_BROKERS:
             cli->overrides[cli->override_count++] = (struct pr_cli_override){opt, optarg};
             continue;
-        case PR_CLI_OPT_ALLOW_DEFAULTS:
-            cli->allow_defaults = true;
-            continue;
-        default:
-            return opt;
+        case PR_CLI_OPT_ALLOW_DEFAULTS: cli->allow_defaults = true; continue;
+        default: return opt;
         }
     }
 }
@@ -162,8 +156,8 @@ int pr_cli_number(struct pr_cli *cli, const char *flag, const char *text, double
     char *end = NULL;
     errno = 0;
     /* Decimal only: strtod would also take hex ("0x10"), "inf" and leading spaces. */
-    bool decimal = text[0] >= '0' && text[0] <= '9' &&
-                   strspn(text, "0123456789.eE+-") == strlen(text);
+    bool decimal =
+        text[0] >= '0' && text[0] <= '9' && strspn(text, "0123456789.eE+-") == strlen(text);
     double v = decimal ? strtod(text, &end) : NAN;
     if (end && !*end && errno == 0 && isfinite(v) && v >= min && v <= max) {
         *out = v;

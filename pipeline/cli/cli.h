@@ -55,9 +55,13 @@ enum {
 #define PR_CLI_SHARED_OPTIONS                                                                      \
     {"config", required_argument, NULL, PR_CLI_OPT_CONFIG},                                        \
         {"set", required_argument, NULL, PR_CLI_OPT_SET},                                          \
-        {"brokers", required_argument, NULL, PR_CLI_OPT_BROKERS},                                  \
-        {"allow-defaults", no_argument, NULL, PR_CLI_OPT_ALLOW_DEFAULTS}
-#define PR_CLI_OPTIONS_END {"help", no_argument, NULL, 'h'}, { NULL, 0, NULL, 0 }
+        {"brokers", required_argument, NULL, PR_CLI_OPT_BROKERS}, {                                \
+        "allow-defaults", no_argument, NULL, PR_CLI_OPT_ALLOW_DEFAULTS                             \
+    }
+#define PR_CLI_OPTIONS_END                                                                         \
+    {"help", no_argument, NULL, 'h'}, {                                                            \
+        NULL, 0, NULL, 0                                                                           \
+    }
 
 /* The usage text of the shared options, for the subcommands' --help. */
 #define PR_CLI_SHARED_HELP                                                                         \
@@ -75,10 +79,10 @@ struct pr_cli_override {
 };
 
 struct pr_cli {
-    const char *command;     /* "run", "gen", ... */
+    const char *command;      /* "run", "gen", ... */
     void (*usage)(FILE *out); /* the subcommand's --help text */
-    int exit_status;         /* after PR_CLI_EXIT: 0 help, 2 error */
-    bool after_dashdash;     /* past "--": the rest is positional */
+    int exit_status;          /* after PR_CLI_EXIT: 0 help, 2 error */
+    bool after_dashdash;      /* past "--": the rest is positional */
     const char *config_path;
     bool allow_defaults;
     size_t override_count;

@@ -55,8 +55,8 @@ static void pr_check_usage(FILE *out) {
             "  --connect  also reach Kafka (the four topics exist, with their partitions),\n"
             "             Redis (PING, AUTH when configured) and the reference data (a current\n"
             "             version whose tables check out against its manifest)\n"
-            "Prints one line per check, 'ok' or 'FAIL: why'; secrets are never printed.\n"
-            PR_CLI_SHARED_HELP
+            "Prints one line per check, 'ok' or 'FAIL: why'; secrets are never "
+            "printed.\n" PR_CLI_SHARED_HELP
             "Exit status: 0 every check passed, 2 a check failed or a bad command line.\n");
 }
 
@@ -114,8 +114,10 @@ static struct pr_config *pr_check_config(struct pr_cli *cli, struct pr_check *ch
     bool reported = false;
     for (char *line = captured, *next; line && *line; line = next) {
         next = strchr(line, '\n');
-        if (next) *next++ = '\0';
-        else next = line + strlen(line);
+        if (next)
+            *next++ = '\0';
+        else
+            next = line + strlen(line);
         if (!*line) continue;
         if (strncmp(line, prefix, sizeof(prefix) - 1) == 0) line += sizeof(prefix) - 1;
         pr_check_line(check, false, what, "%s", line);
@@ -262,7 +264,8 @@ static void pr_check_refdata(redisContext *ctx, struct pr_check *check) {
                       "no reference data loaded (%s is not set): run `parcelrisk refdata load`",
                       PR_REF_CURRENT);
     } else {
-        redisReply *verdict = redisCommand(ctx, "EVAL %s 0 %s", pr_check_verify_script, current->str);
+        redisReply *verdict =
+            redisCommand(ctx, "EVAL %s 0 %s", pr_check_verify_script, current->str);
         char meta[160];
         pr_refdata_key(meta, sizeof(meta), current->str, "meta");
         redisReply *manifest = redisCommand(ctx, "HGET %s manifest", meta);
@@ -346,13 +349,9 @@ int pr_cmd_check_config(int argc, char **argv) {
     int opt;
     while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(&cli);
-        case PR_CHECK_CONNECT:
-            connect = true;
-            break;
-        default:
-            return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
+        case PR_CLI_EXIT: return pr_cli_done(&cli);
+        case PR_CHECK_CONNECT: connect = true; break;
+        default: return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
         }
     }
     if (!cli.config_path)

@@ -80,8 +80,8 @@ static void pr_dlq_usage(FILE *out) {
             "  --dry-run     count only; produce nothing\n"
             "  --limit N     send at most N records (1 or more)\n"
             "A dead letter without payload, or whose payload or key was cut (TOO_LARGE over\n"
-            "input.dlq_keep_bytes, or cut to fit the DLQ topic), is counted and never sent.\n"
-            PR_CLI_SHARED_HELP
+            "input.dlq_keep_bytes, or cut to fit the DLQ topic), is counted and never "
+            "sent.\n" PR_CLI_SHARED_HELP
             "Exit status: 0 done, 1 Kafka failure (a record not acknowledged), 2 bad command\n"
             "line or configuration.\n");
 }
@@ -129,21 +129,26 @@ static bool pr_dlq_was_cut(const struct pr_dlq_record *r, char *why, size_t why_
     const char *cut = strstr(r->error_detail, "(cut to input.dlq_keep_bytes=");
     if (cut) {
         unsigned long long keep = 0, key = 0, key_of = 0, payload = 0, payload_of = 0;
-        if (sscanf(cut, "(cut to input.dlq_keep_bytes=%llu: key %llu of %llu bytes, payload %llu of %llu)",
-                   &keep, &key, &key_of, &payload, &payload_of) != 5) {
+        if (sscanf(
+                cut,
+                "(cut to input.dlq_keep_bytes=%llu: key %llu of %llu bytes, payload %llu of %llu)",
+                &keep, &key, &key_of, &payload, &payload_of) != 5) {
             snprintf(why, why_size, "cut to fit the DLQ topic (detail not understood)");
             return true;
         }
         if (key < key_of || payload < payload_of) {
-            snprintf(why, why_size, "cut to input.dlq_keep_bytes=%llu: key %llu of %llu bytes, payload "
-                     "%llu of %llu", keep, key, key_of, payload, payload_of);
+            snprintf(why, why_size,
+                     "cut to input.dlq_keep_bytes=%llu: key %llu of %llu bytes, payload "
+                     "%llu of %llu",
+                     keep, key, key_of, payload, payload_of);
             return true;
         }
         return false;
     }
     unsigned long long size = 0, cap = 0;
     if (strcmp(r->error_code, "TOO_LARGE") == 0 &&
-        sscanf(r->error_detail, "message of %llu bytes exceeds the cap of %llu", &size, &cap) == 2 &&
+        sscanf(r->error_detail, "message of %llu bytes exceeds the cap of %llu", &size, &cap) ==
+            2 &&
         r->payload_len < size) {
         snprintf(why, why_size, "TOO_LARGE payload kept %zu of %llu bytes (input.dlq_keep_bytes)",
                  r->payload_len, size);
@@ -157,8 +162,8 @@ static void pr_dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
     struct pr_dlq_counts *counts = opaque;
     if (m->err) {
         counts->failed++;
-        pr_error("dlq replay: a record to %s was not acknowledged: %s",
-                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        pr_error("dlq replay: a record to %s was not acknowledged: %s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2str(m->err));
     } else {
         counts->delivered++;
     }
@@ -168,7 +173,7 @@ struct pr_dlq_options {
     const char *code;
     int64_t since_ms, until_ms; /* INT64_MIN / INT64_MAX: unbounded */
     bool dry_run;
-    long long limit;            /* -1: none */
+    long long limit; /* -1: none */
 };
 
 static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_options *o,
@@ -222,7 +227,8 @@ static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_option
     const struct rd_kafka_metadata *md;
     rd_kafka_resp_err_t e = pr_kafka_topic_metadata(consumer, dlq, 30000, &md);
     if (e) {
-        pr_error("dlq replay: cannot read metadata of the DLQ topic %s: %s", dlq, rd_kafka_err2str(e));
+        pr_error("dlq replay: cannot read metadata of the DLQ topic %s: %s", dlq,
+                 rd_kafka_err2str(e));
         goto out;
     }
     int partitions = md->topics[0].partition_cnt;
@@ -256,7 +262,8 @@ static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_option
     if (open_partitions) rd_kafka_assign(consumer, list);
     rd_kafka_topic_partition_list_destroy(list);
 
-    rd_kafka_topic_t *input = producer ? rd_kafka_topic_new(producer, cfg->topic_declarations, NULL) : NULL;
+    rd_kafka_topic_t *input =
+        producer ? rd_kafka_topic_new(producer, cfg->topic_declarations, NULL) : NULL;
     int64_t last_progress = pr_monotonic_us();
     bool limit_reached = false;
     rc = 0;
@@ -265,9 +272,10 @@ static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_option
         rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 500);
         if (!m) {
             if (pr_monotonic_us() - last_progress > PR_DLQ_STALL_MS * 1000LL) {
-                pr_error("dlq replay: no record from %s for %d s while %d partition(s) are short of "
-                         "their end offset (broker down, or an open transaction?)",
-                         dlq, PR_DLQ_STALL_MS / 1000, open_partitions);
+                pr_error(
+                    "dlq replay: no record from %s for %d s while %d partition(s) are short of "
+                    "their end offset (broker down, or an open transaction?)",
+                    dlq, PR_DLQ_STALL_MS / 1000, open_partitions);
                 rc = 1;
                 break;
             }
@@ -324,11 +332,13 @@ static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_option
         char why[256];
         if (r.payload_len == 0) {
             counts->skipped_without_payload++;
-            pr_info("dlq replay: %s[%d]@%lld skipped: no payload", dlq, (int)p, (long long)m->offset);
+            pr_info("dlq replay: %s[%d]@%lld skipped: no payload", dlq, (int)p,
+                    (long long)m->offset);
         } else if (pr_dlq_was_cut(&r, why, sizeof(why))) {
             counts->skipped_cut++;
             pr_warn("dlq replay: %s[%d]@%lld skipped: %s; the original bytes are gone, the hub "
-                    "must file it again", dlq, (int)p, (long long)m->offset, why);
+                    "must file it again",
+                    dlq, (int)p, (long long)m->offset, why);
         } else if (o->dry_run) {
             counts->replayed++;
         } else {
@@ -337,11 +347,10 @@ static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_option
             rd_kafka_headers_t *headers = rd_kafka_headers_new(1);
             rd_kafka_header_add(headers, PR_DLQ_REPLAY_HEADER, -1, origin, -1);
             for (;;) {
-                e = rd_kafka_producev(producer, RD_KAFKA_V_RKT(input),
-                                      RD_KAFKA_V_KEY(m->key, m->key_len),
-                                      RD_KAFKA_V_VALUE((void *)r.payload, r.payload_len),
-                                      RD_KAFKA_V_HEADERS(headers),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                e = rd_kafka_producev(
+                    producer, RD_KAFKA_V_RKT(input), RD_KAFKA_V_KEY(m->key, m->key_len),
+                    RD_KAFKA_V_VALUE((void *)r.payload, r.payload_len), RD_KAFKA_V_HEADERS(headers),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
                 if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
                 rd_kafka_poll(producer, 100);
             }
@@ -398,28 +407,28 @@ int pr_cmd_dlq(int argc, char **argv) {
     int opt;
     while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(&cli);
-        case PR_DLQ_OPT_CODE:
-            o.code = optarg;
-            break;
+        case PR_CLI_EXIT: return pr_cli_done(&cli);
+        case PR_DLQ_OPT_CODE: o.code = optarg; break;
         case PR_DLQ_OPT_SINCE:
             since = optarg;
             if (pr_parse_utc(optarg, &o.since_ms) != PR_OK)
-                return pr_cli_usage_error(&cli, "--since: expected YYYY-MM-DDTHH:MM:SSZ or "
-                                                "YYYY-MM-DD (UTC), got '%s'", optarg);
+                return pr_cli_usage_error(&cli,
+                                          "--since: expected YYYY-MM-DDTHH:MM:SSZ or "
+                                          "YYYY-MM-DD (UTC), got '%s'",
+                                          optarg);
             break;
         case PR_DLQ_OPT_UNTIL:
             until = optarg;
             if (pr_parse_utc(optarg, &o.until_ms) != PR_OK)
-                return pr_cli_usage_error(&cli, "--until: expected YYYY-MM-DDTHH:MM:SSZ or "
-                                                "YYYY-MM-DD (UTC), got '%s'", optarg);
+                return pr_cli_usage_error(&cli,
+                                          "--until: expected YYYY-MM-DDTHH:MM:SSZ or "
+                                          "YYYY-MM-DD (UTC), got '%s'",
+                                          optarg);
             break;
-        case PR_DLQ_OPT_DRY_RUN:
-            o.dry_run = true;
-            break;
+        case PR_DLQ_OPT_DRY_RUN: o.dry_run = true; break;
         case PR_DLQ_OPT_LIMIT:
-            if (pr_cli_integer(&cli, "--limit", optarg, 1, LLONG_MAX, "of records", &o.limit) != PR_OK)
+            if (pr_cli_integer(&cli, "--limit", optarg, 1, LLONG_MAX, "of records", &o.limit) !=
+                PR_OK)
                 return pr_cli_done(&cli);
             break;
         default:
@@ -434,9 +443,11 @@ int pr_cmd_dlq(int argc, char **argv) {
     bool code_known = false;
     for (int i = 1; i < PR_DLQ_COUNT; i++) code_known |= strcmp(o.code, pr_dlq_names[i]) == 0;
     if (!code_known)
-        return pr_cli_usage_error(&cli, "--code: unknown dead-letter code '%s' (EMPTY, TOO_LARGE, "
-                                        "DECODE_ERROR, TRAILING_BYTES, INVALID_UTF8, UNKNOWN_SCHEMA, "
-                                        "INVALID_ID, OUTPUT_REJECTED)", o.code);
+        return pr_cli_usage_error(&cli,
+                                  "--code: unknown dead-letter code '%s' (EMPTY, TOO_LARGE, "
+                                  "DECODE_ERROR, TRAILING_BYTES, INVALID_UTF8, UNKNOWN_SCHEMA, "
+                                  "INVALID_ID, OUTPUT_REJECTED)",
+                                  o.code);
     if (since && until && o.since_ms >= o.until_ms)
         return pr_cli_usage_error(&cli, "--since %s is not before --until %s", since, until);
     struct pr_config *cfg = pr_cli_config(&cli);
@@ -445,20 +456,22 @@ int pr_cmd_dlq(int argc, char **argv) {
     memset(&counts, 0, sizeof(counts));
     int rc = pr_dlq_replay(cfg, &o, &counts);
     if (rc == 2) return pr_cli_finish(&cli, 2);
-    printf("dlq replay: %s, code %s, from %s to %s%s\n", cfg->topic_dlq, o.code, since ? since : "the beginning",
-           until ? until : "the end at start", o.dry_run ? " (dry run: nothing produced)" : "");
+    printf("dlq replay: %s, code %s, from %s to %s%s\n", cfg->topic_dlq, o.code,
+           since ? since : "the beginning", until ? until : "the end at start",
+           o.dry_run ? " (dry run: nothing produced)" : "");
     printf("scanned: %lld\n", counts.scanned);
     printf("matched: %lld\n", counts.matched);
     if (o.dry_run) {
         printf("would_replay: %lld\n", counts.replayed);
         printf("replayed: 0\n");
     } else {
-        printf("replayed: %lld (acknowledged by %s: %lld)\n", counts.replayed, cfg->topic_declarations,
-               counts.delivered);
+        printf("replayed: %lld (acknowledged by %s: %lld)\n", counts.replayed,
+               cfg->topic_declarations, counts.delivered);
     }
     printf("skipped_without_payload: %lld\n", counts.skipped_without_payload);
     printf("skipped_cut: %lld%s\n", counts.skipped_cut,
-           counts.skipped_cut ? " (payload or key cut in the DLQ: the hub must file them again)" : "");
+           counts.skipped_cut ? " (payload or key cut in the DLQ: the hub must file them again)"
+                              : "");
     printf("unreadable: %lld\n", counts.unreadable);
     fflush(stdout);
     return pr_cli_finish(&cli, rc);

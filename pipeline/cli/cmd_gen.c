@@ -30,31 +30,33 @@ static void pr_gen_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op
 }
 
 static void pr_gen_usage(FILE *out) {
-    fprintf(out,
-            "usage: parcelrisk gen [--config FILE] [--set KEY=VALUE]... [--brokers LIST] [--topic NAME]\n"
-            "                      [--count N] [--rate PER_SECOND] [--bad N] [--seed S]\n"
-            "                      [--start YYYY-MM-DD] [--days D] [--consignees N] [--ids FILE] [--quiet]\n"
-            "                      [--frame-id ID]\n"
-            "Numbers are plain decimal, without units.\n"
-            "  --count N    declarations to produce, 0 or more (default 10000)\n"
-            "  --rate R     steady rate per second, e.g. 2500 or 0.5 (default: as fast as possible)\n"
-            "  --bad N      of the --count messages, how many (at most --count) are deliberately\n"
-            "               malformed, spread evenly and cycling through: garbage, truncated,\n"
-            "               huge_length, trailing, invalid_utf8, empty, too_large, wrong_schema\n"
-            "  --seed S     0 or more; same seed, same declarations (event_time is the wall clock,\n"
-            "               or 6 h before arrival for arrivals more than 20 days away)\n"
-            "  --start D    first arrival day, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (default: now, UTC)\n"
-            "  --days D     spread arrivals over D days, 1-36500 (default 1)\n"
-            "  --consignees N  size of the consignee population, 1-4294967295 (default 200000;\n"
-            "               skewed draws)\n"
-            "  --topic NAME the topic to write (default: topics.declarations)\n"
-            "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"
-            "               'bad <key> <kind>'\n"
-            "  --quiet      no progress lines\n"
-            "  --frame-id ID  write every valid declaration Confluent-framed with this schema\n"
-            "               registry id (0-4294967295), as a hub's serializer would (the\n"
-            "               --bad messages stay unframed)\n"
-            PR_CLI_SHARED_HELP);
+    fprintf(
+        out,
+        "usage: parcelrisk gen [--config FILE] [--set KEY=VALUE]... [--brokers LIST] [--topic "
+        "NAME]\n"
+        "                      [--count N] [--rate PER_SECOND] [--bad N] [--seed S]\n"
+        "                      [--start YYYY-MM-DD] [--days D] [--consignees N] [--ids FILE] "
+        "[--quiet]\n"
+        "                      [--frame-id ID]\n"
+        "Numbers are plain decimal, without units.\n"
+        "  --count N    declarations to produce, 0 or more (default 10000)\n"
+        "  --rate R     steady rate per second, e.g. 2500 or 0.5 (default: as fast as possible)\n"
+        "  --bad N      of the --count messages, how many (at most --count) are deliberately\n"
+        "               malformed, spread evenly and cycling through: garbage, truncated,\n"
+        "               huge_length, trailing, invalid_utf8, empty, too_large, wrong_schema\n"
+        "  --seed S     0 or more; same seed, same declarations (event_time is the wall clock,\n"
+        "               or 6 h before arrival for arrivals more than 20 days away)\n"
+        "  --start D    first arrival day, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (default: now, UTC)\n"
+        "  --days D     spread arrivals over D days, 1-36500 (default 1)\n"
+        "  --consignees N  size of the consignee population, 1-4294967295 (default 200000;\n"
+        "               skewed draws)\n"
+        "  --topic NAME the topic to write (default: topics.declarations)\n"
+        "  --ids FILE   write one line per message: 'ok <declaration_id>' or\n"
+        "               'bad <key> <kind>'\n"
+        "  --quiet      no progress lines\n"
+        "  --frame-id ID  write every valid declaration Confluent-framed with this schema\n"
+        "               registry id (0-4294967295), as a hub's serializer would (the\n"
+        "               --bad messages stay unframed)\n" PR_CLI_SHARED_HELP);
 }
 
 enum {
@@ -108,8 +110,7 @@ static int pr_gen_parse(struct pr_cli *cli, int argc, char **argv, struct pr_gen
     while ((opt = pr_cli_next(cli, argc, argv, options)) != PR_CLI_END) {
         int rc = PR_OK;
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(cli);
+        case PR_CLI_EXIT: return pr_cli_done(cli);
         case PR_GEN_COUNT:
             rc = pr_cli_integer(cli, "--count", optarg, 0, LLONG_MAX, "", &number);
             o->count = (uint64_t)number;
@@ -133,9 +134,7 @@ static int pr_gen_parse(struct pr_cli *cli, int argc, char **argv, struct pr_gen
             rc = pr_cli_integer(cli, "--consignees", optarg, 1, UINT32_MAX, "", &number);
             o->consignees = (uint32_t)number;
             break;
-        case PR_GEN_IDS:
-            o->ids_path = optarg;
-            break;
+        case PR_GEN_IDS: o->ids_path = optarg; break;
         case PR_GEN_FRAME_ID:
             rc = pr_cli_integer(cli, "--frame-id", optarg, 0, UINT32_MAX, "", &number);
             o->frame_id = number;
@@ -150,11 +149,8 @@ static int pr_gen_parse(struct pr_cli *cli, int argc, char **argv, struct pr_gen
                 return pr_cli_usage_error(
                     cli, "--start: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got '%s'", optarg);
             break;
-        case PR_GEN_QUIET:
-            o->quiet = true;
-            break;
-        default:
-            return pr_cli_usage_error(cli, "unexpected argument '%s'", optarg);
+        case PR_GEN_QUIET: o->quiet = true; break;
+        default: return pr_cli_usage_error(cli, "unexpected argument '%s'", optarg);
         }
         if (rc != PR_OK) return pr_cli_done(cli);
     }
@@ -170,10 +166,10 @@ static int pr_gen_produce(rd_kafka_t *rk, rd_kafka_topic_t *topic, const struct 
     for (;;) {
         /* The message timestamp is the producer's clock (Kafka's default):
          * a replay of 2025 is not deleted by retention. */
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_VALUE(value->len ? value->data : NULL, value->len),
-            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(rk, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_VALUE(value->len ? value->data : NULL, value->len),
+                              RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             pr_error("gen: produce failed: %s", rd_kafka_err2str(err));
@@ -196,12 +192,14 @@ static void pr_gen_set_event_time(struct pr_declaration *d) {
 }
 
 /* --rate: sleeps until message i + 1 is due; a progress line every 2 s. */
-static void pr_gen_pace(const struct pr_gen_options *o, uint64_t i, int64_t t0, int64_t *last_progress) {
+static void pr_gen_pace(const struct pr_gen_options *o, uint64_t i, int64_t t0,
+                        int64_t *last_progress) {
     if (o->rate > 0) {
         int64_t due = t0 + (int64_t)((double)(i + 1) * 1e6 / o->rate);
         int64_t now = pr_monotonic_us();
         if (due > now) {
-            struct timespec ts = {(time_t)((due - now) / 1000000), (long)((due - now) % 1000000) * 1000};
+            struct timespec ts = {(time_t)((due - now) / 1000000),
+                                  (long)((due - now) % 1000000) * 1000};
             nanosleep(&ts, NULL);
         }
     }
@@ -215,8 +213,9 @@ static void pr_gen_pace(const struct pr_gen_options *o, uint64_t i, int64_t t0, 
 
 /* Generates and produces o->count declarations, o->bad of them malformed
  * (spread evenly); returns the exit status. */
-static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk, rd_kafka_topic_t *topic,
-                              FILE *ids, struct pr_gen_delivery *delivery, const char *topic_name) {
+static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk,
+                              rd_kafka_topic_t *topic, FILE *ids, struct pr_gen_delivery *delivery,
+                              const char *topic_name) {
     struct pr_gen gen;
     pr_gen_init(&gen, o->seed, o->start_ms, o->days);
     if (o->consignees > 0) gen.consignee_pool = o->consignees;
@@ -241,8 +240,8 @@ static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk, rd
             enum pr_gen_bad kind = (enum pr_gen_bad)(bad_made % PR_BAD_KINDS);
             pr_gen_bad(&gen, kind, &valid, &badbuf);
             value = &badbuf;
-            key_len = (size_t)snprintf(key, sizeof(key), "BAD-%llu-%llu", (unsigned long long)o->seed,
-                                       (unsigned long long)i);
+            key_len = (size_t)snprintf(key, sizeof(key), "BAD-%llu-%llu",
+                                       (unsigned long long)o->seed, (unsigned long long)i);
             if (ids) fprintf(ids, "bad %s %s\n", key, pr_gen_bad_names[kind]);
             bad_made++;
             next_bad_index = bad_made * o->count / o->bad + o->count / (2 * o->bad);
@@ -259,13 +258,16 @@ static int pr_gen_produce_all(const struct pr_gen_options *o, rd_kafka_t *rk, rd
                 value = &framed;
             }
         }
-        if (pr_gen_produce(rk, topic, value, key, key_len) != PR_OK) rc = 1;
-        else pr_gen_pace(o, i, t0, &last_progress);
+        if (pr_gen_produce(rk, topic, value, key, key_len) != PR_OK)
+            rc = 1;
+        else
+            pr_gen_pace(o, i, t0, &last_progress);
     }
     while (rd_kafka_outq_len(rk) > 0 && delivery->failed == 0) rd_kafka_poll(rk, 100);
     double secs = (double)(pr_monotonic_us() - t0) / 1e6;
     if (!o->quiet && rc == 0)
-        fprintf(stderr, "gen: %llu declarations (%llu malformed) delivered to %s in %.2f s (%.0f/s)\n",
+        fprintf(stderr,
+                "gen: %llu declarations (%llu malformed) delivered to %s in %.2f s (%.0f/s)\n",
                 (unsigned long long)delivery->delivered, (unsigned long long)bad_made, topic_name,
                 secs, (double)delivery->delivered / secs);
     pr_buf_free(&valid);

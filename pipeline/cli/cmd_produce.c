@@ -14,7 +14,8 @@
 #include "codec.h"
 #include "kafka.h"
 
-static const char *const pr_mode_names[PR_MODE_COUNT] = {"AIR", "TRUCK", "RAIL", "VESSEL", "POSTAL"};
+static const char *const pr_mode_names[PR_MODE_COUNT] = {"AIR", "TRUCK", "RAIL", "VESSEL",
+                                                         "POSTAL"};
 
 static struct pr_str pr_json_str(json_t *obj, const char *key) {
     json_t *v = json_object_get(obj, key);
@@ -55,7 +56,8 @@ static struct pr_line *pr_json_declaration(json_t *root, struct pr_declaration *
         if (pr_str_eq(mode, pr_mode_names[i], strlen(pr_mode_names[i]))) d->transport_mode = i;
     d->port_of_entry = pr_json_str(root, "port_of_entry");
     d->arrival_time = pr_json_int(root, "arrival_time");
-    d->event_time = pr_json_present(root, "event_time") ? pr_json_int(root, "event_time") : pr_now_ms();
+    d->event_time =
+        pr_json_present(root, "event_time") ? pr_json_int(root, "event_time") : pr_now_ms();
     pr_json_party(json_object_get(root, "shipper"), &d->shipper);
     pr_json_party(json_object_get(root, "consignee"), &d->consignee);
     d->has_seller = pr_json_present(root, "seller");
@@ -83,13 +85,14 @@ static struct pr_line *pr_json_declaration(json_t *root, struct pr_declaration *
 }
 
 static void pr_produce_usage(FILE *out) {
-    fprintf(out, "usage: parcelrisk produce [--config FILE] [--set KEY=VALUE]... [--brokers LIST]\n"
-                 "                          [--topic NAME] [--input FILE.jsonl|-]\n"
-                 "Produces declarations written as JSON lines (field names of the Declaration\n"
-                 "schema), as Avro, key declaration_id.\n"
-                 "  --input FILE  the JSON lines, '-' for standard input (default)\n"
-                 "  --topic NAME  the topic to write (default: topics.declarations)\n"
-                 PR_CLI_SHARED_HELP);
+    fprintf(
+        out,
+        "usage: parcelrisk produce [--config FILE] [--set KEY=VALUE]... [--brokers LIST]\n"
+        "                          [--topic NAME] [--input FILE.jsonl|-]\n"
+        "Produces declarations written as JSON lines (field names of the Declaration\n"
+        "schema), as Avro, key declaration_id.\n"
+        "  --input FILE  the JSON lines, '-' for standard input (default)\n"
+        "  --topic NAME  the topic to write (default: topics.declarations)\n" PR_CLI_SHARED_HELP);
 }
 
 enum { PR_PRODUCE_INPUT = PR_CLI_OWN, PR_PRODUCE_TOPIC };
@@ -107,18 +110,14 @@ int pr_cmd_produce(int argc, char **argv) {
     int opt;
     while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(&cli);
-        case PR_PRODUCE_INPUT:
-            input = optarg;
-            break;
+        case PR_CLI_EXIT: return pr_cli_done(&cli);
+        case PR_PRODUCE_INPUT: input = optarg; break;
         case PR_PRODUCE_TOPIC:
             if (!pr_topic_name_legal(optarg))
                 return pr_cli_usage_error(&cli, "--topic: '%s' is not a Kafka topic name", optarg);
             topic_option = optarg;
             break;
-        default:
-            return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
+        default: return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
         }
     }
     struct pr_config *cfg = pr_cli_config(&cli);
@@ -159,8 +158,8 @@ int pr_cmd_produce(int argc, char **argv) {
         struct pr_line *lines = pr_json_declaration(root, &d);
         pr_buf_reset(&buf);
         pr_declaration_encode(&d, &buf);
-        while (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, buf.data, buf.len,
-                                d.declaration_id.ptr, d.declaration_id.len, NULL) != 0)
+        while (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, buf.data,
+                                buf.len, d.declaration_id.ptr, d.declaration_id.len, NULL) != 0)
             rd_kafka_poll(rk, 10);
         produced++;
         free(lines);

@@ -14,8 +14,10 @@ static void pr_refdata_usage(FILE *out) {
     fprintf(out,
             "usage: parcelrisk refdata load --hts FILE --violators FILE --countries FILE\n"
             "                               [--redis HOST:PORT] [--skip-bad] [--grace-seconds N]\n"
-            "                               [--dry-run] [--quiet] [--config FILE] [--set KEY=VALUE]...\n"
-            "       parcelrisk refdata status [--redis HOST:PORT] [--config FILE] [--set KEY=VALUE]...\n"
+            "                               [--dry-run] [--quiet] [--config FILE] [--set "
+            "KEY=VALUE]...\n"
+            "       parcelrisk refdata status [--redis HOST:PORT] [--config FILE] [--set "
+            "KEY=VALUE]...\n"
             "  load      validate the three CSV files, then write them as a new version and\n"
             "            make it current in one step; any bad row refuses the whole load\n"
             "            (Redis unchanged) unless --skip-bad\n"
@@ -26,8 +28,8 @@ static void pr_refdata_usage(FILE *out) {
             "                    at once)\n"
             "  --dry-run         validate only; does not connect to Redis\n"
             "  --quiet           no progress lines\n"
-            "  status    current version, when it was loaded, row counts, versions present\n"
-            PR_CLI_SHARED_HELP);
+            "  status    current version, when it was loaded, row counts, versions "
+            "present\n" PR_CLI_SHARED_HELP);
 }
 
 enum {
@@ -92,29 +94,14 @@ int pr_cmd_refdata(int argc, char **argv) {
             for (const struct option *o = options; o->name; o++)
                 if (o->val == opt) load_only = o->name;
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(&cli);
-        case PR_REFDATA_OPT_HTS:
-            opts.hts_path = optarg;
-            break;
-        case PR_REFDATA_OPT_VIOLATORS:
-            opts.violators_path = optarg;
-            break;
-        case PR_REFDATA_OPT_COUNTRIES:
-            opts.countries_path = optarg;
-            break;
-        case PR_REFDATA_OPT_REDIS:
-            redis = optarg;
-            break;
-        case PR_REFDATA_OPT_SKIP_BAD:
-            opts.skip_bad = true;
-            break;
-        case PR_REFDATA_OPT_DRY_RUN:
-            opts.dry_run = true;
-            break;
-        case PR_REFDATA_OPT_QUIET:
-            opts.quiet = true;
-            break;
+        case PR_CLI_EXIT: return pr_cli_done(&cli);
+        case PR_REFDATA_OPT_HTS: opts.hts_path = optarg; break;
+        case PR_REFDATA_OPT_VIOLATORS: opts.violators_path = optarg; break;
+        case PR_REFDATA_OPT_COUNTRIES: opts.countries_path = optarg; break;
+        case PR_REFDATA_OPT_REDIS: redis = optarg; break;
+        case PR_REFDATA_OPT_SKIP_BAD: opts.skip_bad = true; break;
+        case PR_REFDATA_OPT_DRY_RUN: opts.dry_run = true; break;
+        case PR_REFDATA_OPT_QUIET: opts.quiet = true; break;
         case PR_REFDATA_OPT_GRACE:
             if (pr_cli_integer(&cli, "--grace-seconds", optarg, 0, 365LL * 86400, "of seconds",
                                &seconds) != PR_OK)
@@ -141,11 +128,10 @@ int pr_cmd_refdata(int argc, char **argv) {
     if (redis && pr_config_set(cfg, "redis.address", redis, "--redis", 0) != PR_OK)
         return pr_cli_finish(&cli, 2);
     if (!load)
-        return pr_cli_finish(&cli,
-                             pr_refdata_status(cfg->redis_address, cfg->redis_user,
-                                               cfg->redis_password, 0, stdout) == PR_OK
-                                 ? 0
-                                 : 1);
+        return pr_cli_finish(&cli, pr_refdata_status(cfg->redis_address, cfg->redis_user,
+                                                     cfg->redis_password, 0, stdout) == PR_OK
+                                       ? 0
+                                       : 1);
     opts.redis_address = cfg->redis_address;
     opts.redis_user = cfg->redis_user;
     opts.redis_password = cfg->redis_password;

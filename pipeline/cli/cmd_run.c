@@ -44,8 +44,8 @@ static void pr_run_usage(FILE *out) {
             "  --exit-when-idle MS  stop once nothing has arrived for MS milliseconds (a whole\n"
             "                       number from 1 to 86400000, no unit) and the group has\n"
             "                       committed the input topic up to its end\n"
-            "  --summary FILE.json  write counts, timings and the exit status there at the end\n"
-            PR_CLI_SHARED_HELP
+            "  --summary FILE.json  write counts, timings and the exit status there at the "
+            "end\n" PR_CLI_SHARED_HELP
             "Exit status: 0 clean stop, 1 fatal runtime error, 2 bad command line or "
             "configuration.\n");
 }
@@ -58,22 +58,25 @@ static void pr_write_summary(const char *path, const struct pr_engine_totals *t,
     json_t *operators = json_object();
     for (size_t i = 0; i < t->operator_count; i++) {
         const struct pr_engine_operator_stats *st = &t->operators[i];
-        json_object_set_new(operators, st->name,
-                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "batches", (json_int_t)st->batches,
-                                      "records", (json_int_t)st->records, "busy_us", (json_int_t)st->busy_us,
-                                      "round_trips", (json_int_t)st->round_trips, "cache_hits",
-                                      (json_int_t)st->cache_hits, "cache_misses", (json_int_t)st->cache_misses));
+        json_object_set_new(
+            operators, st->name,
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "batches", (json_int_t)st->batches,
+                      "records", (json_int_t)st->records, "busy_us", (json_int_t)st->busy_us,
+                      "round_trips", (json_int_t)st->round_trips, "cache_hits",
+                      (json_int_t)st->cache_hits, "cache_misses", (json_int_t)st->cache_misses));
     }
-    json_t *latency = json_pack("{s:I, s:I, s:I, s:I, s:I}", "count", (json_int_t)t->latency_count, "p50",
-                                (json_int_t)t->latency_p50_ms, "p99", (json_int_t)t->latency_p99_ms, "p999",
-                                (json_int_t)t->latency_p999_ms, "max", (json_int_t)t->latency_max_ms);
+    json_t *latency =
+        json_pack("{s:I, s:I, s:I, s:I, s:I}", "count", (json_int_t)t->latency_count, "p50",
+                  (json_int_t)t->latency_p50_ms, "p99", (json_int_t)t->latency_p99_ms, "p999",
+                  (json_int_t)t->latency_p999_ms, "max", (json_int_t)t->latency_max_ms);
     json_t *root = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:i, s:o}", "consumed", (json_int_t)t->consumed,
-        "decisions", (json_int_t)t->decisions, "alerts", (json_int_t)t->alerts, "aggregate_alerts",
-        (json_int_t)t->aggregate_alerts, "dead_letters", (json_int_t)t->dead_letters, "output_rejected",
-        (json_int_t)t->output_rejected, "batches", (json_int_t)t->batches, "cpu_seconds", t->cpu_seconds,
-        "wall_seconds", t->wall_seconds, "active_seconds", t->active_seconds, "latency_ms", latency,
-        "exit_status", rc, "operators", operators);
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:i, s:o}", "consumed",
+        (json_int_t)t->consumed, "decisions", (json_int_t)t->decisions, "alerts",
+        (json_int_t)t->alerts, "aggregate_alerts", (json_int_t)t->aggregate_alerts, "dead_letters",
+        (json_int_t)t->dead_letters, "output_rejected", (json_int_t)t->output_rejected, "batches",
+        (json_int_t)t->batches, "cpu_seconds", t->cpu_seconds, "wall_seconds", t->wall_seconds,
+        "active_seconds", t->active_seconds, "latency_ms", latency, "exit_status", rc, "operators",
+        operators);
     if (!root || json_dump_file(root, path, JSON_COMPACT) != 0)
         pr_error("cannot write the run summary to %s", path);
     json_decref(root);
@@ -96,19 +99,15 @@ int pr_cmd_run(int argc, char **argv) {
     int opt;
     while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(&cli);
+        case PR_CLI_EXIT: return pr_cli_done(&cli);
         case PR_RUN_EXIT_WHEN_IDLE:
             if (pr_cli_integer(&cli, "--exit-when-idle", optarg, 1, 86400000, "of milliseconds",
                                &number) != PR_OK)
                 return pr_cli_done(&cli);
             options_run.exit_when_idle_ms = (int)number;
             break;
-        case PR_RUN_SUMMARY:
-            summary_path = optarg;
-            break;
-        default:
-            return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
+        case PR_RUN_SUMMARY: summary_path = optarg; break;
+        default: return pr_cli_usage_error(&cli, "unexpected argument '%s'", optarg);
         }
     }
     struct pr_config *cfg = pr_cli_config(&cli);

@@ -24,15 +24,15 @@
 #include "wire.h"
 
 static void pr_tail_usage(FILE *out) {
-    fprintf(out, "usage: parcelrisk tail decisions|alerts|dlq|raw [--config FILE] [--set KEY=VALUE]...\n"
-                 "                       [--brokers LIST] [--follow] [--max N] [--topic NAME]\n"
-                 "Prints every record from the beginning; exits at the end unless --follow.\n"
-                 "  decisions, alerts, dlq  the topic of that name in the configuration, decoded\n"
-                 "  raw          (with --topic) prints key and value bytes (and headers) as hex\n"
-                 "  --follow     keep waiting for new records\n"
-                 "  --max N      stop after N records, 0 or more (default: no limit)\n"
-                 "  --topic NAME read this topic instead of the configured one\n"
-                 PR_CLI_SHARED_HELP);
+    fprintf(out,
+            "usage: parcelrisk tail decisions|alerts|dlq|raw [--config FILE] [--set KEY=VALUE]...\n"
+            "                       [--brokers LIST] [--follow] [--max N] [--topic NAME]\n"
+            "Prints every record from the beginning; exits at the end unless --follow.\n"
+            "  decisions, alerts, dlq  the topic of that name in the configuration, decoded\n"
+            "  raw          (with --topic) prints key and value bytes (and headers) as hex\n"
+            "  --follow     keep waiting for new records\n"
+            "  --max N      stop after N records, 0 or more (default: no limit)\n"
+            "  --topic NAME read this topic instead of the configured one\n" PR_CLI_SHARED_HELP);
 }
 
 enum { PR_TAIL_FOLLOW = PR_CLI_OWN, PR_TAIL_MAX, PR_TAIL_TOPIC };
@@ -54,7 +54,8 @@ static void pr_tail_print_headers(rd_kafka_message_t *m) {
             else
                 putchar(*c);
         printf("\", \"");
-        for (size_t b = 0; value && b < size; b++) printf("%02x", ((const unsigned char *)value)[b]);
+        for (size_t b = 0; value && b < size; b++)
+            printf("%02x", ((const unsigned char *)value)[b]);
         printf("\"]");
     }
     printf("]");
@@ -76,11 +77,8 @@ int pr_cmd_tail(int argc, char **argv) {
     int opt;
     while ((opt = pr_cli_next(&cli, argc, argv, options)) != PR_CLI_END) {
         switch (opt) {
-        case PR_CLI_EXIT:
-            return pr_cli_done(&cli);
-        case PR_TAIL_FOLLOW:
-            follow = true;
-            break;
+        case PR_CLI_EXIT: return pr_cli_done(&cli);
+        case PR_TAIL_FOLLOW: follow = true; break;
         case PR_TAIL_MAX:
             if (pr_cli_integer(&cli, "--max", optarg, 0, LLONG_MAX, "of records", &max) != PR_OK)
                 return pr_cli_done(&cli);
@@ -104,8 +102,10 @@ int pr_cmd_tail(int argc, char **argv) {
         if (!topic_option) return pr_cli_usage_error(&cli, "tail raw needs --topic NAME");
         schema_json = NULL; /* prints key and value bytes as hex */
     } else if (strcmp(which, "decisions") != 0 && strcmp(which, "alerts") != 0) {
-        return pr_cli_usage_error(&cli, "unknown record kind '%s' (expected: decisions, alerts, "
-                                        "dlq or raw)", which);
+        return pr_cli_usage_error(&cli,
+                                  "unknown record kind '%s' (expected: decisions, alerts, "
+                                  "dlq or raw)",
+                                  which);
     }
     struct pr_config *cfg = pr_cli_config(&cli);
     if (!cfg) return pr_cli_done(&cli);
@@ -148,8 +148,8 @@ int pr_cmd_tail(int argc, char **argv) {
     int partitions = md->topics[0].partition_cnt;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++)
-        rd_kafka_topic_partition_list_add(list, topic_name, md->topics[0].partitions[p].id)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(list, topic_name, md->topics[0].partitions[p].id)
+            ->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_metadata_destroy(md);
     rd_kafka_assign(rk, list);
     rd_kafka_topic_partition_list_destroy(list);
@@ -179,9 +179,11 @@ int pr_cmd_tail(int argc, char **argv) {
         if (strcmp(which, "raw") == 0) {
             printf("{\"_partition\": %d, \"_offset\": %lld, \"_key_hex\": \"", m->partition,
                    (long long)m->offset);
-            for (size_t i = 0; i < m->key_len; i++) printf("%02x", ((const unsigned char *)m->key)[i]);
+            for (size_t i = 0; i < m->key_len; i++)
+                printf("%02x", ((const unsigned char *)m->key)[i]);
             printf("\", \"value_hex\": \"");
-            for (size_t i = 0; i < m->len; i++) printf("%02x", ((const unsigned char *)m->payload)[i]);
+            for (size_t i = 0; i < m->len; i++)
+                printf("%02x", ((const unsigned char *)m->payload)[i]);
             printf("\"");
             pr_tail_print_headers(m);
             printf("}\n");
@@ -212,8 +214,10 @@ int pr_cmd_tail(int argc, char **argv) {
                 else
                     putchar(c);
             }
-            if (frame == PR_WIRE_FRAMED) printf("\", \"_schema_id\": %u", schema_id);
-            else putchar('"');
+            if (frame == PR_WIRE_FRAMED)
+                printf("\", \"_schema_id\": %u", schema_id);
+            else
+                putchar('"');
             printf(", %.*s\n", (int)json.len - 1, (const char *)json.data + 1);
             printed++;
         } else {

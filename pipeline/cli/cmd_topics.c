@@ -8,11 +8,12 @@
 #include "kafka.h"
 
 static void pr_topics_usage(FILE *out) {
-    fprintf(out,
-            "usage: parcelrisk topics create [--config FILE] [--set KEY=VALUE]... [--brokers LIST]\n"
-            "Creates the four topics of the configuration (topics.declarations_partitions and\n"
-            "topics.output_partitions) and returns once every partition has a leader.\n"
-            PR_CLI_SHARED_HELP);
+    fprintf(
+        out,
+        "usage: parcelrisk topics create [--config FILE] [--set KEY=VALUE]... [--brokers LIST]\n"
+        "Creates the four topics of the configuration (topics.declarations_partitions and\n"
+        "topics.output_partitions) and returns once every partition has a "
+        "leader.\n" PR_CLI_SHARED_HELP);
 }
 
 int pr_cmd_topics(int argc, char **argv) {

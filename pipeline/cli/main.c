@@ -80,11 +80,16 @@ static const struct {
     const char *name;
     int (*main)(int argc, char **argv);
 } pr_commands[] = {
-    {"run", pr_cmd_run},         {"gen", pr_cmd_gen},
-    {"tail", pr_cmd_tail},       {"topics", pr_cmd_topics},
-    {"produce", pr_cmd_produce}, {"refdata", pr_cmd_refdata},
-    {"config-keys", pr_cmd_config_keys}, {"version", pr_cmd_version},
-    {"check-config", pr_cmd_check_config}, {"dlq", pr_cmd_dlq},
+    {"run", pr_cmd_run},
+    {"gen", pr_cmd_gen},
+    {"tail", pr_cmd_tail},
+    {"topics", pr_cmd_topics},
+    {"produce", pr_cmd_produce},
+    {"refdata", pr_cmd_refdata},
+    {"config-keys", pr_cmd_config_keys},
+    {"version", pr_cmd_version},
+    {"check-config", pr_cmd_check_config},
+    {"dlq", pr_cmd_dlq},
     {"whatif", pr_cmd_whatif},
 };
 
@@ -112,8 +117,10 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (argc > 3 || strcmp(cmd, "help") != 0) {
-            fprintf(stderr, "parcelrisk: %s takes at most one command name\n"
-                            "Try 'parcelrisk --help'.\n", cmd);
+            fprintf(stderr,
+                    "parcelrisk: %s takes at most one command name\n"
+                    "Try 'parcelrisk --help'.\n",
+                    cmd);
             return 2;
         }
         /* `parcelrisk help gen` is `parcelrisk gen --help`. */

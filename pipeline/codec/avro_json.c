@@ -21,9 +21,7 @@ static void pr_json_string(struct pr_buf *out, const char *s, size_t len, bool b
 
 int pr_avro_to_json(avro_value_t *value, struct pr_buf *out) {
     switch (avro_value_get_type(value)) {
-    case AVRO_NULL:
-        pr_buf_append(out, "null", 4);
-        return PR_OK;
+    case AVRO_NULL: pr_buf_append(out, "null", 4); return PR_OK;
     case AVRO_BOOLEAN: {
         int b = 0;
         avro_value_get_boolean(value, &b);
@@ -122,7 +120,6 @@ int pr_avro_to_json(avro_value_t *value, struct pr_buf *out) {
         pr_buf_append(out, "}", 1);
         return PR_OK;
     }
-    default:
-        return PR_ERR;
+    default: return PR_ERR;
     }
 }

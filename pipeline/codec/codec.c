@@ -43,7 +43,8 @@ static bool pr_read_long(struct pr_reader *r, int64_t *out) {
         value |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) break;
         shift += 7;
-        if (shift > 63) return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "varint longer than 10 bytes");
+        if (shift > 63)
+            return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "varint longer than 10 bytes");
     }
     *out = (int64_t)((value >> 1) ^ (~(value & 1) + 1));
     return true;
@@ -83,7 +84,8 @@ static bool pr_read_optional(struct pr_reader *r, bool *present) {
 
 static bool pr_read_party(struct pr_reader *r, struct pr_party *p, const char *which) {
     static const char *const fields[][5] = {
-        {"shipper.name", "shipper.address", "shipper.city", "shipper.postal_code", "shipper.country"},
+        {"shipper.name", "shipper.address", "shipper.city", "shipper.postal_code",
+         "shipper.country"},
         {"consignee.name", "consignee.address", "consignee.city", "consignee.postal_code",
          "consignee.country"},
         {"seller.name", "seller.address", "seller.city", "seller.postal_code", "seller.country"},
@@ -130,11 +132,13 @@ static bool pr_read_lines(struct pr_reader *r, struct pr_declaration *d, struct 
          * skip by it would see another record than readers that do not). */
         int64_t block_bytes = -1;
         if (count < 0) {
-            if (count == INT64_MIN) return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "bad block count");
+            if (count == INT64_MIN)
+                return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "bad block count");
             count = -count;
             if (!pr_read_long(r, &block_bytes)) return false;
             if (block_bytes < 0 || (uint64_t)block_bytes > (uint64_t)(r->end - r->pos))
-                return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "array block size exceeds bytes left");
+                return pr_reader_fail(r, PR_DLQ_DECODE_ERROR,
+                                      "array block size exceeds bytes left");
         }
         if ((uint64_t)count > (uint64_t)(r->end - r->pos) / PR_MIN_LINE_BYTES)
             return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "array count exceeds bytes left");
@@ -157,7 +161,8 @@ static bool pr_read_lines(struct pr_reader *r, struct pr_declaration *d, struct 
             if (!pr_read_line(r, &lines[total++])) return false;
         r->field = "lines";
         if (block_bytes >= 0 && r->pos - block_start != block_bytes)
-            return pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "array block size disagrees with its items");
+            return pr_reader_fail(r, PR_DLQ_DECODE_ERROR,
+                                  "array block size disagrees with its items");
     }
     d->lines = lines;
     d->line_count = total;
@@ -170,29 +175,29 @@ enum pr_dlq_code pr_declaration_decode(const uint8_t *buf, size_t len, struct pr
     struct pr_reader *r = &reader;
     memset(d, 0, sizeof(*d));
     err[0] = '\0';
-    bool ok =
-        (r->field = "declaration_id", pr_read_string(r, &d->declaration_id)) &&
-        (r->field = "filer_code", pr_read_string(r, &d->filer_code)) &&
-        (r->field = "entry_type", pr_read_string(r, &d->entry_type)) &&
-        (r->field = "house_bill", pr_read_string(r, &d->house_bill)) &&
-        (r->field = "master_bill", pr_read_optional(r, &d->has_master_bill)) &&
-        (!d->has_master_bill || pr_read_string(r, &d->master_bill)) &&
-        (r->field = "transport_mode", pr_read_int(r, &d->transport_mode)) &&
-        ((d->transport_mode >= 0 && d->transport_mode < PR_MODE_COUNT) ||
-         pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "bad enum index")) &&
-        (r->field = "port_of_entry", pr_read_string(r, &d->port_of_entry)) &&
-        (r->field = "arrival_time", pr_read_long(r, &d->arrival_time)) &&
-        (r->field = "event_time", pr_read_long(r, &d->event_time)) &&
-        pr_read_party(r, &d->shipper, "shipper") && pr_read_party(r, &d->consignee, "consignee") &&
-        (r->field = "seller", pr_read_optional(r, &d->has_seller)) &&
-        (!d->has_seller || pr_read_party(r, &d->seller, "seller")) &&
-        (r->field = "marketplace", pr_read_optional(r, &d->has_marketplace)) &&
-        (!d->has_marketplace || pr_read_string(r, &d->marketplace)) &&
-        (r->field = "value_usd_cents", pr_read_long(r, &d->value_usd_cents)) &&
-        (r->field = "freight_usd_cents", pr_read_optional(r, &d->has_freight)) &&
-        (!d->has_freight || pr_read_long(r, &d->freight_usd_cents)) &&
-        (r->field = "gross_weight_grams", pr_read_int(r, &d->gross_weight_grams)) &&
-        pr_read_lines(r, d, arena);
+    bool ok = (r->field = "declaration_id", pr_read_string(r, &d->declaration_id)) &&
+              (r->field = "filer_code", pr_read_string(r, &d->filer_code)) &&
+              (r->field = "entry_type", pr_read_string(r, &d->entry_type)) &&
+              (r->field = "house_bill", pr_read_string(r, &d->house_bill)) &&
+              (r->field = "master_bill", pr_read_optional(r, &d->has_master_bill)) &&
+              (!d->has_master_bill || pr_read_string(r, &d->master_bill)) &&
+              (r->field = "transport_mode", pr_read_int(r, &d->transport_mode)) &&
+              ((d->transport_mode >= 0 && d->transport_mode < PR_MODE_COUNT) ||
+               pr_reader_fail(r, PR_DLQ_DECODE_ERROR, "bad enum index")) &&
+              (r->field = "port_of_entry", pr_read_string(r, &d->port_of_entry)) &&
+              (r->field = "arrival_time", pr_read_long(r, &d->arrival_time)) &&
+              (r->field = "event_time", pr_read_long(r, &d->event_time)) &&
+              pr_read_party(r, &d->shipper, "shipper") &&
+              pr_read_party(r, &d->consignee, "consignee") &&
+              (r->field = "seller", pr_read_optional(r, &d->has_seller)) &&
+              (!d->has_seller || pr_read_party(r, &d->seller, "seller")) &&
+              (r->field = "marketplace", pr_read_optional(r, &d->has_marketplace)) &&
+              (!d->has_marketplace || pr_read_string(r, &d->marketplace)) &&
+              (r->field = "value_usd_cents", pr_read_long(r, &d->value_usd_cents)) &&
+              (r->field = "freight_usd_cents", pr_read_optional(r, &d->has_freight)) &&
+              (!d->has_freight || pr_read_long(r, &d->freight_usd_cents)) &&
+              (r->field = "gross_weight_grams", pr_read_int(r, &d->gross_weight_grams)) &&
+              pr_read_lines(r, d, arena);
     if (!ok) return r->code;
     if (r->pos != r->end) {
         snprintf(err, err_size, "%zu bytes after a complete Declaration of %zu bytes",

@@ -41,7 +41,8 @@ struct pr_decl_reader {
 
 static struct pr_decl_reader *pr_decl_reader_refuse(struct pr_decl_reader *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static struct pr_decl_reader *pr_decl_reader_refuse(struct pr_decl_reader *r, const char *fmt, ...) {
+static struct pr_decl_reader *pr_decl_reader_refuse(struct pr_decl_reader *r, const char *fmt,
+                                                    ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->why, sizeof(r->why), fmt, ap);
@@ -83,28 +84,34 @@ static bool pr_resolvable(avro_schema_t w, avro_schema_t r, int depth, char *why
     }
     if (is_avro_union(w)) {
         for (size_t i = 0; i < avro_schema_union_size(w); i++)
-            if (!pr_resolvable(avro_schema_union_branch(w, (int)i), r, depth + 1, why, why_size)) return false;
+            if (!pr_resolvable(avro_schema_union_branch(w, (int)i), r, depth + 1, why, why_size))
+                return false;
         return true;
     }
     if (is_avro_union(r)) {
         for (size_t i = 0; i < avro_schema_union_size(r); i++)
-            if (pr_resolvable(w, avro_schema_union_branch(r, (int)i), depth + 1, why, why_size)) return true;
-        snprintf(why, why_size, "a %s matches no branch of the reader's union", avro_schema_type_name(w));
+            if (pr_resolvable(w, avro_schema_union_branch(r, (int)i), depth + 1, why, why_size))
+                return true;
+        snprintf(why, why_size, "a %s matches no branch of the reader's union",
+                 avro_schema_type_name(w));
         return false;
     }
     avro_type_t wt = avro_typeof(w), rt = avro_typeof(r);
     if (wt != rt) {
-        bool promoted = (wt == AVRO_INT32 && (rt == AVRO_INT64 || rt == AVRO_FLOAT || rt == AVRO_DOUBLE)) ||
-                        (wt == AVRO_INT64 && (rt == AVRO_FLOAT || rt == AVRO_DOUBLE)) ||
-                        (wt == AVRO_FLOAT && rt == AVRO_DOUBLE);
+        bool promoted =
+            (wt == AVRO_INT32 && (rt == AVRO_INT64 || rt == AVRO_FLOAT || rt == AVRO_DOUBLE)) ||
+            (wt == AVRO_INT64 && (rt == AVRO_FLOAT || rt == AVRO_DOUBLE)) ||
+            (wt == AVRO_FLOAT && rt == AVRO_DOUBLE);
         if (!promoted)
-            snprintf(why, why_size, "a %s cannot be read as a %s", avro_schema_type_name(w), avro_schema_type_name(r));
+            snprintf(why, why_size, "a %s cannot be read as a %s", avro_schema_type_name(w),
+                     avro_schema_type_name(r));
         return promoted;
     }
     switch (wt) {
     case AVRO_RECORD: {
         if (!pr_same_name(w, r)) {
-            snprintf(why, why_size, "record %s cannot be read as record %s", avro_schema_name(w), avro_schema_name(r));
+            snprintf(why, why_size, "record %s cannot be read as record %s", avro_schema_name(w),
+                     avro_schema_name(r));
             return false;
         }
         size_t n = avro_schema_record_size(r);
@@ -112,13 +119,16 @@ static bool pr_resolvable(avro_schema_t w, avro_schema_t r, int depth, char *why
             const char *name = avro_schema_record_field_name(r, (int)i);
             int wi = avro_schema_record_field_get_index(w, name);
             if (wi < 0) {
-                snprintf(why, why_size, "writer schema lacks field '%s' of record %s", name, avro_schema_name(r));
+                snprintf(why, why_size, "writer schema lacks field '%s' of record %s", name,
+                         avro_schema_name(r));
                 return false;
             }
             if (!pr_resolvable(avro_schema_record_field_get_by_index(w, wi),
-                               avro_schema_record_field_get_by_index(r, (int)i), depth + 1, why, why_size)) {
+                               avro_schema_record_field_get_by_index(r, (int)i), depth + 1, why,
+                               why_size)) {
                 size_t used = strlen(why);
-                if (used + 16 < why_size) snprintf(why + used, why_size - used, " (field %s)", name);
+                if (used + 16 < why_size)
+                    snprintf(why + used, why_size - used, " (field %s)", name);
                 return false;
             }
         }
@@ -126,13 +136,15 @@ static bool pr_resolvable(avro_schema_t w, avro_schema_t r, int depth, char *why
     }
     case AVRO_ENUM: {
         if (!pr_same_name(w, r)) {
-            snprintf(why, why_size, "enum %s cannot be read as enum %s", avro_schema_name(w), avro_schema_name(r));
+            snprintf(why, why_size, "enum %s cannot be read as enum %s", avro_schema_name(w),
+                     avro_schema_name(r));
             return false;
         }
         for (int i = 0; i < avro_schema_enum_number_of_symbols(w); i++) {
             const char *symbol = avro_schema_enum_get(w, i);
             if (avro_schema_enum_get_by_name(r, symbol) < 0) {
-                snprintf(why, why_size, "enum %s symbol %.40s is not one of ours", avro_schema_name(r), symbol);
+                snprintf(why, why_size, "enum %s symbol %.40s is not one of ours",
+                         avro_schema_name(r), symbol);
                 return false;
             }
         }
@@ -140,16 +152,18 @@ static bool pr_resolvable(avro_schema_t w, avro_schema_t r, int depth, char *why
     }
     case AVRO_FIXED:
         if (!pr_same_name(w, r) || avro_schema_fixed_size(w) != avro_schema_fixed_size(r)) {
-            snprintf(why, why_size, "fixed %s cannot be read as fixed %s", avro_schema_name(w), avro_schema_name(r));
+            snprintf(why, why_size, "fixed %s cannot be read as fixed %s", avro_schema_name(w),
+                     avro_schema_name(r));
             return false;
         }
         return true;
     case AVRO_ARRAY:
-        return pr_resolvable(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1, why, why_size);
+        return pr_resolvable(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1, why,
+                             why_size);
     case AVRO_MAP:
-        return pr_resolvable(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1, why, why_size);
-    default:
-        return true; /* the same primitive type */
+        return pr_resolvable(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1, why,
+                             why_size);
+    default: return true; /* the same primitive type */
     }
 }
 
@@ -171,7 +185,8 @@ struct pr_decl_reader *pr_decl_reader_new(const char *writer_json, size_t len) {
     }
     avro_schema_t ours;
     if (avro_schema_from_json_length(pr_schema_declaration, strlen(pr_schema_declaration), &ours))
-        return pr_decl_reader_refuse(r, "embedded Declaration schema does not parse: %s", avro_strerror());
+        return pr_decl_reader_refuse(r, "embedded Declaration schema does not parse: %s",
+                                     avro_strerror());
     if (avro_schema_equal(r->writer, ours)) {
         avro_schema_decref(ours);
         r->kind = PR_WRITER_SAME;
@@ -206,8 +221,9 @@ struct pr_decl_reader *pr_decl_reader_new(const char *writer_json, size_t len) {
         } else if (name && pr_field_defaults_to_null(field)) {
             r->field_index[i] = -1;
         } else {
-            pr_decl_reader_refuse(r, "writer schema lacks field '%s', which has no null default in ours",
-                                  name ? name : "?");
+            pr_decl_reader_refuse(
+                r, "writer schema lacks field '%s', which has no null default in ours",
+                name ? name : "?");
             json_decref(kept);
             json_decref(doc);
             return r;
@@ -220,26 +236,34 @@ struct pr_decl_reader *pr_decl_reader_new(const char *writer_json, size_t len) {
     free(reader_json);
     if (bad) {
         r->reader = NULL;
-        return pr_decl_reader_refuse(r, "reader schema without the writer's missing fields does not parse: %s",
-                                     avro_strerror());
+        return pr_decl_reader_refuse(
+            r, "reader schema without the writer's missing fields does not parse: %s",
+            avro_strerror());
     }
     char why[200];
     if (!pr_resolvable(r->writer, r->reader, 0, why, sizeof(why)))
         return pr_decl_reader_refuse(r, "writer schema does not resolve against ours: %s", why);
     r->resolver = avro_resolved_writer_new(r->writer, r->reader);
-    if (!r->resolver) return pr_decl_reader_refuse(r, "writer schema does not resolve against ours: %s", avro_strerror());
+    if (!r->resolver)
+        return pr_decl_reader_refuse(r, "writer schema does not resolve against ours: %s",
+                                     avro_strerror());
     r->reader_class = avro_generic_class_from_schema(r->reader);
     if (!r->reader_class || avro_generic_value_new(r->reader_class, &r->dest) ||
         avro_resolved_writer_new_value(r->resolver, &r->resolved))
-        return pr_decl_reader_refuse(r, "cannot make a value of the reader schema: %s", avro_strerror());
+        return pr_decl_reader_refuse(r, "cannot make a value of the reader schema: %s",
+                                     avro_strerror());
     avro_resolved_writer_set_dest(&r->resolved, &r->dest);
     r->kind = PR_WRITER_RESOLVED;
     return r;
 }
 
-enum pr_writer_kind pr_decl_reader_kind(const struct pr_decl_reader *r) { return r->kind; }
+enum pr_writer_kind pr_decl_reader_kind(const struct pr_decl_reader *r) {
+    return r->kind;
+}
 
-const char *pr_decl_reader_why(const struct pr_decl_reader *r) { return r->why; }
+const char *pr_decl_reader_why(const struct pr_decl_reader *r) {
+    return r->why;
+}
 
 void pr_decl_reader_free(struct pr_decl_reader *r) {
     if (!r) return;
@@ -271,8 +295,8 @@ struct pr_walk {
 #define PR_WALK_MAX_ITEMS 1000000
 
 static bool pr_walk_fail(struct pr_walk *w, const char *what, avro_schema_t s) {
-    snprintf(w->err, w->err_size, "%s (%s at byte %zu of %zu, writer schema)", what, avro_schema_type_name(s),
-             (size_t)(w->pos - w->start), (size_t)(w->end - w->start));
+    snprintf(w->err, w->err_size, "%s (%s at byte %zu of %zu, writer schema)", what,
+             avro_schema_type_name(s), (size_t)(w->pos - w->start), (size_t)(w->end - w->start));
     return false;
 }
 
@@ -292,7 +316,8 @@ static bool pr_walk_long(struct pr_walk *w, int64_t *out, avro_schema_t s) {
 
 static bool pr_walk_skip(struct pr_walk *w, int64_t n, avro_schema_t s) {
     if (n < 0) return pr_walk_fail(w, "negative length", s);
-    if ((uint64_t)n > (uint64_t)(w->end - w->pos)) return pr_walk_fail(w, "length exceeds bytes left", s);
+    if ((uint64_t)n > (uint64_t)(w->end - w->pos))
+        return pr_walk_fail(w, "length exceeds bytes left", s);
     w->pos += n;
     return true;
 }
@@ -300,7 +325,8 @@ static bool pr_walk_skip(struct pr_walk *w, int64_t n, avro_schema_t s) {
 static bool pr_walk(struct pr_walk *w, avro_schema_t s, int depth);
 
 /* The blocks of an array or a map. */
-static bool pr_walk_blocks(struct pr_walk *w, avro_schema_t s, avro_schema_t items, bool map, int depth) {
+static bool pr_walk_blocks(struct pr_walk *w, avro_schema_t s, avro_schema_t items, bool map,
+                           int depth) {
     for (;;) {
         int64_t count, block_bytes = -1;
         if (!pr_walk_long(w, &count, s)) return false;
@@ -315,13 +341,15 @@ static bool pr_walk_blocks(struct pr_walk *w, avro_schema_t s, avro_schema_t ite
         /* An item may take no byte (null): the count is still bounded by
          * the bytes left and a total, so Avro-C never allocates more than
          * the message justifies. */
-        if ((uint64_t)count > (uint64_t)(w->end - w->pos) + 1 || w->items + (uint64_t)count > PR_WALK_MAX_ITEMS)
+        if ((uint64_t)count > (uint64_t)(w->end - w->pos) + 1 ||
+            w->items + (uint64_t)count > PR_WALK_MAX_ITEMS)
             return pr_walk_fail(w, "item count exceeds bytes left", s);
         w->items += (size_t)count;
         const uint8_t *block_start = w->pos;
         for (int64_t i = 0; i < count; i++) {
             int64_t key_len;
-            if (map && (!pr_walk_long(w, &key_len, s) || !pr_walk_skip(w, key_len, s))) return false;
+            if (map && (!pr_walk_long(w, &key_len, s) || !pr_walk_skip(w, key_len, s)))
+                return false;
             if (!pr_walk(w, items, depth + 1)) return false;
         }
         /* As the fast decoder: a block size must match its items. */
@@ -333,13 +361,13 @@ static bool pr_walk_blocks(struct pr_walk *w, avro_schema_t s, avro_schema_t ite
 static bool pr_walk(struct pr_walk *w, avro_schema_t s, int depth) {
     s = pr_deref(s);
     if (!s || depth > PR_WALK_MAX_DEPTH) {
-        snprintf(w->err, w->err_size, "writer schema nested deeper than %d levels", PR_WALK_MAX_DEPTH);
+        snprintf(w->err, w->err_size, "writer schema nested deeper than %d levels",
+                 PR_WALK_MAX_DEPTH);
         return false;
     }
     int64_t v;
     switch (avro_typeof(s)) {
-    case AVRO_NULL:
-        return true;
+    case AVRO_NULL: return true;
     case AVRO_BOOLEAN:
         if (w->pos >= w->end) return pr_walk_fail(w, "truncated", s);
         if (*w->pos > 1) return pr_walk_fail(w, "boolean byte not 0 or 1", s);
@@ -349,54 +377,51 @@ static bool pr_walk(struct pr_walk *w, avro_schema_t s, int depth) {
         if (!pr_walk_long(w, &v, s)) return false;
         if (v < INT32_MIN || v > INT32_MAX) return pr_walk_fail(w, "int out of 32-bit range", s);
         return true;
-    case AVRO_INT64:
-        return pr_walk_long(w, &v, s);
-    case AVRO_FLOAT:
-        return pr_walk_skip(w, 4, s);
-    case AVRO_DOUBLE:
-        return pr_walk_skip(w, 8, s);
+    case AVRO_INT64: return pr_walk_long(w, &v, s);
+    case AVRO_FLOAT: return pr_walk_skip(w, 4, s);
+    case AVRO_DOUBLE: return pr_walk_skip(w, 8, s);
     case AVRO_STRING:
-    case AVRO_BYTES:
-        return pr_walk_long(w, &v, s) && pr_walk_skip(w, v, s);
-    case AVRO_FIXED:
-        return pr_walk_skip(w, avro_schema_fixed_size(s), s);
+    case AVRO_BYTES: return pr_walk_long(w, &v, s) && pr_walk_skip(w, v, s);
+    case AVRO_FIXED: return pr_walk_skip(w, avro_schema_fixed_size(s), s);
     case AVRO_ENUM:
         if (!pr_walk_long(w, &v, s)) return false;
-        if (v < 0 || v >= avro_schema_enum_number_of_symbols(s)) return pr_walk_fail(w, "bad enum index", s);
+        if (v < 0 || v >= avro_schema_enum_number_of_symbols(s))
+            return pr_walk_fail(w, "bad enum index", s);
         return true;
     case AVRO_UNION:
         if (!pr_walk_long(w, &v, s)) return false;
-        if (v < 0 || (uint64_t)v >= avro_schema_union_size(s)) return pr_walk_fail(w, "bad union index", s);
+        if (v < 0 || (uint64_t)v >= avro_schema_union_size(s))
+            return pr_walk_fail(w, "bad union index", s);
         return pr_walk(w, avro_schema_union_branch(s, (int)v), depth + 1);
     case AVRO_RECORD:
         for (size_t i = 0; i < avro_schema_record_size(s); i++)
-            if (!pr_walk(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1)) return false;
+            if (!pr_walk(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1))
+                return false;
         return true;
-    case AVRO_ARRAY:
-        return pr_walk_blocks(w, s, avro_schema_array_items(s), false, depth);
-    case AVRO_MAP:
-        return pr_walk_blocks(w, s, avro_schema_map_values(s), true, depth);
-    default:
-        return pr_walk_fail(w, "unsupported type", s);
+    case AVRO_ARRAY: return pr_walk_blocks(w, s, avro_schema_array_items(s), false, depth);
+    case AVRO_MAP: return pr_walk_blocks(w, s, avro_schema_map_values(s), true, depth);
+    default: return pr_walk_fail(w, "unsupported type", s);
     }
 }
 
 /* The resolved path: Avro-C reads the writer's bytes into a value of our
  * schema, which is written again as our Avro binary for the fast decoder. */
-static enum pr_dlq_code pr_decl_reader_resolve(struct pr_decl_reader *r, const uint8_t *body, size_t len,
-                                               struct pr_declaration *decl, struct pr_arena *arena, char *err,
-                                               size_t err_size) {
+static enum pr_dlq_code pr_decl_reader_resolve(struct pr_decl_reader *r, const uint8_t *body,
+                                               size_t len, struct pr_declaration *decl,
+                                               struct pr_arena *arena, char *err, size_t err_size) {
     struct pr_walk walk = {body, body + len, body, 0, err, err_size};
     if (!pr_walk(&walk, r->writer, 0)) return PR_DLQ_DECODE_ERROR;
     if (walk.pos != walk.end) {
-        snprintf(err, err_size, "%zu bytes after a complete record of its writer schema (%zu bytes)",
+        snprintf(err, err_size,
+                 "%zu bytes after a complete record of its writer schema (%zu bytes)",
                  (size_t)(walk.end - walk.pos), (size_t)(walk.pos - body));
         return PR_DLQ_TRAILING_BYTES;
     }
     avro_value_reset(&r->dest);
     avro_reader_t in = avro_reader_memory((const char *)body, (int64_t)len);
     if (avro_value_read(in, &r->resolved)) {
-        snprintf(err, err_size, "not a valid record of its writer schema (%zu bytes): %s", len, avro_strerror());
+        snprintf(err, err_size, "not a valid record of its writer schema (%zu bytes): %s", len,
+                 avro_strerror());
         avro_reader_free(in);
         return PR_DLQ_DECODE_ERROR;
     }
@@ -404,7 +429,8 @@ static enum pr_dlq_code pr_decl_reader_resolve(struct pr_decl_reader *r, const u
     bool trailing = avro_read(in, &extra, 1) == 0;
     avro_reader_free(in);
     if (trailing) {
-        snprintf(err, err_size, "bytes after a complete record of its writer schema (%zu bytes in all)", len);
+        snprintf(err, err_size,
+                 "bytes after a complete record of its writer schema (%zu bytes in all)", len);
         return PR_DLQ_TRAILING_BYTES;
     }
     size_t total = 0;
@@ -444,15 +470,13 @@ static enum pr_dlq_code pr_decl_reader_resolve(struct pr_decl_reader *r, const u
 }
 
 enum pr_dlq_code pr_decl_reader_decode(struct pr_decl_reader *r, const uint8_t *body, size_t len,
-                                       struct pr_declaration *decl, struct pr_arena *arena, char *err,
-                                       size_t err_size) {
+                                       struct pr_declaration *decl, struct pr_arena *arena,
+                                       char *err, size_t err_size) {
     switch (r->kind) {
-    case PR_WRITER_SAME:
-        return pr_declaration_decode(body, len, decl, arena, err, err_size);
+    case PR_WRITER_SAME: return pr_declaration_decode(body, len, decl, arena, err, err_size);
     case PR_WRITER_RESOLVED:
         return pr_decl_reader_resolve(r, body, len, decl, arena, err, err_size);
-    case PR_WRITER_UNRESOLVABLE:
-        break;
+    case PR_WRITER_UNRESOLVABLE: break;
     }
     memset(decl, 0, sizeof(*decl));
     snprintf(err, err_size, "%s", r->why);

@@ -75,8 +75,8 @@ void pr_decl_reader_free(struct pr_decl_reader *reader);
  * reader's writer schema into decl, as pr_declaration_decode does (strings
  * borrow from body, or from the arena on the resolved path). A reader of
  * kind UNRESOLVABLE gives PR_DLQ_UNKNOWN_SCHEMA. */
-enum pr_dlq_code pr_decl_reader_decode(struct pr_decl_reader *reader, const uint8_t *body, size_t len,
-                                       struct pr_declaration *decl, struct pr_arena *arena, char *err,
-                                       size_t err_size);
+enum pr_dlq_code pr_decl_reader_decode(struct pr_decl_reader *reader, const uint8_t *body,
+                                       size_t len, struct pr_declaration *decl,
+                                       struct pr_arena *arena, char *err, size_t err_size);
 
 #endif

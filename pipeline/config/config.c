@@ -73,8 +73,8 @@ static const struct pr_config_key pr_config_keys[] = {
      "with the same id fences its previous self at once (empty: host-pid)"},
     {"processing.transaction_interval_ms", PR_CFG_INT, PR_OFF(transaction_interval_ms), "200", 1,
      60000, NULL, "exactly_once: commit the open transaction after this long"},
-    {"processing.transaction_max_records", PR_CFG_INT, PR_OFF(transaction_max_records), "20000",
-     1, 10000000, NULL, "exactly_once: ... or after this many declarations"},
+    {"processing.transaction_max_records", PR_CFG_INT, PR_OFF(transaction_max_records), "20000", 1,
+     10000000, NULL, "exactly_once: ... or after this many declarations"},
     {"processing.transaction_timeout_ms", PR_CFG_INT, PR_OFF(transaction_timeout_ms), "30000", 1000,
      900000, NULL, "exactly_once: the broker aborts a transaction left open this long"},
     {"batch.size", PR_CFG_INT, PR_OFF(batch_size), "1000", 1, 100000, NULL,
@@ -85,14 +85,15 @@ static const struct pr_config_key pr_config_keys[] = {
      "after this wait a batch is processed as soon as no message is queued"},
     {"batch.max_inflight", PR_CFG_INT, PR_OFF(max_inflight_batches), "4", 1, 64, NULL,
      "batches produced but not yet acknowledged before fetching pauses"},
-    {"input.max_message_bytes", PR_CFG_INT, PR_OFF(max_message_bytes), "262144", 64, 67108864,
-     NULL, "larger messages go to the DLQ as TOO_LARGE"},
+    {"input.max_message_bytes", PR_CFG_INT, PR_OFF(max_message_bytes), "262144", 64, 67108864, NULL,
+     "larger messages go to the DLQ as TOO_LARGE"},
     {"input.dlq_keep_bytes", PR_CFG_INT, PR_OFF(dlq_keep_bytes), "65536", 0, 67108864, NULL,
      "bytes of a TOO_LARGE payload kept in its DLQ record"},
     {"stats.interval_ms", PR_CFG_INT, PR_OFF(stats_interval_ms), "10000", 0, 3600000, NULL,
      "period of the stats log line (0: off)"},
-    {"chain", PR_CFG_LIST, PR_OFF(chain), "decode,validate,enrich,policy,screen,aggregate,sample,score,route,encode", 0, 0,
-     NULL, "operators in order"},
+    {"chain", PR_CFG_LIST, PR_OFF(chain),
+     "decode,validate,enrich,policy,screen,aggregate,sample,score,route,encode", 0, 0, NULL,
+     "operators in order"},
     {"rules.file", PR_CFG_STR, PR_OFF(rules_file), "", 0, 0, NULL,
      "rule file (empty: shipped defaults)"},
     {"policy.file", PR_CFG_STR, PR_OFF(policy_file), "", 0, 0, NULL,
@@ -102,7 +103,8 @@ static const struct pr_config_key pr_config_keys[] = {
     {"log.format", PR_CFG_ENUM, PR_OFF(log_format), "text", 0, 0, "text|json",
      "text lines, or one JSON object per line (ts, level, msg, source)"},
     {"http.listen", PR_CFG_STR, PR_OFF(http_listen), "", 0, 0, NULL,
-     "HOST:PORT of the HTTP endpoint (/metrics /health /ready); port 0: a free port, logged; empty: off",
+     "HOST:PORT of the HTTP endpoint (/metrics /health /ready); port 0: a free port, logged; "
+     "empty: off",
      PR_CHECK_LISTEN},
     {"http.stall_ms", PR_CFG_INT, PR_OFF(http_stall_ms), "60000", 1000, 86400000, NULL,
      "/health answers 503 once the engine loop has not turned for this long"},
@@ -121,8 +123,9 @@ static const struct pr_config_key pr_config_keys[] = {
      "<record full name>, <topic>-<record full name>"},
     {"schema_registry.timeout_ms", PR_CFG_INT, PR_OFF(schema_registry_timeout_ms), "5000", 100,
      600000, NULL, "connect and request timeout of registry calls"},
-    {"schema_registry.cache_max_ids", PR_CFG_INT, PR_OFF(schema_registry_cache_max_ids), "1000",
-     4, 1000000, NULL, "most writer schema ids kept resolved in process (least recently used "
+    {"schema_registry.cache_max_ids", PR_CFG_INT, PR_OFF(schema_registry_cache_max_ids), "1000", 4,
+     1000000, NULL,
+     "most writer schema ids kept resolved in process (least recently used "
      "evicted)"},
 };
 
@@ -151,8 +154,8 @@ static void pr_config_err(const char *origin, int line, const char *fmt, ...) {
 bool pr_config_key_is_secret(const char *key) {
     /* librdkafka properties that hold a secret without saying so in their
      * last component; its own dumps redact them too (_RK_SENSITIVE). */
-    static const char *const named[] = {"sasl.password", "ssl.key.password",
-                                        "ssl.keystore.password", "ssl.key.pem",
+    static const char *const named[] = {"sasl.password",           "ssl.key.password",
+                                        "ssl.keystore.password",   "ssl.key.pem",
                                         "sasl.oauthbearer.config", "redis.password"};
     const char *property = key;
     if (strncmp(property, "kafka.", 6) == 0) property += 6;
@@ -292,9 +295,9 @@ char *pr_config_expand(const char *key, const char *value, const char *origin, i
         }
         const char *close = strchr(p + 2, '}');
         if (!close) {
-            pr_config_err(origin, line,
-                          "key '%s': unterminated '${' (no closing '}'; write $${ for a literal ${)",
-                          key);
+            pr_config_err(
+                origin, line,
+                "key '%s': unterminated '${' (no closing '}'; write $${ for a literal ${)", key);
             pr_buf_free(&out);
             return NULL;
         }
@@ -386,8 +389,10 @@ static int pr_check_string(const struct pr_config_key *k, const char *value, con
         char host[256];
         long long port;
         if (!*value || pr_config_listen_split(value, host, sizeof(host), &port)) return PR_OK;
-        pr_config_err(origin, line, "key '%s': expected HOST:PORT with a port from 0 to 65535 "
-                      "(0: a free port), or empty for no HTTP endpoint, got '%s'", k->name, value);
+        pr_config_err(origin, line,
+                      "key '%s': expected HOST:PORT with a port from 0 to 65535 "
+                      "(0: a free port), or empty for no HTTP endpoint, got '%s'",
+                      k->name, value);
         return PR_ERR;
     }
     if (pr_blank(value)) {
@@ -401,8 +406,10 @@ static int pr_check_string(const struct pr_config_key *k, const char *value, con
         return PR_ERR;
     }
     if (k->check == PR_CHECK_HOSTPORT && !pr_hostport_legal(value)) {
-        pr_config_err(origin, line, "key '%s': expected host:port with a port from 1 to 65535, "
-                      "got '%s'", k->name, pr_shown(k->name, value));
+        pr_config_err(origin, line,
+                      "key '%s': expected host:port with a port from 1 to 65535, "
+                      "got '%s'",
+                      k->name, pr_shown(k->name, value));
         return PR_ERR;
     }
     return PR_OK;
@@ -450,7 +457,9 @@ static void pr_list_free(char **list, size_t len) {
 
 static bool (*pr_operator_known)(const char *name);
 
-void pr_config_set_operator_check(bool (*known)(const char *name)) { pr_operator_known = known; }
+void pr_config_set_operator_check(bool (*known)(const char *name)) {
+    pr_operator_known = known;
+}
 
 /* Splits a comma- or space-separated operator list; every name must be a
  * registered operator (once the operators layer has said which they are). */
@@ -572,8 +581,7 @@ static const char *pr_origin_format(const char *origin, int line, char *buf, siz
     return buf;
 }
 
-const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf,
-                             size_t size) {
+const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf, size_t size) {
     const struct pr_config_key *k = pr_config_find(key);
     if (k) {
         const struct pr_config_origin *o = &cfg->origins[k - pr_config_keys];
@@ -600,7 +608,8 @@ static int pr_config_validate_registry(const struct pr_config *cfg) {
         if (!rest || !*rest || *rest == '/') {
             pr_config_err(o->origin, o->line,
                           "key 'schema_registry.url': expected http://host:port or "
-                          "https://host:port, got '%s'", url);
+                          "https://host:port, got '%s'",
+                          url);
             return PR_ERR;
         }
         const char *slash = strchr(rest, '/');
@@ -616,8 +625,9 @@ static int pr_config_validate_registry(const struct pr_config *cfg) {
     if (*cfg->schema_registry_user && !*cfg->schema_registry_password) {
         const struct pr_config_origin *u =
             &cfg->origins[pr_config_find("schema_registry.user") - pr_config_keys];
-        pr_config_err(u->origin, u->line, "key 'schema_registry.user' is set but "
-                                          "'schema_registry.password' is empty: basic auth needs both");
+        pr_config_err(u->origin, u->line,
+                      "key 'schema_registry.user' is set but "
+                      "'schema_registry.password' is empty: basic auth needs both");
         return PR_ERR;
     }
     return PR_OK;
@@ -629,12 +639,12 @@ int pr_config_validate(const struct pr_config *cfg) {
      * lettered), alerts mixed into decisions would double-count them. */
     static const char *const topic_keys[] = {"topics.declarations", "topics.decisions",
                                              "topics.alerts", "topics.dlq"};
-    const char *const topics[] = {cfg->topic_declarations, cfg->topic_decisions,
-                                  cfg->topic_alerts, cfg->topic_dlq};
+    const char *const topics[] = {cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
+                                  cfg->topic_dlq};
     int rc = PR_OK;
     if (*cfg->redis_user && !*cfg->redis_password) {
-        const struct pr_config_origin *o = &cfg->origins[pr_config_find("redis.user") -
-                                                         pr_config_keys];
+        const struct pr_config_origin *o =
+            &cfg->origins[pr_config_find("redis.user") - pr_config_keys];
         pr_config_err(o->origin, o->line,
                       "key 'redis.user' is set but 'redis.password' is empty: AUTH needs both");
         rc = PR_ERR;
@@ -643,8 +653,8 @@ int pr_config_validate(const struct pr_config *cfg) {
     for (size_t i = 0; i < PR_ARRAY_LEN(topic_keys); i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(topics[i], topics[j]) != 0) continue;
-            const struct pr_config_origin *o = &cfg->origins[pr_config_find(topic_keys[i]) -
-                                                             pr_config_keys];
+            const struct pr_config_origin *o =
+                &cfg->origins[pr_config_find(topic_keys[i]) - pr_config_keys];
             char other[512];
             pr_config_origin(cfg, topic_keys[j], other, sizeof(other));
             pr_config_err(o->origin, o->line,
@@ -672,7 +682,8 @@ void pr_config_free(struct pr_config *cfg) {
     if (!cfg) return;
     for (size_t i = 0; i < PR_ARRAY_LEN(pr_config_keys); i++) {
         const struct pr_config_key *k = &pr_config_keys[i];
-        if (k->type == PR_CFG_STR || k->type == PR_CFG_ENUM) free(*(char **)((char *)cfg + k->offset));
+        if (k->type == PR_CFG_STR || k->type == PR_CFG_ENUM)
+            free(*(char **)((char *)cfg + k->offset));
         free(cfg->origins[i].origin);
     }
     free(cfg->origins);
@@ -863,9 +874,10 @@ void pr_config_print_keys(void) {
     printf("%-34s %-22s %s\n", "kafka.<property>", "", "passed to librdkafka (both clients)");
     printf("%-34s %-22s %s\n", "kafka.consumer.<property>", "", "passed to the consumer only");
     printf("%-34s %-22s %s\n", "kafka.producer.<property>", "", "passed to the producer only");
-    printf("\nAny value may use ${VAR}, ${VAR:-default} (when VAR is unset or empty) and\n"
-           "${file:/path} (the file's contents, one trailing newline removed); $${ is a literal ${.\n"
-           "Secrets (redis.password, kafka.sasl.password, kafka.ssl.key.password,\n"
-           "kafka.ssl.keystore.password, kafka.ssl.key.pem, kafka.sasl.oauthbearer.config and any\n"
-           "key whose last part contains 'password' or 'secret') are never printed: ***.\n");
+    printf(
+        "\nAny value may use ${VAR}, ${VAR:-default} (when VAR is unset or empty) and\n"
+        "${file:/path} (the file's contents, one trailing newline removed); $${ is a literal ${.\n"
+        "Secrets (redis.password, kafka.sasl.password, kafka.ssl.key.password,\n"
+        "kafka.ssl.keystore.password, kafka.ssl.key.pem, kafka.sasl.oauthbearer.config and any\n"
+        "key whose last part contains 'password' or 'secret') are never printed: ***.\n");
 }

@@ -36,8 +36,8 @@ struct pr_config {
     char *group_id;
     char *topic_declarations, *topic_decisions, *topic_alerts, *topic_dlq;
     char *redis_address;
-    char *redis_user;     /* "" : AUTH password alone (the default user) */
-    char *redis_password; /* secret; "" : no AUTH */
+    char *redis_user;           /* "" : AUTH password alone (the default user) */
+    char *redis_password;       /* secret; "" : no AUTH */
     char *on_redis_unavailable; /* pause | degrade */
     char *guarantee;            /* at_least_once | exactly_once */
     char *instance_id;          /* stable per instance: the transactional.id suffix */
@@ -61,7 +61,7 @@ struct pr_config {
     char *rules_file;
     char *policy_file;
     char *log_level;
-    char *log_format; /* text | json */
+    char *log_format;  /* text | json */
     char *http_listen; /* "" : no HTTP endpoint */
     int http_stall_ms;
     /* Schema Registry (Confluent wire format); "" url: plain Avro binary. */
@@ -75,7 +75,7 @@ struct pr_config {
     size_t chain_len;
     char **chain;
     size_t kafka_count;
-    struct pr_kv *kafka; /* kafka.* passthrough, prefix stripped */
+    struct pr_kv *kafka;              /* kafka.* passthrough, prefix stripped */
     struct pr_config_origin *origins; /* one per key of the table (config.c) */
     size_t file_keys;                 /* keys the file set: 0 for an empty file */
 };
@@ -120,8 +120,7 @@ int pr_config_set(struct pr_config *cfg, const char *key, const char *value, con
 int pr_config_validate(const struct pr_config *cfg);
 /* Formats where key got its value ("prod.yaml:7", "--set", "(defaults)")
  * into buf; returns buf. */
-const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf,
-                             size_t size);
+const char *pr_config_origin(const struct pr_config *cfg, const char *key, char *buf, size_t size);
 
 /* Expands the references of a configuration value: ${VAR} (the environment
  * variable VAR), ${VAR:-default} (default when VAR is unset or empty),

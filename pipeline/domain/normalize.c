@@ -8,24 +8,112 @@
  * (upper-cased ASCII letters, digits, bytes >= 0x80 as they are). */
 #define PR_NC_SEP16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
 #define PR_NC_SELF8(b) (b), (b) + 1, (b) + 2, (b) + 3, (b) + 4, (b) + 5, (b) + 6, (b) + 7
-#define PR_NC_SELF32(b) PR_NC_SELF8(b), PR_NC_SELF8((b) + 8), PR_NC_SELF8((b) + 16), PR_NC_SELF8((b) + 24)
+#define PR_NC_SELF32(b)                                                                            \
+    PR_NC_SELF8(b), PR_NC_SELF8((b) + 8), PR_NC_SELF8((b) + 16), PR_NC_SELF8((b) + 24)
 static const uint8_t pr_norm_class[256] = {
-    /* 0x00-0x1f */ PR_NC_SEP16, PR_NC_SEP16,
-    /* ' ' ! " # $ % & */ 1, 1, 1, 1, 1, 1, 1,
+    /* 0x00-0x1f */ PR_NC_SEP16,
+    PR_NC_SEP16,
+    /* ' ' ! " # $ % & */ 1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
     /* ' */ 0,
-    /* ( ) * + , - */ 1, 1, 1, 1, 1, 1,
+    /* ( ) * + , - */ 1,
+    1,
+    1,
+    1,
+    1,
+    1,
     /* . */ 0,
     /* / */ 1,
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
-    /* : ; < = > ? @ */ 1, 1, 1, 1, 1, 1, 1,
-    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M',
-    'N', 'O', 'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z',
-    /* [ \ ] ^ _ ` */ 1, 1, 1, 1, 1, 1,
-    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M',
-    'N', 'O', 'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z',
-    /* { | } ~ DEL */ 1, 1, 1, 1, 1,
+    '0',
+    '1',
+    '2',
+    '3',
+    '4',
+    '5',
+    '6',
+    '7',
+    '8',
+    '9',
+    /* : ; < = > ? @ */ 1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    'A',
+    'B',
+    'C',
+    'D',
+    'E',
+    'F',
+    'G',
+    'H',
+    'I',
+    'J',
+    'K',
+    'L',
+    'M',
+    'N',
+    'O',
+    'P',
+    'Q',
+    'R',
+    'S',
+    'T',
+    'U',
+    'V',
+    'W',
+    'X',
+    'Y',
+    'Z',
+    /* [ \ ] ^ _ ` */ 1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    'A',
+    'B',
+    'C',
+    'D',
+    'E',
+    'F',
+    'G',
+    'H',
+    'I',
+    'J',
+    'K',
+    'L',
+    'M',
+    'N',
+    'O',
+    'P',
+    'Q',
+    'R',
+    'S',
+    'T',
+    'U',
+    'V',
+    'W',
+    'X',
+    'Y',
+    'Z',
+    /* { | } ~ DEL */ 1,
+    1,
+    1,
+    1,
+    1,
     /* 0x80-0xff: UTF-8 bytes are kept as they are */
-    PR_NC_SELF32(0x80), PR_NC_SELF32(0xa0), PR_NC_SELF32(0xc0), PR_NC_SELF32(0xe0),
+    PR_NC_SELF32(0x80),
+    PR_NC_SELF32(0xa0),
+    PR_NC_SELF32(0xc0),
+    PR_NC_SELF32(0xe0),
 };
 _Static_assert(sizeof(pr_norm_class) == 256, "one entry per byte value");
 
@@ -51,14 +139,15 @@ size_t pr_norm_text(const char *in, size_t len, char *out) {
 static const struct {
     const char *token;
     size_t len;
-} pr_legal_forms[] = {{"CO", 2},      {"LTD", 3},     {"LLC", 3},  {"INC", 3},
-                      {"CORP", 4},    {"LIMITED", 7}, {"COMPANY", 7}, {"GMBH", 4},
-                      {"PLC", 3},     {"SA", 2},      {"AG", 2}};
+} pr_legal_forms[] = {{"CO", 2},   {"LTD", 3},     {"LLC", 3},     {"INC", 3},
+                      {"CORP", 4}, {"LIMITED", 7}, {"COMPANY", 7}, {"GMBH", 4},
+                      {"PLC", 3},  {"SA", 2},      {"AG", 2}};
 
 static bool pr_legal_form(const char *tok, size_t len) {
     if (len < 2 || len > 7) return false;
     for (size_t i = 0; i < PR_ARRAY_LEN(pr_legal_forms); i++)
-        if (pr_legal_forms[i].len == len && memcmp(pr_legal_forms[i].token, tok, len) == 0) return true;
+        if (pr_legal_forms[i].len == len && memcmp(pr_legal_forms[i].token, tok, len) == 0)
+            return true;
     return false;
 }
 
@@ -80,10 +169,10 @@ static const struct {
     const char *abbrev;
     uint8_t abbrev_len;
 } pr_address_words[] = {
-    {"STREET", 6, "ST", 2},       {"AVENUE", 6, "AVE", 3}, {"ROAD", 4, "RD", 2},
-    {"APARTMENT", 9, "APT", 3},   {"SUITE", 5, "STE", 3},  {"BOULEVARD", 9, "BLVD", 4},
-    {"DRIVE", 5, "DR", 2},        {"LANE", 4, "LN", 2},    {"PARKWAY", 7, "PKWY", 4},
-    {"FLOOR", 5, "FL", 2},        {"BUILDING", 8, "BLDG", 4},
+    {"STREET", 6, "ST", 2},     {"AVENUE", 6, "AVE", 3},    {"ROAD", 4, "RD", 2},
+    {"APARTMENT", 9, "APT", 3}, {"SUITE", 5, "STE", 3},     {"BOULEVARD", 9, "BLVD", 4},
+    {"DRIVE", 5, "DR", 2},      {"LANE", 4, "LN", 2},       {"PARKWAY", 7, "PKWY", 4},
+    {"FLOOR", 5, "FL", 2},      {"BUILDING", 8, "BLDG", 4},
 };
 
 size_t pr_norm_address(const char *in, size_t len, char *out) {
@@ -98,7 +187,8 @@ size_t pr_norm_address(const char *in, size_t len, char *out) {
         int repl = -1;
         if (word_len >= 4 && word_len <= 9) {
             for (size_t i = 0; i < PR_ARRAY_LEN(pr_address_words); i++) {
-                if (pr_address_words[i].word_len == word_len && pr_address_words[i].word[0] == word[0] &&
+                if (pr_address_words[i].word_len == word_len &&
+                    pr_address_words[i].word[0] == word[0] &&
                     memcmp(pr_address_words[i].word, word, word_len) == 0) {
                     repl = (int)i;
                     break;

@@ -4,11 +4,43 @@
 #include <string.h>
 
 static const char *const pr_default_stop_words[] = {
-    "GIFT", "GIFTS", "SAMPLE", "SAMPLES", "PARTS", "PART", "ACCESSORIES", "ACCESSORY",
-    "GOODS", "ITEM", "ITEMS", "MERCHANDISE", "PRODUCT", "PRODUCTS", "STUFF", "MISC",
-    "MISCELLANEOUS", "GENERAL", "CARGO", "CONSOLIDATED", "CLOTHING", "CLOTHES", "ELECTRONICS",
-    "AS", "ORDERED", "PERSONAL", "EFFECTS", "OTHER", "OTHERS", "VARIOUS", "NA", "N", "A",
-    "NONE", "UNKNOWN", "SET", "SETS",
+    "GIFT",
+    "GIFTS",
+    "SAMPLE",
+    "SAMPLES",
+    "PARTS",
+    "PART",
+    "ACCESSORIES",
+    "ACCESSORY",
+    "GOODS",
+    "ITEM",
+    "ITEMS",
+    "MERCHANDISE",
+    "PRODUCT",
+    "PRODUCTS",
+    "STUFF",
+    "MISC",
+    "MISCELLANEOUS",
+    "GENERAL",
+    "CARGO",
+    "CONSOLIDATED",
+    "CLOTHING",
+    "CLOTHES",
+    "ELECTRONICS",
+    "AS",
+    "ORDERED",
+    "PERSONAL",
+    "EFFECTS",
+    "OTHER",
+    "OTHERS",
+    "VARIOUS",
+    "NA",
+    "N",
+    "A",
+    "NONE",
+    "UNKNOWN",
+    "SET",
+    "SETS",
 };
 
 int pr_rules_cmp_str(const void *a, const void *b) {
@@ -19,14 +51,22 @@ struct pr_rules *pr_rules_new_default(void) {
     struct pr_rules *r = pr_calloc(1, sizeof(*r));
     strcpy(r->version, "builtin-1/us-builtin-1");
     static const int32_t points[PR_R_COUNT] = {
-        [PR_R_DE_MINIMIS_SUSPENDED] = 0,   [PR_R_VALUE_OVER_THRESHOLD] = 0,
-        [PR_R_AGGREGATE_OVER_THRESHOLD] = 200, [PR_R_SPLIT_SHIPMENT] = 300,
-        [PR_R_EXCLUDED_GOODS] = 300,       [PR_R_PGA_REGULATED] = 100,
-        [PR_R_KNOWN_VIOLATOR] = 0,         [PR_R_HTS_INVALID] = 150,
-        [PR_R_WATCHED_COMMODITY] = 250,    [PR_R_UNDERVALUED] = 200,
-        [PR_R_VAGUE_DESCRIPTION] = 150,    [PR_R_MISSING_DATA] = 200,
-        [PR_R_FREIGHT_VALUE_MISMATCH] = 150, [PR_R_HIGH_RISK_ORIGIN] = 0,
-        [PR_R_ADDRESS_CLUSTER] = 300,      [PR_R_DATE_IMPLAUSIBLE] = 300,
+        [PR_R_DE_MINIMIS_SUSPENDED] = 0,
+        [PR_R_VALUE_OVER_THRESHOLD] = 0,
+        [PR_R_AGGREGATE_OVER_THRESHOLD] = 200,
+        [PR_R_SPLIT_SHIPMENT] = 300,
+        [PR_R_EXCLUDED_GOODS] = 300,
+        [PR_R_PGA_REGULATED] = 100,
+        [PR_R_KNOWN_VIOLATOR] = 0,
+        [PR_R_HTS_INVALID] = 150,
+        [PR_R_WATCHED_COMMODITY] = 250,
+        [PR_R_UNDERVALUED] = 200,
+        [PR_R_VAGUE_DESCRIPTION] = 150,
+        [PR_R_MISSING_DATA] = 200,
+        [PR_R_FREIGHT_VALUE_MISMATCH] = 150,
+        [PR_R_HIGH_RISK_ORIGIN] = 0,
+        [PR_R_ADDRESS_CLUSTER] = 300,
+        [PR_R_DATE_IMPLAUSIBLE] = 300,
         [PR_R_RANDOM_COMPLIANCE] = 0,
     };
     memcpy(r->points, points, sizeof(points));
@@ -56,14 +96,14 @@ struct pr_rules *pr_rules_new_default(void) {
     p->count = 5;
     p->rows[0] = (struct pr_policy_row){.from_ms = INT64_MIN, .threshold_cents = 20000};
     p->rows[1] = (struct pr_policy_row){.from_ms = 1457586000000LL, .threshold_cents = 80000};
-    p->rows[2] = (struct pr_policy_row){.from_ms = 1746158460000LL, .threshold_cents = 80000,
-                                        .suspended_count = 2};
+    p->rows[2] = (struct pr_policy_row){
+        .from_ms = 1746158460000LL, .threshold_cents = 80000, .suspended_count = 2};
     memcpy(p->rows[2].suspended[0], "CN", 3);
     memcpy(p->rows[2].suspended[1], "HK", 3);
-    p->rows[3] = (struct pr_policy_row){.from_ms = 1756440060000LL, .threshold_cents = 80000,
-                                        .suspend_all = true};
-    p->rows[4] = (struct pr_policy_row){.from_ms = 1814414400000LL, .repealed = true,
-                                        .suspend_all = true};
+    p->rows[3] = (struct pr_policy_row){
+        .from_ms = 1756440060000LL, .threshold_cents = 80000, .suspend_all = true};
+    p->rows[4] =
+        (struct pr_policy_row){.from_ms = 1814414400000LL, .repealed = true, .suspend_all = true};
     return r;
 }
 
@@ -74,7 +114,9 @@ void pr_rules_free(struct pr_rules *rules) {
     free(rules);
 }
 
-const char *pr_rules_version(const struct pr_rules *rules) { return rules ? rules->version : ""; }
+const char *pr_rules_version(const struct pr_rules *rules) {
+    return rules ? rules->version : "";
+}
 
 bool pr_rules_is_stop_word(const struct pr_rules *rules, const char *token, size_t len) {
     if (len == 0) return false;
@@ -121,7 +163,8 @@ bool pr_rules_arrival_implausible(const struct pr_rules *rules, const struct pr_
      * gives it exactly (INT64_MAX - INT64_MIN included). */
     uint64_t a = (uint64_t)d->arrival_time, e = (uint64_t)d->event_time;
     uint64_t distance = d->arrival_time >= d->event_time ? a - e : e - a;
-    uint64_t window = (uint64_t)(rules->arrival_window_days > 0 ? rules->arrival_window_days : 0) * 86400000u;
+    uint64_t window =
+        (uint64_t)(rules->arrival_window_days > 0 ? rules->arrival_window_days : 0) * 86400000u;
     return distance > window;
 }
 

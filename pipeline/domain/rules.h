@@ -38,7 +38,8 @@ struct pr_rules {
     double freight_factor;
     int min_description_letters;
     int cluster_size;
-    int arrival_window_days; /* DATE_IMPLAUSIBLE beyond this distance of arrival_time from event_time */
+    int arrival_window_days; /* DATE_IMPLAUSIBLE beyond this distance of arrival_time from
+                                event_time */
     double sample_rate;
     uint8_t sample_key[16];
     int day_offset_minutes; /* arrival day = UTC day of arrival_time + offset */

@@ -20,7 +20,9 @@ struct pr_yaml_file {
 };
 
 /* 1-based line of a node; 0 for none (a default). */
-static size_t pr_yline(const yaml_node_t *node) { return node ? node->start_mark.line + 1 : 0; }
+static size_t pr_yline(const yaml_node_t *node) {
+    return node ? node->start_mark.line + 1 : 0;
+}
 
 static int pr_yerr_at(struct pr_yaml_file *f, size_t line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -69,8 +71,8 @@ static const char *pr_scalar(const yaml_node_t *n) {
 
 /* An integer from min to max; why (may be NULL) says what a value outside
  * would do, for the refusal. */
-static int pr_yaml_int(struct pr_yaml_file *f, const yaml_node_t *n, const char *key, long min, long max,
-                       const char *why, long *out) {
+static int pr_yaml_int(struct pr_yaml_file *f, const yaml_node_t *n, const char *key, long min,
+                       long max, const char *why, long *out) {
     const char *s = pr_scalar(n);
     char *end;
     errno = 0;
@@ -99,8 +101,8 @@ static int pr_yaml_double(struct pr_yaml_file *f, const yaml_node_t *n, const ch
 
 /* YAML forbids a key twice in one mapping but libyaml loads it, and the later
  * value would silently win over the one a reader of the file sees first. */
-static int pr_yaml_unique(struct pr_yaml_file *f, const yaml_node_t *map, const yaml_node_pair_t *pair,
-                          const char *prefix) {
+static int pr_yaml_unique(struct pr_yaml_file *f, const yaml_node_t *map,
+                          const yaml_node_pair_t *pair, const char *prefix) {
     const char *key = pr_scalar(yaml_document_get_node(&f->doc, pair->key));
     if (!key) return PR_OK;
     for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
@@ -108,16 +110,19 @@ static int pr_yaml_unique(struct pr_yaml_file *f, const yaml_node_t *map, const 
         const char *other = pr_scalar(earlier);
         if (other && strcmp(other, key) == 0)
             return pr_yerr(f, yaml_document_get_node(&f->doc, pair->key),
-                           "key '%s%s' appears twice (first on line %zu)", prefix, key, pr_yline(earlier));
+                           "key '%s%s' appears twice (first on line %zu)", prefix, key,
+                           pr_yline(earlier));
     }
     return PR_OK;
 }
 
 static int pr_yaml_version(struct pr_yaml_file *f, const yaml_node_t *n, char *out, size_t size) {
     const char *s = pr_scalar(n);
-    if (!s || !*s || strlen(s) >= size) return pr_yerr(f, n, "key 'version': expected a short string");
+    if (!s || !*s || strlen(s) >= size)
+        return pr_yerr(f, n, "key 'version': expected a short string");
     for (const char *p = s; *p; p++)
-        if (*p <= ' ' || *p == '/' || *p > '~') return pr_yerr(f, n, "key 'version': no spaces or '/'");
+        if (*p <= ' ' || *p == '/' || *p > '~')
+            return pr_yerr(f, n, "key 'version': no spaces or '/'");
     snprintf(out, size, "%s", s);
     return PR_OK;
 }
@@ -147,13 +152,16 @@ static int pr_rules_points(struct pr_rules *r, struct pr_yaml_file *f, yaml_node
         yaml_node_t *ck = yaml_document_get_node(&f->doc, p->key);
         const char *code = pr_scalar(ck);
         int idx = code ? pr_reason_from_name(code, strlen(code)) : -1;
-        if (idx < 0) return pr_yerr(f, ck, "key 'points': unknown reason code '%s'", code ? code : "");
+        if (idx < 0)
+            return pr_yerr(f, ck, "key 'points': unknown reason code '%s'", code ? code : "");
         /* Both would be read nowhere: the setting would look in force and not be. */
         if (idx == PR_R_KNOWN_VIOLATOR)
             return pr_yerr(f, ck,
-                           "key 'points.KNOWN_VIOLATOR': its points are set by severity, in 'violator_points'");
+                           "key 'points.KNOWN_VIOLATOR': its points are set by severity, in "
+                           "'violator_points'");
         if (idx == PR_R_HIGH_RISK_ORIGIN)
-            return pr_yerr(f, ck, "key 'points.HIGH_RISK_ORIGIN': its points come from countries.csv");
+            return pr_yerr(f, ck,
+                           "key 'points.HIGH_RISK_ORIGIN': its points come from countries.csv");
         if (pr_yaml_unique(f, vn, p, "points.") != PR_OK) return PR_ERR;
         char name[64];
         snprintf(name, sizeof(name), "points.%s", code);
@@ -166,17 +174,18 @@ static int pr_rules_points(struct pr_rules *r, struct pr_yaml_file *f, yaml_node
 }
 
 static int pr_rules_violator_points(struct pr_rules *r, struct pr_yaml_file *f, yaml_node_t *vn) {
-    if (vn->type != YAML_MAPPING_NODE) return pr_yerr(f, vn, "key 'violator_points': expected a mapping");
+    if (vn->type != YAML_MAPPING_NODE)
+        return pr_yerr(f, vn, "key 'violator_points': expected a mapping");
     size_t seen[4] = {0};
     for (yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top; p++) {
         yaml_node_t *sk = yaml_document_get_node(&f->doc, p->key);
         long severity, l;
-        if (pr_yaml_int(f, sk, "violator_points severity", 1, 3, "violators.csv severities are 1 to 3",
-                        &severity) != PR_OK)
+        if (pr_yaml_int(f, sk, "violator_points severity", 1, 3,
+                        "violators.csv severities are 1 to 3", &severity) != PR_OK)
             return PR_ERR;
         if (seen[severity])
-            return pr_yerr(f, sk, "key 'violator_points.%ld' appears twice (first on line %zu)", severity,
-                           seen[severity]);
+            return pr_yerr(f, sk, "key 'violator_points.%ld' appears twice (first on line %zu)",
+                           severity, seen[severity]);
         seen[severity] = pr_yline(sk);
         char name[32];
         snprintf(name, sizeof(name), "violator_points.%ld", severity);
@@ -217,7 +226,8 @@ static int pr_rules_lanes(struct pr_rules *r, struct pr_yaml_file *f, yaml_node_
         }
         if (!slot)
             return pr_yerr(f, lk,
-                           "key 'lanes.%s': unknown (red_score, yellow_score, score_cap, red_violator_severity)",
+                           "key 'lanes.%s': unknown (red_score, yellow_score, score_cap, "
+                           "red_violator_severity)",
                            lname ? lname : "");
         if (pr_yaml_unique(f, vn, p, "lanes.") != PR_OK) return PR_ERR;
         char name[48];
@@ -237,17 +247,19 @@ static int pr_rules_check_lanes(const struct pr_rules *r, struct pr_yaml_file *f
                                 const struct pr_rules_origin *origin) {
     char a[32], b[32];
     if (r->lane_yellow_score >= r->lane_red_score)
-        return pr_yerr_at(f, origin->yellow > origin->red ? origin->yellow : origin->red,
-                          "lanes: yellow_score %d (%s) must be below red_score %d (%s): otherwise no "
-                          "score is YELLOW, and scores from red_score on are RED",
-                          (int)r->lane_yellow_score, pr_origin_text(origin->yellow, a, sizeof(a)),
-                          (int)r->lane_red_score, pr_origin_text(origin->red, b, sizeof(b)));
+        return pr_yerr_at(
+            f, origin->yellow > origin->red ? origin->yellow : origin->red,
+            "lanes: yellow_score %d (%s) must be below red_score %d (%s): otherwise no "
+            "score is YELLOW, and scores from red_score on are RED",
+            (int)r->lane_yellow_score, pr_origin_text(origin->yellow, a, sizeof(a)),
+            (int)r->lane_red_score, pr_origin_text(origin->red, b, sizeof(b)));
     if (r->score_cap < r->lane_red_score)
-        return pr_yerr_at(f, origin->cap > origin->red ? origin->cap : origin->red,
-                          "lanes: score_cap %d (%s) must be at least red_score %d (%s): otherwise no "
-                          "score reaches RED",
-                          (int)r->score_cap, pr_origin_text(origin->cap, a, sizeof(a)),
-                          (int)r->lane_red_score, pr_origin_text(origin->red, b, sizeof(b)));
+        return pr_yerr_at(
+            f, origin->cap > origin->red ? origin->cap : origin->red,
+            "lanes: score_cap %d (%s) must be at least red_score %d (%s): otherwise no "
+            "score reaches RED",
+            (int)r->score_cap, pr_origin_text(origin->cap, a, sizeof(a)), (int)r->lane_red_score,
+            pr_origin_text(origin->red, b, sizeof(b)));
     return PR_OK;
 }
 
@@ -256,7 +268,8 @@ static int pr_rules_stop_words(struct pr_rules *r, struct pr_yaml_file *f, yaml_
     size_t count = (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
     char **words = pr_calloc(count, sizeof(char *));
     size_t n = 0;
-    for (yaml_node_item_t *it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
+    for (yaml_node_item_t *it = vn->data.sequence.items.start; it < vn->data.sequence.items.top;
+         it++) {
         yaml_node_t *wn = yaml_document_get_node(&f->doc, *it);
         const char *w = pr_scalar(wn);
         bool ok = w && *w;
@@ -287,7 +300,8 @@ static int pr_rules_apply(struct pr_rules *r, struct pr_yaml_file *f, char *vers
     yaml_node_t *root = yaml_document_get_root_node(&f->doc);
     bool have_version = false;
     struct pr_rules_origin origin = {0};
-    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
+    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
+         pair < root->data.mapping.pairs.top; pair++) {
         yaml_node_t *kn = yaml_document_get_node(&f->doc, pair->key);
         yaml_node_t *vn = yaml_document_get_node(&f->doc, pair->value);
         const char *key = pr_scalar(kn);
@@ -323,9 +337,9 @@ static int pr_rules_apply(struct pr_rules *r, struct pr_yaml_file *f, char *vers
                              &l);
             if (rc == PR_OK) r->cluster_size = (int)l;
         } else if (strcmp(key, "arrival_window_days") == 0) {
-            rc = pr_yaml_int(f, vn, key, 1, 36500,
-                             "at 0 an arrival_time off event_time by 1 ms would be DATE_IMPLAUSIBLE",
-                             &l);
+            rc = pr_yaml_int(
+                f, vn, key, 1, 36500,
+                "at 0 an arrival_time off event_time by 1 ms would be DATE_IMPLAUSIBLE", &l);
             if (rc == PR_OK) r->arrival_window_days = (int)l;
         } else if (strcmp(key, "day_offset_minutes") == 0) {
             rc = pr_yaml_int(f, vn, key, -1440, 1440, NULL, &l);
@@ -337,8 +351,10 @@ static int pr_rules_apply(struct pr_rules *r, struct pr_yaml_file *f, char *vers
             bool ok = hex && strlen(hex) == 32;
             for (int i = 0; ok && i < 16; i++) {
                 int hi = pr_hex_digit(hex[2 * i]), lo = pr_hex_digit(hex[2 * i + 1]);
-                if (hi < 0 || lo < 0) ok = false;
-                else r->sample_key[i] = (uint8_t)(hi << 4 | lo);
+                if (hi < 0 || lo < 0)
+                    ok = false;
+                else
+                    r->sample_key[i] = (uint8_t)(hi << 4 | lo);
             }
             if (!ok) rc = pr_yerr(f, vn, "key 'sample_key': expected 32 hex digits");
         } else {
@@ -346,7 +362,8 @@ static int pr_rules_apply(struct pr_rules *r, struct pr_yaml_file *f, char *vers
         }
         if (rc != PR_OK) return PR_ERR;
     }
-    if (!have_version) return pr_yerr(f, root, "key 'version' is required (it goes into every decision)");
+    if (!have_version)
+        return pr_yerr(f, root, "key 'version' is required (it goes into every decision)");
     if (pr_rules_check_lanes(r, f, &origin) != PR_OK) return PR_ERR;
     qsort(r->stop_words, r->stop_word_count, sizeof(char *), pr_rules_cmp_str);
     return PR_OK;
@@ -354,11 +371,13 @@ static int pr_rules_apply(struct pr_rules *r, struct pr_yaml_file *f, char *vers
 
 /* ----------------------------------------------------------- policy file */
 
-static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, char *version, size_t vsize) {
+static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, char *version,
+                           size_t vsize) {
     yaml_node_t *root = yaml_document_get_root_node(&f->doc);
     yaml_node_t *rows = NULL;
     bool have_version = false;
-    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
+    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
+         pair < root->data.mapping.pairs.top; pair++) {
         yaml_node_t *kn = yaml_document_get_node(&f->doc, pair->key);
         yaml_node_t *vn = yaml_document_get_node(&f->doc, pair->value);
         const char *key = pr_scalar(kn);
@@ -373,18 +392,22 @@ static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, cha
         }
     }
     if (!have_version) return pr_yerr(f, root, "key 'version' is required");
-    if (!rows || rows->type != YAML_SEQUENCE_NODE) return pr_yerr(f, rows ? rows : root, "key 'rows': expected a list");
+    if (!rows || rows->type != YAML_SEQUENCE_NODE)
+        return pr_yerr(f, rows ? rows : root, "key 'rows': expected a list");
     struct pr_policy p = {.count = 0};
     size_t previous_from_line = 0;
-    for (yaml_node_item_t *it = rows->data.sequence.items.start; it < rows->data.sequence.items.top; it++) {
+    for (yaml_node_item_t *it = rows->data.sequence.items.start; it < rows->data.sequence.items.top;
+         it++) {
         yaml_node_t *rn = yaml_document_get_node(&f->doc, *it);
         if (rn->type != YAML_MAPPING_NODE) return pr_yerr(f, rn, "each row is a mapping");
-        if (p.count == PR_POLICY_MAX_ROWS) return pr_yerr(f, rn, "more than %d rows", PR_POLICY_MAX_ROWS);
+        if (p.count == PR_POLICY_MAX_ROWS)
+            return pr_yerr(f, rn, "more than %d rows", PR_POLICY_MAX_ROWS);
         struct pr_policy_row *row = &p.rows[p.count];
         memset(row, 0, sizeof(*row));
         bool have_from = false, have_threshold = false;
         size_t from_line = 0;
-        for (yaml_node_pair_t *pair = rn->data.mapping.pairs.start; pair < rn->data.mapping.pairs.top; pair++) {
+        for (yaml_node_pair_t *pair = rn->data.mapping.pairs.start;
+             pair < rn->data.mapping.pairs.top; pair++) {
             yaml_node_t *kn = yaml_document_get_node(&f->doc, pair->key);
             yaml_node_t *vn = yaml_document_get_node(&f->doc, pair->value);
             const char *key = pr_scalar(kn);
@@ -395,11 +418,14 @@ static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, cha
                 if (val && strcmp(val, "beginning") == 0)
                     row->from_ms = INT64_MIN;
                 else if (!val || pr_parse_utc(val, &row->from_ms) != PR_OK || !strchr(val, 'T'))
-                    return pr_yerr(f, vn, "key 'from': expected 'beginning' or an instant like 2025-05-02T04:01:00Z");
+                    return pr_yerr(
+                        f, vn,
+                        "key 'from': expected 'beginning' or an instant like 2025-05-02T04:01:00Z");
                 have_from = true;
             } else if (key && strcmp(key, "threshold_usd_cents") == 0) {
                 long l;
-                if (pr_yaml_int(f, vn, key, 0, 100000000, "a threshold is a value in cents, $0 to $1,000,000", &l) != PR_OK)
+                if (pr_yaml_int(f, vn, key, 0, 100000000,
+                                "a threshold is a value in cents, $0 to $1,000,000", &l) != PR_OK)
                     return PR_ERR;
                 row->threshold_cents = l;
                 have_threshold = true;
@@ -411,41 +437,52 @@ static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, cha
                 if (val && strcmp(val, "ALL") == 0) {
                     row->suspend_all = true;
                 } else if (vn->type == YAML_SEQUENCE_NODE) {
-                    for (yaml_node_item_t *c = vn->data.sequence.items.start; c < vn->data.sequence.items.top; c++) {
+                    for (yaml_node_item_t *c = vn->data.sequence.items.start;
+                         c < vn->data.sequence.items.top; c++) {
                         yaml_node_t *cn = yaml_document_get_node(&f->doc, *c);
                         const char *cc = pr_scalar(cn);
                         if (cc && strcmp(cc, "ALL") == 0) {
                             row->suspend_all = true;
                             continue;
                         }
-                        if (!cc || strlen(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z')
-                            return pr_yerr(f, cn, "key 'suspended': expected ISO alpha-2 codes or ALL");
+                        if (!cc || strlen(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' ||
+                            cc[1] > 'Z')
+                            return pr_yerr(f, cn,
+                                           "key 'suspended': expected ISO alpha-2 codes or ALL");
                         if (row->suspended_count == PR_POLICY_MAX_ORIGINS)
-                            return pr_yerr(f, cn, "more than %d suspended origins", PR_POLICY_MAX_ORIGINS);
+                            return pr_yerr(f, cn, "more than %d suspended origins",
+                                           PR_POLICY_MAX_ORIGINS);
                         memcpy(row->suspended[row->suspended_count++], cc, 3);
                     }
                 } else {
-                    return pr_yerr(f, vn, "key 'suspended': expected a list of country codes or ALL");
+                    return pr_yerr(f, vn,
+                                   "key 'suspended': expected a list of country codes or ALL");
                 }
             } else {
-                return pr_yerr(f, kn, "unknown key '%s' (from, threshold_usd_cents, suspended, repealed)", key ? key : "");
+                return pr_yerr(f, kn,
+                               "unknown key '%s' (from, threshold_usd_cents, suspended, repealed)",
+                               key ? key : "");
             }
         }
         if (!have_from) return pr_yerr(f, rn, "row without 'from'");
-        if (!have_threshold && !row->repealed) return pr_yerr(f, rn, "row without 'threshold_usd_cents' (or repealed: true)");
+        if (!have_threshold && !row->repealed)
+            return pr_yerr(f, rn, "row without 'threshold_usd_cents' (or repealed: true)");
         if (p.count > 0 && row->from_ms <= p.rows[p.count - 1].from_ms) {
             char now[40], before[40];
             pr_format_utc(row->from_ms, now, sizeof(now));
             pr_format_utc(p.rows[p.count - 1].from_ms, before, sizeof(before));
-            return pr_yerr_at(f, from_line,
-                              "rows must be in increasing order of 'from': %s is not after %s "
-                              "(line %zu); the row in force at an instant is the last one from before it",
-                              row->from_ms == INT64_MIN ? "beginning" : now,
-                              p.rows[p.count - 1].from_ms == INT64_MIN ? "beginning" : before,
-                              previous_from_line);
+            return pr_yerr_at(
+                f, from_line,
+                "rows must be in increasing order of 'from': %s is not after %s "
+                "(line %zu); the row in force at an instant is the last one from before it",
+                row->from_ms == INT64_MIN ? "beginning" : now,
+                p.rows[p.count - 1].from_ms == INT64_MIN ? "beginning" : before,
+                previous_from_line);
         }
         if (p.count == 0 && row->from_ms != INT64_MIN)
-            return pr_yerr_at(f, from_line, "the first row must be 'from: beginning' (every instant needs a row)");
+            return pr_yerr_at(
+                f, from_line,
+                "the first row must be 'from: beginning' (every instant needs a row)");
         previous_from_line = from_line;
         p.count++;
     }
@@ -454,7 +491,8 @@ static int pr_policy_apply(struct pr_policy *policy, struct pr_yaml_file *f, cha
     return PR_OK;
 }
 
-struct pr_rules *pr_rules_load(const char *rules_path, const char *policy_path, char *err, size_t err_size) {
+struct pr_rules *pr_rules_load(const char *rules_path, const char *policy_path, char *err,
+                               size_t err_size) {
     struct pr_rules *r = pr_rules_new_default();
     char rules_version[48] = "builtin-1", policy_version[48] = "us-builtin-1";
     struct pr_yaml_file f;

@@ -79,7 +79,9 @@ struct pr_state {
 
 /* ---------------------------------------------------------------- tables */
 
-static uint64_t pr_state_nonzero(uint64_t h) { return h ? h : 0x9e3779b97f4a7c15ULL; }
+static uint64_t pr_state_nonzero(uint64_t h) {
+    return h ? h : 0x9e3779b97f4a7c15ULL;
+}
 
 static void pr_table_init(struct pr_state_table *t, size_t cap) {
     t->cap = cap;
@@ -125,7 +127,9 @@ static void pr_table_remove(struct pr_state_table *t, uint64_t hash, const void 
     t->count--;
 }
 
-static size_t pr_table_bytes(const struct pr_state_table *t) { return t->cap * sizeof(*t->slots); }
+static size_t pr_table_bytes(const struct pr_state_table *t) {
+    return t->cap * sizeof(*t->slots);
+}
 
 /* ------------------------------------------------------------- lifetime */
 
@@ -165,23 +169,28 @@ static uint64_t pr_entry_hash(uint8_t kind, struct pr_str key) {
     return pr_state_nonzero(pr_hash64(key.ptr, key.len) ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ULL));
 }
 
-static struct pr_state_entry *pr_entry_find(const struct pr_state *st, uint8_t kind, struct pr_str key,
-                                            uint64_t hash) {
+static struct pr_state_entry *pr_entry_find(const struct pr_state *st, uint8_t kind,
+                                            struct pr_str key, uint64_t hash) {
     const struct pr_state_table *t = &st->entries;
     size_t mask = t->cap - 1;
     for (size_t i = hash & mask; t->slots[i].hash; i = (i + 1) & mask) {
         if (t->slots[i].hash != hash) continue;
         struct pr_state_entry *e = t->slots[i].item;
-        if (e->kind == kind && e->key_len == key.len && memcmp(e->key, key.ptr, key.len) == 0) return e;
+        if (e->kind == kind && e->key_len == key.len && memcmp(e->key, key.ptr, key.len) == 0)
+            return e;
     }
     return NULL;
 }
 
 static void pr_lru_unlink(struct pr_state *st, struct pr_state_entry *e) {
-    if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
-    else st->lru_head = e->lru_next;
-    if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
-    else st->lru_tail = e->lru_prev;
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        st->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        st->lru_tail = e->lru_prev;
     e->lru_prev = e->lru_next = NULL;
 }
 
@@ -234,11 +243,14 @@ static uint64_t pr_member_hash(uint8_t kind, struct pr_str bytes) {
     return pr_state_nonzero(pr_hash64(bytes.ptr, bytes.len) + kind);
 }
 
-static bool pr_member_is(const struct pr_state_member *m, uint64_t hash, uint8_t kind, struct pr_str bytes) {
-    return m->hash == hash && m->kind == kind && m->id_len == bytes.len && memcmp(m->bytes, bytes.ptr, bytes.len) == 0;
+static bool pr_member_is(const struct pr_state_member *m, uint64_t hash, uint8_t kind,
+                         struct pr_str bytes) {
+    return m->hash == hash && m->kind == kind && m->id_len == bytes.len &&
+           memcmp(m->bytes, bytes.ptr, bytes.len) == 0;
 }
 
-static struct pr_state_member *pr_member_find(const struct pr_state_entry *e, uint8_t kind, struct pr_str bytes) {
+static struct pr_state_member *pr_member_find(const struct pr_state_entry *e, uint8_t kind,
+                                              struct pr_str bytes) {
     if (!e->members) return NULL;
     uint64_t hash = pr_member_hash(kind, bytes);
     if (!e->index) {
@@ -255,8 +267,9 @@ static struct pr_state_member *pr_member_find(const struct pr_state_entry *e, ui
     return NULL;
 }
 
-static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_state_entry *e, uint8_t kind,
-                                             struct pr_str bytes, struct pr_str bill) {
+static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_state_entry *e,
+                                             uint8_t kind, struct pr_str bytes,
+                                             struct pr_str bill) {
     struct pr_state_member *m = pr_calloc(1, sizeof(*m) + bytes.len + bill.len);
     m->kind = kind;
     m->hash = pr_member_hash(kind, bytes);
@@ -275,7 +288,8 @@ static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_stat
     } else if (e->member_count > PR_STATE_LIST_MAX) {
         e->index = pr_malloc(sizeof(*e->index));
         pr_table_init(e->index, 4 * PR_STATE_LIST_MAX);
-        for (struct pr_state_member *x = e->members; x; x = x->next) pr_table_put(e->index, x->hash, x);
+        for (struct pr_state_member *x = e->members; x; x = x->next)
+            pr_table_put(e->index, x->hash, x);
     }
     size_t index_after = e->index ? sizeof(*e->index) + pr_table_bytes(e->index) : 0;
     size += index_after - index_before;
@@ -286,17 +300,17 @@ static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_stat
 
 /* ---------------------------------------------------------- consignee-day */
 
-static void pr_day_result(const struct pr_state_entry *e, const struct pr_state_member *m, bool first,
-                          struct pr_state_day *out) {
+static void pr_day_result(const struct pr_state_entry *e, const struct pr_state_member *m,
+                          bool first, struct pr_state_day *out) {
     out->total = m->total;
     out->overs = m->overs;
     out->first = first;
     out->crossing = e->owner == m;
 }
 
-void pr_state_day_count(struct pr_state *st, struct pr_str key, struct pr_str id, int64_t value, bool over,
-                        bool candidate, int64_t threshold, struct pr_str house_bill, int64_t now_ms,
-                        struct pr_state_day *out) {
+void pr_state_day_count(struct pr_state *st, struct pr_str key, struct pr_str id, int64_t value,
+                        bool over, bool candidate, int64_t threshold, struct pr_str house_bill,
+                        int64_t now_ms, struct pr_state_day *out) {
     struct pr_state_entry *e = pr_entry_get(st, PR_ENTRY_DAY, key, now_ms);
     struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     bool first = m == NULL;
@@ -322,7 +336,8 @@ void pr_state_day_count(struct pr_state *st, struct pr_str key, struct pr_str id
 
 bool pr_state_day_lookup(const struct pr_state *st, struct pr_str key, struct pr_str id,
                          struct pr_state_day *out) {
-    const struct pr_state_entry *e = pr_entry_find(st, PR_ENTRY_DAY, key, pr_entry_hash(PR_ENTRY_DAY, key));
+    const struct pr_state_entry *e =
+        pr_entry_find(st, PR_ENTRY_DAY, key, pr_entry_hash(PR_ENTRY_DAY, key));
     if (!e) return false;
     const struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     if (!m) return false;
@@ -340,7 +355,8 @@ static int pr_bill_cmp(const void *a, const void *b) {
 }
 
 void pr_state_day_house_bills(const struct pr_state *st, struct pr_str key, struct pr_buf *out) {
-    const struct pr_state_entry *e = pr_entry_find(st, PR_ENTRY_DAY, key, pr_entry_hash(PR_ENTRY_DAY, key));
+    const struct pr_state_entry *e =
+        pr_entry_find(st, PR_ENTRY_DAY, key, pr_entry_hash(PR_ENTRY_DAY, key));
     if (!e) return;
     size_t n = e->member_count;
     const struct pr_state_member **list = pr_malloc((n ? n : 1) * sizeof(*list));
@@ -357,8 +373,8 @@ void pr_state_day_house_bills(const struct pr_state *st, struct pr_str key, stru
 
 /* ----------------------------------------------------------- address-day */
 
-int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr_str id, struct pr_str name,
-                               int64_t now_ms) {
+int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr_str id,
+                               struct pr_str name, int64_t now_ms) {
     struct pr_state_entry *e = pr_entry_get(st, PR_ENTRY_ADDRESS, key, now_ms);
     struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     if (m) return (int32_t)m->total;
@@ -374,7 +390,9 @@ int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr
 
 /* ---------------------------------------------------------------- expiry */
 
-static size_t pr_state_table_bytes(const struct pr_state *st) { return sizeof(*st); }
+static size_t pr_state_table_bytes(const struct pr_state *st) {
+    return sizeof(*st);
+}
 
 size_t pr_state_expire(struct pr_state *st, int64_t now_ms) {
     size_t dropped = 0;

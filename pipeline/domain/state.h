@@ -70,11 +70,11 @@ struct pr_state_day {
 };
 
 struct pr_state_stats {
-    size_t keys;       /* consignee-days plus address-days held */
-    size_t members;    /* declarations and names held under them */
-    size_t bytes;      /* memory held, tables included */
-    uint64_t expired;  /* keys dropped by TTL */
-    uint64_t evicted;  /* keys dropped by max_bytes */
+    size_t keys;      /* consignee-days plus address-days held */
+    size_t members;   /* declarations and names held under them */
+    size_t bytes;     /* memory held, tables included */
+    uint64_t expired; /* keys dropped by TTL */
+    uint64_t evicted; /* keys dropped by max_bytes */
 };
 
 struct pr_state *pr_state_new(const struct pr_state_options *options);

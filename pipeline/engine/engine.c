@@ -103,7 +103,8 @@
 #define PR_DEADLETTER_OVERHEAD 1024
 
 /* The outputs the chain makes of a decided record, in the order produced. */
-static const uint32_t pr_decided_outputs[] = {PR_OUT_DECISION, PR_OUT_ALERT, PR_OUT_AGGREGATE_ALERT};
+static const uint32_t pr_decided_outputs[] = {PR_OUT_DECISION, PR_OUT_ALERT,
+                                              PR_OUT_AGGREGATE_ALERT};
 #define PR_OUT_DECIDED (PR_OUT_DECISION | PR_OUT_ALERT | PR_OUT_AGGREGATE_ALERT)
 
 struct pr_engine;
@@ -162,7 +163,7 @@ struct pr_engine {
     struct pr_rules *rules;
     size_t slot_count;
     struct pr_slot *slots;
-    size_t head;  /* oldest in-flight slot */
+    size_t head; /* oldest in-flight slot */
     size_t inflight;
     struct pr_slot *filling; /* slot being filled by poll, or NULL */
     bool fatal;
@@ -172,7 +173,7 @@ struct pr_engine {
     uint64_t produce_retries;
     uint64_t commits;
     int64_t first_message_us, last_commit_us;
-    bool eos;          /* exactly_once */
+    bool eos; /* exactly_once */
     bool txn_open;
     /* The open transaction hit an abortable error (a refused record): the
      * client takes nothing more in it (RD_KAFKA_RESP_ERR__STATE), so the
@@ -186,7 +187,7 @@ struct pr_engine {
     /* event_time -> acknowledgement of the decision, ms. */
     struct pr_histogram latency;
     size_t dlq_keep_bytes;
-    struct pr_buf scratch; /* dead letters written by the engine */
+    struct pr_buf scratch;       /* dead letters written by the engine */
     struct pr_refusal *refusals; /* exactly-once: refusals of aborted transactions */
     size_t refusal_count;
     bool settling;
@@ -219,7 +220,8 @@ struct pr_engine {
     struct pr_output_ids frame_ids;
 };
 
-static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset);
+static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition,
+                                                 int64_t offset);
 static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch);
 
 /* ----------------------------------------------------------------- metrics */
@@ -273,7 +275,8 @@ static void pr_engine_tick(struct pr_engine *engine) {
     if (!engine->metrics) return;
     int64_t now = pr_monotonic_us();
     pr_metrics_heartbeat(engine->metrics, now);
-    if (engine->publish_pending || now - engine->last_publish_us >= 1000000) pr_engine_publish(engine, now);
+    if (engine->publish_pending || now - engine->last_publish_us >= 1000000)
+        pr_engine_publish(engine, now);
 }
 
 static void pr_engine_set_paused(struct pr_engine *engine, bool paused) {
@@ -283,13 +286,15 @@ static void pr_engine_set_paused(struct pr_engine *engine, bool paused) {
 }
 
 /* Exactly-once: remembers the offsets a transaction committed (for the lag). */
-static void pr_engine_note_txn_offsets(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *offsets) {
+static void pr_engine_note_txn_offsets(struct pr_engine *engine,
+                                       const rd_kafka_topic_partition_list_t *offsets) {
     for (int i = 0; i < offsets->cnt; i++) {
         int32_t partition = offsets->elems[i].partition;
         if (partition < 0 || partition >= PR_METRICS_MAX_PARTITIONS) continue;
         if ((size_t)partition >= engine->txn_offset_count) {
             size_t count = (size_t)partition + 1;
-            engine->txn_offsets = pr_realloc(engine->txn_offsets, count * sizeof(*engine->txn_offsets));
+            engine->txn_offsets =
+                pr_realloc(engine->txn_offsets, count * sizeof(*engine->txn_offsets));
             for (size_t k = engine->txn_offset_count; k < count; k++) engine->txn_offsets[k] = -1;
             engine->txn_offset_count = count;
         }
@@ -299,24 +304,29 @@ static void pr_engine_note_txn_offsets(struct pr_engine *engine, const rd_kafka_
 
 /* A partition assigned (again): what it had committed before may be
  * another member's past; librdkafka's fetched offset is right again. */
-static void pr_engine_forget_txn_offsets(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *parts) {
+static void pr_engine_forget_txn_offsets(struct pr_engine *engine,
+                                         const rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++)
-        if (parts->elems[i].partition >= 0 && (size_t)parts->elems[i].partition < engine->txn_offset_count)
+        if (parts->elems[i].partition >= 0 &&
+            (size_t)parts->elems[i].partition < engine->txn_offset_count)
             engine->txn_offsets[parts->elems[i].partition] = -1;
 }
 
 /* The lag of one partition from its statistics: librdkafka's consumer_lag
  * (end offset minus the committed offset it knows), or, exactly-once, the
  * end offset minus the offset our last transaction committed. -1: unknown. */
-static int64_t pr_engine_partition_lag(const struct pr_engine *engine, int32_t partition, json_t *stats) {
-    int64_t mine = (size_t)partition < engine->txn_offset_count ? engine->txn_offsets[partition] : -1;
+static int64_t pr_engine_partition_lag(const struct pr_engine *engine, int32_t partition,
+                                       json_t *stats) {
+    int64_t mine =
+        (size_t)partition < engine->txn_offset_count ? engine->txn_offsets[partition] : -1;
     json_t *end = json_object_get(stats, engine->read_committed ? "ls_offset" : "hi_offset");
     if (mine >= 0 && json_is_integer(end) && json_integer_value(end) >= 0) {
         int64_t lag = (int64_t)json_integer_value(end) - mine;
         return lag > 0 ? lag : 0;
     }
     json_t *lag = json_object_get(stats, "consumer_lag");
-    return json_is_integer(lag) && json_integer_value(lag) >= 0 ? (int64_t)json_integer_value(lag) : -1;
+    return json_is_integer(lag) && json_integer_value(lag) >= 0 ? (int64_t)json_integer_value(lag)
+                                                                : -1;
 }
 
 static int pr_lag_compare(const void *a, const void *b) {
@@ -353,12 +363,15 @@ static int pr_engine_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void 
     rd_kafka_topic_partition_list_t *assigned = NULL;
     if (rd_kafka_assignment(rk, &assigned)) assigned = NULL;
     const char *topic = engine->cfg->topic_declarations;
-    json_t *partitions = json_object_get(json_object_get(json_object_get(root, "topics"), topic), "partitions");
+    json_t *partitions =
+        json_object_get(json_object_get(json_object_get(root, "topics"), topic), "partitions");
     size_t count = 0;
     json_object_foreach(partitions, name, item) {
         long long id;
-        if (pr_parse_integer(name, 0, INT32_MAX, &id) != PR_OK) continue; /* "-1": unassigned messages */
-        if (!assigned || !rd_kafka_topic_partition_list_find(assigned, topic, (int32_t)id)) continue;
+        if (pr_parse_integer(name, 0, INT32_MAX, &id) != PR_OK)
+            continue; /* "-1": unassigned messages */
+        if (!assigned || !rd_kafka_topic_partition_list_find(assigned, topic, (int32_t)id))
+            continue;
         int64_t lag = pr_engine_partition_lag(engine, (int32_t)id, item);
         if (lag < 0) continue;
         if (count == PR_METRICS_MAX_PARTITIONS) break;
@@ -375,7 +388,8 @@ static int pr_engine_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void 
 
 /* The configured name of an output topic handle: it outlives the handle
  * (a refusal remembered across a producer restart names it). */
-static const char *pr_engine_topic_label(const struct pr_engine *engine, const rd_kafka_topic_t *rkt) {
+static const char *pr_engine_topic_label(const struct pr_engine *engine,
+                                         const rd_kafka_topic_t *rkt) {
     if (rkt == engine->topic_decisions) return engine->cfg->topic_decisions;
     if (rkt == engine->topic_alerts) return engine->cfg->topic_alerts;
     if (rkt == engine->topic_dlq) return engine->cfg->topic_dlq;
@@ -396,7 +410,8 @@ static void pr_engine_dlq_fault(struct pr_engine *engine, const struct pr_record
 /* One line for the refusals of a batch, at most once per 10 s (a topic
  * that refuses everything must not flood the log); the dead letters carry
  * each record's own detail. */
-static void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_batch *batch, const char *then) {
+static void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_batch *batch,
+                                   const char *then) {
     const struct pr_record *first = NULL;
     size_t count = 0;
     for (size_t i = 0; i < batch->count; i++)
@@ -414,7 +429,8 @@ static void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_bat
 
 /* Notes the first refusal of one of rec's outputs (for the dead letter's
  * detail). */
-static void pr_record_note_refusal(struct pr_record *rec, rd_kafka_resp_err_t err, const char *topic) {
+static void pr_record_note_refusal(struct pr_record *rec, rd_kafka_resp_err_t err,
+                                   const char *topic) {
     if (rec->refused_err) return;
     rec->refused_err = err;
     rec->refused_topic = topic;
@@ -424,7 +440,8 @@ static void pr_record_note_refusal(struct pr_record *rec, rd_kafka_resp_err_t er
  * an earlier one failed (an abortable error, not a fatal one): it is
  * aborted and processed again, never a reason to stop. */
 static bool pr_engine_txn_refuses_more(const struct pr_engine *engine, rd_kafka_resp_err_t err) {
-    return engine->eos && err == RD_KAFKA_RESP_ERR__STATE && !rd_kafka_fatal_error(engine->producer, NULL, 0);
+    return engine->eos && err == RD_KAFKA_RESP_ERR__STATE &&
+           !rd_kafka_fatal_error(engine->producer, NULL, 0);
 }
 
 /* A delivery that failed. A refusal of the record is settled before the
@@ -470,7 +487,8 @@ static void pr_engine_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void 
     if (!dv) return;
     struct pr_slot *slot = dv->slot;
     if (msg->err) {
-        pr_engine_delivery_failed(slot->engine, dv, msg->err, pr_engine_topic_label(slot->engine, msg->rkt));
+        pr_engine_delivery_failed(slot->engine, dv, msg->err,
+                                  pr_engine_topic_label(slot->engine, msg->rkt));
     } else if (dv->output == PR_OUT_DECISION) {
         /* End-to-end latency: the hub's event_time to the broker's ack. */
         int64_t event_time = dv->rec->decl.event_time, now = pr_now_ms();
@@ -496,9 +514,11 @@ static void pr_slot_track_offset(struct pr_slot *slot, int32_t partition, int64_
 
 static void pr_engine_commit(struct pr_engine *engine, struct pr_slot *slot, bool sync) {
     if (slot->offset_count == 0) return;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)slot->offset_count);
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new((int)slot->offset_count);
     for (size_t i = 0; i < slot->offset_count; i++)
-        rd_kafka_topic_partition_list_add(list, engine->cfg->topic_declarations, slot->partitions[i])
+        rd_kafka_topic_partition_list_add(list, engine->cfg->topic_declarations,
+                                          slot->partitions[i])
             ->offset = slot->next_offsets[i];
     rd_kafka_resp_err_t err = rd_kafka_commit(engine->consumer, list, sync ? 0 : 1);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -532,7 +552,8 @@ static void pr_engine_count_committed(struct pr_engine *engine, const struct pr_
     struct pr_slot_counts *to = &engine->committed;
     const struct pr_slot_counts *from = &slot->counts;
     for (size_t i = 0; i < PR_ARRAY_LEN(to->lanes); i++) to->lanes[i] += from->lanes[i];
-    for (size_t i = 0; i < PR_ARRAY_LEN(to->dead_letters); i++) to->dead_letters[i] += from->dead_letters[i];
+    for (size_t i = 0; i < PR_ARRAY_LEN(to->dead_letters); i++)
+        to->dead_letters[i] += from->dead_letters[i];
     to->alerts += from->alerts;
     to->aggregate_alerts += from->aggregate_alerts;
     engine->committed_declarations += slot->batch.count;
@@ -629,9 +650,10 @@ static bool pr_engine_remember_refusals(struct pr_engine *engine) {
     for (size_t k = 0; k < engine->inflight; k++) {
         struct pr_slot *slot = &engine->slots[(engine->head + k) % engine->slot_count];
         if (!slot->refused) continue;
-        pr_engine_log_refusals(engine, &slot->batch,
-                               "the transaction is aborted and processed again; each is produced once "
-                               "more, then dead-lettered as OUTPUT_REJECTED");
+        pr_engine_log_refusals(
+            engine, &slot->batch,
+            "the transaction is aborted and processed again; each is produced once "
+            "more, then dead-lettered as OUTPUT_REJECTED");
         pr_engine_refresh_limits(engine, &slot->batch);
         if (engine->fatal) return false;
         for (size_t i = 0; i < slot->batch.count; i++) {
@@ -643,11 +665,13 @@ static bool pr_engine_remember_refusals(struct pr_engine *engine) {
             }
             struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
             if (!r) {
-                engine->refusals =
-                    pr_realloc(engine->refusals, (engine->refusal_count + 1) * sizeof(*engine->refusals));
+                engine->refusals = pr_realloc(engine->refusals, (engine->refusal_count + 1) *
+                                                                    sizeof(*engine->refusals));
                 r = &engine->refusals[engine->refusal_count++];
-                *r = (struct pr_refusal){.partition = rec->partition, .offset = rec->offset,
-                                         .err = rec->refused_err, .topic = rec->refused_topic};
+                *r = (struct pr_refusal){.partition = rec->partition,
+                                         .offset = rec->offset,
+                                         .err = rec->refused_err,
+                                         .topic = rec->refused_topic};
             }
             uint32_t outputs = rec->refused & PR_OUT_DECIDED;
             r->rejected |= rec->rejected | (outputs & rec->retried);
@@ -659,19 +683,22 @@ static bool pr_engine_remember_refusals(struct pr_engine *engine) {
 }
 
 /* After a commit: refusals at offsets now committed are done. */
-static void pr_engine_forget_refusals(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *committed) {
+static void pr_engine_forget_refusals(struct pr_engine *engine,
+                                      const rd_kafka_topic_partition_list_t *committed) {
     size_t kept = 0;
     for (size_t i = 0; i < engine->refusal_count; i++) {
         const struct pr_refusal *r = &engine->refusals[i];
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
-            (rd_kafka_topic_partition_list_t *)committed, engine->cfg->topic_declarations, r->partition);
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find((rd_kafka_topic_partition_list_t *)committed,
+                                               engine->cfg->topic_declarations, r->partition);
         if (!tp || r->offset >= tp->offset) engine->refusals[kept++] = *r;
     }
     engine->refusal_count = kept;
 }
 
 static void pr_engine_txn_abort(struct pr_engine *engine) {
-    pr_warn("aborting the transaction of %zu declarations; they are processed again", engine->txn_records);
+    pr_warn("aborting the transaction of %zu declarations; they are processed again",
+            engine->txn_records);
     rd_kafka_error_t *error = rd_kafka_abort_transaction(engine->producer, -1);
     if (error) {
         pr_error("abort failed: %s", rd_kafka_error_string(error));
@@ -746,7 +773,8 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
                 if (slot->next_offsets[k] > tp->offset) tp->offset = slot->next_offsets[k];
             }
         }
-        rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(engine->consumer);
+        rd_kafka_consumer_group_metadata_t *meta =
+            rd_kafka_consumer_group_metadata(engine->consumer);
         bool ok = pr_engine_txn_error(
             engine, rd_kafka_send_offsets_to_transaction(engine->producer, offsets, meta, -1),
             "send_offsets", &abort_needed);
@@ -759,8 +787,8 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
                     engine->commits++;
                     engine->last_commit_us = pr_monotonic_us();
                     for (size_t i = 0; i < engine->inflight; i++)
-                        pr_engine_count_committed(engine,
-                                                  &engine->slots[(engine->head + i) % engine->slot_count]);
+                        pr_engine_count_committed(
+                            engine, &engine->slots[(engine->head + i) % engine->slot_count]);
                     pr_engine_release_all(engine);
                     pr_engine_txn_counters_reset(engine);
                     if (engine->refusal_count) pr_engine_forget_refusals(engine, offsets);
@@ -783,7 +811,8 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
 static void pr_engine_txn_begin(struct pr_engine *engine) {
     if (engine->txn_open) return;
     bool abort_needed = false;
-    if (!pr_engine_txn_error(engine, rd_kafka_begin_transaction(engine->producer), "begin", &abort_needed))
+    if (!pr_engine_txn_error(engine, rd_kafka_begin_transaction(engine->producer), "begin",
+                             &abort_needed))
         return;
     engine->txn_open = true;
     engine->txn_started_us = pr_monotonic_us();
@@ -844,8 +873,8 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         engine->assigned_once = true;
         if (engine->snap) {
             /* Joined, even with nothing to own (more members than partitions). */
-            engine->snap->assigned_partitions = cooperative ? engine->snap->assigned_partitions + partitions->cnt
-                                                            : partitions->cnt;
+            engine->snap->assigned_partitions =
+                cooperative ? engine->snap->assigned_partitions + partitions->cnt : partitions->cnt;
             engine->snap->joined = true;
             /* An assignment comes from the group coordinator: Kafka is
              * reachable now, whatever the last statistics said. */
@@ -866,7 +895,8 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (engine->snap) {
         /* Eager: everything goes, and the member is between generations
          * until the next assignment. Cooperative: only these partitions. */
-        engine->snap->assigned_partitions = cooperative ? engine->snap->assigned_partitions - partitions->cnt : 0;
+        engine->snap->assigned_partitions =
+            cooperative ? engine->snap->assigned_partitions - partitions->cnt : 0;
         if (engine->snap->assigned_partitions < 0) engine->snap->assigned_partitions = 0;
         if (!cooperative || rd_kafka_assignment_lost(rk)) engine->snap->joined = false;
         engine->publish_pending = true;
@@ -896,8 +926,10 @@ static bool pr_engine_wait_output_topics(struct pr_engine *engine) {
         for (int i = 0; i < 3 && !missing; i++) {
             const struct rd_kafka_metadata *md;
             why = pr_kafka_topic_metadata(engine->consumer, names[i], 5000, &md);
-            if (why) missing = names[i];
-            else rd_kafka_metadata_destroy(md);
+            if (why)
+                missing = names[i];
+            else
+                rd_kafka_metadata_destroy(md);
         }
         if (!missing) return true;
         int64_t now = pr_monotonic_us();
@@ -935,8 +967,9 @@ static int64_t pr_engine_read_limits(struct pr_engine *engine, int64_t limits[3]
                 "when the broker reports it");
     int64_t smallest = engine->client_max_bytes;
     for (int i = 0; i < 3; i++) {
-        limits[i] = topic_max[i] > 0 && topic_max[i] < engine->client_max_bytes ? topic_max[i]
-                                                                                 : engine->client_max_bytes;
+        limits[i] = topic_max[i] > 0 && topic_max[i] < engine->client_max_bytes
+                        ? topic_max[i]
+                        : engine->client_max_bytes;
         if (limits[i] < smallest) smallest = limits[i];
     }
     return smallest;
@@ -951,8 +984,9 @@ static int64_t pr_engine_read_limits(struct pr_engine *engine, int64_t limits[3]
 static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch) {
     bool size = false;
     for (size_t i = 0; i < batch->count && !size; i++)
-        size = batch->records[i].refused && (batch->records[i].refused_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-                                             batch->records[i].refused_err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE);
+        size = batch->records[i].refused &&
+               (batch->records[i].refused_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                batch->records[i].refused_err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE);
     if (!size) return;
     int64_t limits[3];
     int64_t smallest = pr_engine_read_limits(engine, limits);
@@ -986,11 +1020,12 @@ static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pc
     engine->dlq_keep_bytes = (size_t)cfg->dlq_keep_bytes;
     int64_t dlq_need = (int64_t)cfg->dlq_keep_bytes + PR_DEADLETTER_OVERHEAD + PR_RECORD_OVERHEAD;
     if (dlq_need > limits[2]) {
-        pr_error("config: input.dlq_keep_bytes=%d cannot fit the DLQ topic %s: a dead letter cut to it "
-                 "needs up to %lld bytes, and the topic takes %lld (its max.message.bytes and the "
-                 "producer's message.max.bytes); lower input.dlq_keep_bytes to at most %lld",
-                 cfg->dlq_keep_bytes, cfg->topic_dlq, (long long)dlq_need, (long long)limits[2],
-                 (long long)(limits[2] - PR_DEADLETTER_OVERHEAD - PR_RECORD_OVERHEAD));
+        pr_error(
+            "config: input.dlq_keep_bytes=%d cannot fit the DLQ topic %s: a dead letter cut to it "
+            "needs up to %lld bytes, and the topic takes %lld (its max.message.bytes and the "
+            "producer's message.max.bytes); lower input.dlq_keep_bytes to at most %lld",
+            cfg->dlq_keep_bytes, cfg->topic_dlq, (long long)dlq_need, (long long)limits[2],
+            (long long)(limits[2] - PR_DEADLETTER_OVERHEAD - PR_RECORD_OVERHEAD));
         return 2;
     }
     size = sizeof(value);
@@ -1004,7 +1039,8 @@ static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pc
             pr_error("producer batch.size %s: %s", value, err);
             return 2;
         }
-        pr_info("producer batch.size %s: under the smallest max.message.bytes of the output topics", value);
+        pr_info("producer batch.size %s: under the smallest max.message.bytes of the output topics",
+                value);
         batch_size = pr_batch_bytes_under(smallest);
     }
     engine->producer_batch_size = batch_size;
@@ -1015,7 +1051,8 @@ static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pc
  * its transactions when exactly-once, and the output topic handles. */
 static int pr_engine_producer_start(struct pr_engine *engine) {
     char err[512];
-    engine->producer = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_dup(engine->producer_conf), err, sizeof(err));
+    engine->producer =
+        rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_dup(engine->producer_conf), err, sizeof(err));
     if (!engine->producer) {
         pr_error("cannot create the Kafka producer: %s", err);
         return 2;
@@ -1027,7 +1064,8 @@ static int pr_engine_producer_start(struct pr_engine *engine) {
             rd_kafka_error_t *error = rd_kafka_init_transactions(engine->producer, 30000);
             if (!error) break;
             bool retriable = rd_kafka_error_is_retriable(error);
-            pr_warn("init_transactions: %s%s", rd_kafka_error_string(error), retriable ? "; retrying" : "");
+            pr_warn("init_transactions: %s%s", rd_kafka_error_string(error),
+                    retriable ? "; retrying" : "");
             rd_kafka_error_destroy(error);
             if (!retriable || *engine->options->stop) return 1;
             pr_engine_tick(engine);
@@ -1056,18 +1094,20 @@ static int pr_engine_register_schemas(struct pr_engine *engine) {
         const char *topic, *schema, *record;
         uint32_t *id;
     } outputs[3] = {
-        {cfg->topic_decisions, pr_schema_decision, "parcelrisk.Decision", &engine->frame_ids.decision},
+        {cfg->topic_decisions, pr_schema_decision, "parcelrisk.Decision",
+         &engine->frame_ids.decision},
         {cfg->topic_alerts, pr_schema_decision, "parcelrisk.Decision", &engine->frame_ids.alert},
-        {cfg->topic_dlq, pr_schema_deadletter, "parcelrisk.DeadLetter", &engine->frame_ids.deadletter},
+        {cfg->topic_dlq, pr_schema_deadletter, "parcelrisk.DeadLetter",
+         &engine->frame_ids.deadletter},
     };
     int64_t last_log = 0;
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0;) {
         char subject[512], why[512];
-        pr_schema_registry_subject(cfg->schema_registry_subject_strategy, outputs[i].topic, outputs[i].record,
-                                   subject, sizeof(subject));
-        enum pr_reg_result res = pr_schema_registry_register(reg, subject, outputs[i].schema, outputs[i].id, why,
-                                                             sizeof(why));
+        pr_schema_registry_subject(cfg->schema_registry_subject_strategy, outputs[i].topic,
+                                   outputs[i].record, subject, sizeof(subject));
+        enum pr_reg_result res = pr_schema_registry_register(reg, subject, outputs[i].schema,
+                                                             outputs[i].id, why, sizeof(why));
         if (res == PR_REG_OK) {
             pr_info("schema registry: %s records on %s are framed with schema id %u (subject %s)",
                     outputs[i].record, outputs[i].topic, *outputs[i].id, subject);
@@ -1075,7 +1115,8 @@ static int pr_engine_register_schemas(struct pr_engine *engine) {
             continue;
         }
         if (res == PR_REG_REFUSED) {
-            pr_error("schema registry refuses our %s schema under subject %s: %s", outputs[i].record, subject, why);
+            pr_error("schema registry refuses our %s schema under subject %s: %s",
+                     outputs[i].record, subject, why);
             rc = 2;
             break;
         }
@@ -1112,15 +1153,17 @@ static int pr_engine_setup(struct pr_engine *engine) {
         size_t size = sizeof(value);
         if (rd_kafka_conf_get(cconf, "statistics.interval.ms", value, &size) == RD_KAFKA_CONF_OK &&
             strcmp(value, "0") == 0 &&
-            rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", err, sizeof(err)) !=
+                RD_KAFKA_CONF_OK) {
             pr_error("statistics.interval.ms: %s", err);
             rd_kafka_conf_destroy(cconf);
             return 2;
         }
         rd_kafka_conf_set_stats_cb(cconf, pr_engine_stats_cb);
         size = sizeof(value);
-        engine->read_committed = rd_kafka_conf_get(cconf, "isolation.level", value, &size) != RD_KAFKA_CONF_OK ||
-                                 strcmp(value, "read_uncommitted") != 0;
+        engine->read_committed =
+            rd_kafka_conf_get(cconf, "isolation.level", value, &size) != RD_KAFKA_CONF_OK ||
+            strcmp(value, "read_uncommitted") != 0;
     }
     engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
     if (!engine->consumer) {
@@ -1150,10 +1193,13 @@ static int pr_engine_setup(struct pr_engine *engine) {
             snprintf(txn_id, sizeof(txn_id), "%s-%s-%d", cfg->group_id, host, (int)getpid());
         }
         snprintf(timeout, sizeof(timeout), "%d", cfg->transaction_timeout_ms);
-        if (rd_kafka_conf_set(pconf, "transactional.id", txn_id, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(pconf, "transaction.timeout.ms", timeout, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+        if (rd_kafka_conf_set(pconf, "transactional.id", txn_id, err, sizeof(err)) !=
+                RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(pconf, "transaction.timeout.ms", timeout, err, sizeof(err)) !=
+                RD_KAFKA_CONF_OK ||
             /* A transaction needs a bounded delivery timeout. */
-            rd_kafka_conf_set(pconf, "message.timeout.ms", timeout, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_set(pconf, "message.timeout.ms", timeout, err, sizeof(err)) !=
+                RD_KAFKA_CONF_OK) {
             pr_error("exactly_once: %s", err);
             rd_kafka_conf_destroy(pconf);
             return 2;
@@ -1187,9 +1233,7 @@ static int pr_engine_setup(struct pr_engine *engine) {
 
 /* ---------------------------------------------------------------- produce */
 
-
 enum pr_produce_result { PR_PRODUCED, PR_REFUSED_NOW, PR_PRODUCE_FAILED };
-
 
 /* Produces one output of rec. A record over the producer's
  * message.max.bytes, or one the client refuses at once
@@ -1201,10 +1245,11 @@ enum pr_produce_result { PR_PRODUCED, PR_REFUSED_NOW, PR_PRODUCE_FAILED };
  * alone, never with innocent batch-mates. */
 static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot,
                                                 struct pr_record *rec, uint32_t output,
-                                                rd_kafka_topic_t *topic, const void *key, size_t key_len,
-                                                struct pr_str value) {
+                                                rd_kafka_topic_t *topic, const void *key,
+                                                size_t key_len, struct pr_str value) {
     if ((int64_t)(key_len + value.len) > engine->client_max_bytes) {
-        pr_record_note_refusal(rec, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, pr_engine_topic_label(engine, topic));
+        pr_record_note_refusal(rec, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                               pr_engine_topic_label(engine, topic));
         return PR_REFUSED_NOW;
     }
     struct pr_delivery *dv = pr_arena_alloc(&slot->batch.arena, sizeof(*dv));
@@ -1250,7 +1295,8 @@ static const char *pr_output_name(uint32_t output) {
 /* The dead letter of rec: its own (a dead record) or OUTPUT_REJECTED (a
  * decided record whose outputs were given up). With rec->dlq_cut, key and
  * payload are cut to input.dlq_keep_bytes together. */
-static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *engine, struct pr_slot *slot,
+static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *engine,
+                                                            struct pr_slot *slot,
                                                             struct pr_record *rec) {
     struct pr_batch *batch = &slot->batch;
     bool own = pr_record_dead(rec);
@@ -1268,8 +1314,9 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
                 if (rec->rejected & pr_decided_outputs[k])
                     snprintf(outputs + strlen(outputs), sizeof(outputs) - strlen(outputs), "%s%s",
                              outputs[0] ? " and " : "", pr_output_name(pr_decided_outputs[k]));
-            n = snprintf(detail, sizeof(detail), "the %s of this declaration refused for good by topic %s: %s",
-                         outputs, rec->refused_topic ? rec->refused_topic : "?",
+            n = snprintf(detail, sizeof(detail),
+                         "the %s of this declaration refused for good by topic %s: %s", outputs,
+                         rec->refused_topic ? rec->refused_topic : "?",
                          rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err));
         }
         if (rec->dlq_cut) {
@@ -1277,9 +1324,10 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
             key_len = key_len < keep ? key_len : keep;
             payload_len = payload_len < keep - key_len ? payload_len : keep - key_len;
             if (n >= 0 && (size_t)n < sizeof(detail))
-                snprintf(detail + n, sizeof(detail) - (size_t)n,
-                         " (cut to input.dlq_keep_bytes=%zu: key %zu of %zu bytes, payload %zu of %zu)",
-                         keep, key_len, rec->key_len, payload_len, rec->payload_len);
+                snprintf(
+                    detail + n, sizeof(detail) - (size_t)n,
+                    " (cut to input.dlq_keep_bytes=%zu: key %zu of %zu bytes, payload %zu of %zu)",
+                    keep, key_len, rec->key_len, payload_len, rec->payload_len);
         }
         struct pr_deadletter_view view = {
             .error_code = pr_dlq_names[own ? rec->dlq_code : PR_DLQ_OUTPUT_REJECTED],
@@ -1301,8 +1349,8 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
         struct pr_str value = {pr_arena_strndup(&batch->arena, (const char *)engine->scratch.data,
                                                 engine->scratch.len),
                                (uint32_t)engine->scratch.len};
-        enum pr_produce_result res =
-            pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq, rec->key, key_len, value);
+        enum pr_produce_result res = pr_engine_produce(engine, slot, rec, PR_OUT_DLQ,
+                                                       engine->topic_dlq, rec->key, key_len, value);
         if (res != PR_REFUSED_NOW) return res;
         if (rec->dlq_cut) {
             pr_engine_dlq_fault(engine, rec);
@@ -1322,12 +1370,15 @@ static void pr_engine_count_rejected(struct pr_engine *engine, struct pr_slot *s
 
 /* Produces one of rec's outputs (the encoded value the chain made); a
  * refusal at once gives it up in favour of the OUTPUT_REJECTED dead letter. */
-static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot, struct pr_record *rec,
-                                  uint32_t output) {
-    rd_kafka_topic_t *topic = output == PR_OUT_DECISION ? engine->topic_decisions : engine->topic_alerts;
+static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot,
+                                  struct pr_record *rec, uint32_t output) {
+    rd_kafka_topic_t *topic =
+        output == PR_OUT_DECISION ? engine->topic_decisions : engine->topic_alerts;
     struct pr_str key = output == PR_OUT_DECISION ? rec->decl.declaration_id : rec->decl.house_bill;
-    struct pr_str value = output == PR_OUT_AGGREGATE_ALERT ? rec->out_aggregate_alert : rec->out_decision;
-    if (output == PR_OUT_ALERT && engine->framed && engine->frame_ids.alert != engine->frame_ids.decision &&
+    struct pr_str value =
+        output == PR_OUT_AGGREGATE_ALERT ? rec->out_aggregate_alert : rec->out_decision;
+    if (output == PR_OUT_ALERT && engine->framed &&
+        engine->frame_ids.alert != engine->frame_ids.decision &&
         value.len >= PR_WIRE_HEADER_BYTES) {
         /* The alerts subject has its own id for the Decision schema. */
         char *copy = pr_arena_alloc(&slot->batch.arena, value.len);
@@ -1335,14 +1386,17 @@ static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot
         pr_wire_header(engine->frame_ids.alert, (uint8_t *)copy);
         value.ptr = copy;
     }
-    if (pr_engine_produce(engine, slot, rec, output, topic, key.ptr, key.len, value) == PR_REFUSED_NOW)
+    if (pr_engine_produce(engine, slot, rec, output, topic, key.ptr, key.len, value) ==
+        PR_REFUSED_NOW)
         rec->rejected |= output;
 }
 
-static void pr_engine_emit_rejected(struct pr_engine *engine, struct pr_slot *slot, struct pr_record *rec) {
+static void pr_engine_emit_rejected(struct pr_engine *engine, struct pr_slot *slot,
+                                    struct pr_record *rec) {
     if (!(rec->rejected & PR_OUT_DECIDED) || rec->rejected_sent) return;
     rec->rejected_sent = true;
-    if (pr_engine_produce_dead_letter(engine, slot, rec) == PR_PRODUCED) pr_engine_count_rejected(engine, slot);
+    if (pr_engine_produce_dead_letter(engine, slot, rec) == PR_PRODUCED)
+        pr_engine_count_rejected(engine, slot);
 }
 
 /* After every delivery report of slot: what the broker refused is produced
@@ -1354,7 +1408,8 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
     engine->settling = true;
     slot->refused = false;
     struct pr_batch *batch = &slot->batch;
-    pr_engine_log_refusals(engine, batch, "each is produced once more, then dead-lettered as OUTPUT_REJECTED");
+    pr_engine_log_refusals(engine, batch,
+                           "each is produced once more, then dead-lettered as OUTPUT_REJECTED");
     pr_engine_refresh_limits(engine, batch);
     for (size_t i = 0; i < batch->count && !engine->fatal; i++) {
         struct pr_record *rec = &batch->records[i];
@@ -1372,7 +1427,8 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
         uint32_t again = refused & PR_OUT_DECIDED & ~rec->retried;
         rec->retried |= again;
         for (size_t k = 0; k < PR_ARRAY_LEN(pr_decided_outputs); k++)
-            if (again & pr_decided_outputs[k]) pr_engine_emit_output(engine, slot, rec, pr_decided_outputs[k]);
+            if (again & pr_decided_outputs[k])
+                pr_engine_emit_output(engine, slot, rec, pr_decided_outputs[k]);
         rec->rejected |= refused & PR_OUT_DECIDED & ~again;
         /* Counted as produced by pr_engine_emit; they are dead letters now. */
         uint32_t given_up = rec->rejected & ~rejected_before;
@@ -1393,7 +1449,8 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
     engine->settling = false;
 }
 
-static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition, int64_t offset) {
+static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition,
+                                                 int64_t offset) {
     for (size_t i = 0; i < engine->refusal_count; i++)
         if (engine->refusals[i].partition == partition && engine->refusals[i].offset == offset)
             return &engine->refusals[i];
@@ -1408,7 +1465,8 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
         pr_slot_track_offset(slot, rec->partition, rec->offset);
         if (engine->refusal_count) {
             /* Processed again after a transaction aborted on its refusal. */
-            const struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
+            const struct pr_refusal *r =
+                pr_engine_find_refusal(engine, rec->partition, rec->offset);
             if (r) {
                 rec->retried = r->retried;
                 rec->rejected = r->rejected;
@@ -1421,8 +1479,8 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
             /* The encode operator's dead letter, unless it must be cut. */
             enum pr_produce_result res =
                 rec->dlq_cut ? pr_engine_produce_dead_letter(engine, slot, rec)
-                             : pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq, rec->key,
-                                                 rec->key_len, rec->out_dlq);
+                             : pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq,
+                                                 rec->key, rec->key_len, rec->out_dlq);
             if (res == PR_REFUSED_NOW) {
                 rec->dlq_cut = true;
                 res = pr_engine_produce_dead_letter(engine, slot, rec);
@@ -1433,7 +1491,8 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
         }
         for (size_t k = 0; k < PR_ARRAY_LEN(pr_decided_outputs); k++) {
             uint32_t bit = pr_decided_outputs[k];
-            if ((rec->outputs & bit) && !(rec->rejected & bit)) pr_engine_emit_output(engine, slot, rec, bit);
+            if ((rec->outputs & bit) && !(rec->rejected & bit))
+                pr_engine_emit_output(engine, slot, rec, bit);
         }
         pr_engine_emit_rejected(engine, slot, rec);
         /* Counted as produced; what is rejected is counted as a dead letter. */
@@ -1579,7 +1638,8 @@ static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
         rd_kafka_metadata_destroy(md);
         return -1;
     }
-    rd_kafka_topic_partition_list_t *others = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+    rd_kafka_topic_partition_list_t *others =
+        rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
     for (int i = 0; i < md->topics[0].partition_cnt; i++) {
         int32_t p = md->topics[0].partitions[i].id;
         if (!rd_kafka_topic_partition_list_find(mine, topic, p))
@@ -1591,8 +1651,8 @@ static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
     if (others->cnt > 0 && rd_kafka_committed(engine->consumer, others, 5000)) backlog = -1;
     for (int i = 0; backlog >= 0 && i < others->cnt; i++) {
         int64_t low = 0, high = 0;
-        if (rd_kafka_query_watermark_offsets(engine->consumer, topic, others->elems[i].partition, &low,
-                                             &high, 5000)) {
+        if (rd_kafka_query_watermark_offsets(engine->consumer, topic, others->elems[i].partition,
+                                             &low, &high, 5000)) {
             backlog = -1;
             break;
         }
@@ -1605,14 +1665,14 @@ static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
 
 static void pr_engine_log_stats(struct pr_engine *engine, const char *prefix) {
     struct pr_engine_totals *t = &engine->totals;
-    pr_info("%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu output_rejected=%llu batches=%llu "
-            "inflight=%zu commits=%llu queue_full_waits=%llu transactions=%llu aborted=%llu",
-            prefix, (unsigned long long)t->consumed, (unsigned long long)t->decisions,
-            (unsigned long long)t->alerts, (unsigned long long)t->dead_letters,
-            (unsigned long long)t->output_rejected,
-            (unsigned long long)t->batches, engine->inflight, (unsigned long long)engine->commits,
-            (unsigned long long)engine->produce_retries, (unsigned long long)engine->txn_commits,
-            (unsigned long long)engine->txn_aborts);
+    pr_info(
+        "%s: consumed=%llu decisions=%llu alerts=%llu dlq=%llu output_rejected=%llu batches=%llu "
+        "inflight=%zu commits=%llu queue_full_waits=%llu transactions=%llu aborted=%llu",
+        prefix, (unsigned long long)t->consumed, (unsigned long long)t->decisions,
+        (unsigned long long)t->alerts, (unsigned long long)t->dead_letters,
+        (unsigned long long)t->output_rejected, (unsigned long long)t->batches, engine->inflight,
+        (unsigned long long)engine->commits, (unsigned long long)engine->produce_retries,
+        (unsigned long long)engine->txn_commits, (unsigned long long)engine->txn_aborts);
 }
 
 static double pr_cpu_seconds(void) {
@@ -1648,7 +1708,8 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         engine->metrics = pr_metrics_new(cfg->http_stall_ms, options->build_version);
         engine->snap = pr_calloc(1, sizeof(*engine->snap));
         *engine->snap = engine->metrics->shared;
-        snprintf(engine->snap->lag_topic, sizeof(engine->snap->lag_topic), "%s", cfg->topic_declarations);
+        snprintf(engine->snap->lag_topic, sizeof(engine->snap->lag_topic), "%s",
+                 cfg->topic_declarations);
         pr_engine_tick(engine);
         engine->probe = pr_probe_start(cfg, engine->metrics);
         engine->http = engine->probe ? pr_http_start(cfg->http_listen, engine->metrics) : NULL;
@@ -1685,7 +1746,8 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             pr_engine_complete(engine, false);
             continue;
         }
-        struct pr_slot *slot = &engine->slots[(engine->head + engine->inflight) % engine->slot_count];
+        struct pr_slot *slot =
+            &engine->slots[(engine->head + engine->inflight) % engine->slot_count];
         engine->filling = slot;
         pr_engine_fill(engine, slot);
         engine->filling = NULL;
@@ -1719,8 +1781,8 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
             pr_engine_complete(engine, false);
         }
         if (engine->eos && engine->txn_open &&
-            (polled == 0 /* input idle */ ||
-             engine->txn_doomed || engine->txn_records >= (size_t)cfg->transaction_max_records ||
+            (polled == 0 /* input idle */ || engine->txn_doomed ||
+             engine->txn_records >= (size_t)cfg->transaction_max_records ||
              pr_monotonic_us() - engine->txn_started_us >= cfg->transaction_interval_ms * 1000LL))
             pr_engine_txn_commit(engine);
         int64_t now = pr_monotonic_us();
@@ -1732,11 +1794,14 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         if (options->reload && *options->reload) {
             /* SIGHUP: between batches, so one batch sees one rule set. */
             *options->reload = 0;
-            struct pr_rules *fresh = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
+            struct pr_rules *fresh =
+                pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
             if (!fresh) {
-                pr_error("rules reload refused, %s stays in force: %s", engine->rules->version, err);
+                pr_error("rules reload refused, %s stays in force: %s", engine->rules->version,
+                         err);
             } else {
-                pr_info("rules reloaded: ruleset_version %s (was %s)", fresh->version, engine->rules->version);
+                pr_info("rules reloaded: ruleset_version %s (was %s)", fresh->version,
+                        engine->rules->version);
                 pr_rules_free(engine->rules);
                 engine->rules = fresh;
             }
@@ -1774,7 +1839,8 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     engine->totals.cpu_seconds = pr_cpu_seconds() - cpu0;
     engine->totals.wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
     if (engine->first_message_us && engine->last_commit_us > engine->first_message_us)
-        engine->totals.active_seconds = (double)(engine->last_commit_us - engine->first_message_us) / 1e6;
+        engine->totals.active_seconds =
+            (double)(engine->last_commit_us - engine->first_message_us) / 1e6;
     engine->totals.latency_count = engine->latency.count;
     engine->totals.latency_p50_ms = pr_histogram_quantile(&engine->latency, 0.50);
     engine->totals.latency_p99_ms = pr_histogram_quantile(&engine->latency, 0.99);
@@ -1792,9 +1858,10 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         st->cache_hits = op->stats.cache_hits;
         st->cache_misses = op->stats.cache_misses;
         engine->totals.operator_count = i + 1;
-        pr_debug("operator %-10s batches=%llu records=%llu busy=%.3f s round_trips=%llu", op->ops->name,
-                 (unsigned long long)op->stats.batches, (unsigned long long)op->stats.records,
-                 (double)op->stats.busy_us / 1e6, (unsigned long long)op->stats.round_trips);
+        pr_debug("operator %-10s batches=%llu records=%llu busy=%.3f s round_trips=%llu",
+                 op->ops->name, (unsigned long long)op->stats.batches,
+                 (unsigned long long)op->stats.records, (double)op->stats.busy_us / 1e6,
+                 (unsigned long long)op->stats.round_trips);
     }
     rc = engine->fatal ? 1 : 0;
 
@@ -1805,7 +1872,8 @@ out:
         engine->snap->stopping = true;
         engine->publish_pending = true;
         for (int attempt = 0; attempt < 100 && engine->publish_pending; attempt++) {
-            if (attempt) nanosleep(&(struct timespec){0, 1000000}, NULL); /* a scrape holds the lock */
+            if (attempt)
+                nanosleep(&(struct timespec){0, 1000000}, NULL); /* a scrape holds the lock */
             pr_engine_tick(engine);
         }
     }

@@ -11,8 +11,8 @@ static int pr_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value
     if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
         /* librdkafka may quote the value in its message: never a secret's. */
         char shown[512];
-        const char *why = pr_config_key_is_secret(key) ? pr_redact(err, value, shown, sizeof(shown))
-                                                       : err;
+        const char *why =
+            pr_config_key_is_secret(key) ? pr_redact(err, value, shown, sizeof(shown)) : err;
         if (line > 0)
             fprintf(stderr, "parcelrisk: config error: %s:%d: key 'kafka.%s': %s\n", origin, line,
                     key, why);
@@ -58,10 +58,8 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
     /* Defaults that the delivery guarantee depends on come first; the user's
      * kafka.* keys may override tuning, not these semantics (checked after). */
     static const char *const common[][2] = {
-        {"bootstrap.servers", "127.0.0.1:9092"},
-        {"client.id", "parcelrisk"},
-        {"socket.keepalive.enable", "true"},
-        {"reconnect.backoff.ms", "100"},
+        {"bootstrap.servers", "127.0.0.1:9092"}, {"client.id", "parcelrisk"},
+        {"socket.keepalive.enable", "true"},     {"reconnect.backoff.ms", "100"},
         {"reconnect.backoff.max.ms", "5000"},
     };
     static const char *const consumer[][2] = {
@@ -114,7 +112,8 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
             if (side != PR_KAFKA_PRODUCER) continue;
             key += 9;
         }
-        if (pr_conf_set(conf, key, cfg->kafka[i].value, cfg->kafka[i].origin, cfg->kafka[i].line) != PR_OK) {
+        if (pr_conf_set(conf, key, cfg->kafka[i].value, cfg->kafka[i].origin, cfg->kafka[i].line) !=
+            PR_OK) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
@@ -153,25 +152,29 @@ rd_kafka_resp_err_t pr_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, i
  * for duplicates: acknowledged, never written (seen here: 3 declarations of
  * a freshly created topic lost by `parcelrisk gen`, librdkafka 2.0.2). So
  * topic creation ends only when the topics are stably visible. */
-static int pr_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, int count, int timeout_ms) {
+static int pr_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, int count,
+                                int timeout_ms) {
     int64_t deadline = pr_monotonic_us() + (int64_t)timeout_ms * 1000;
     int stable = 0;
     while (stable < 3) {
         bool ready = true;
         for (int i = 0; i < count && ready; i++) {
             const struct rd_kafka_metadata *md;
-            if (pr_kafka_topic_metadata(rk, names[i], 5000, &md) || md->topics[0].partition_cnt == 0) {
+            if (pr_kafka_topic_metadata(rk, names[i], 5000, &md) ||
+                md->topics[0].partition_cnt == 0) {
                 ready = false;
             } else {
                 for (int p = 0; p < md->topics[0].partition_cnt; p++)
-                    if (md->topics[0].partitions[p].err || md->topics[0].partitions[p].leader < 0) ready = false;
+                    if (md->topics[0].partitions[p].err || md->topics[0].partitions[p].leader < 0)
+                        ready = false;
             }
             if (md) rd_kafka_metadata_destroy(md);
         }
         stable = ready ? stable + 1 : 0;
         if (stable < 3) {
             if (pr_monotonic_us() > deadline) {
-                pr_error("creating topics: not all partitions have a leader after %d ms", timeout_ms);
+                pr_error("creating topics: not all partitions have a leader after %d ms",
+                         timeout_ms);
                 return PR_ERR;
             }
             struct timespec ts = {0, 200 * 1000 * 1000};
@@ -198,7 +201,8 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
         topics[i] = rd_kafka_NewTopic_new(names[i], parts, 1, err, sizeof(err));
     }
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t *options =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, err, sizeof(err));
     rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err, sizeof(err));
     rd_kafka_CreateTopics(rk, topics, 4, options, queue);
@@ -222,7 +226,8 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
             else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
                 pr_info("topic %s exists", name);
             else {
-                pr_error("creating topic %s: %s", name, rd_kafka_topic_result_error_string(results[i]));
+                pr_error("creating topic %s: %s", name,
+                         rd_kafka_topic_result_error_string(results[i]));
                 rc = PR_ERR;
             }
         }
@@ -244,15 +249,14 @@ bool pr_kafka_err_refuses_record(rd_kafka_resp_err_t err) {
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:        /* e.g. a compacted topic and no key */
     case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
-    case RD_KAFKA_RESP_ERR__BAD_MSG:
-        return true;
-    default:
-        return false;
+    case RD_KAFKA_RESP_ERR__BAD_MSG: return true;
+    default: return false;
     }
 }
 
 bool pr_kafka_err_topic_missing(rd_kafka_resp_err_t err) {
-    return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+    return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
            err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
 }
 
@@ -261,9 +265,11 @@ int pr_kafka_topic_max_bytes(rd_kafka_t *rk, const char *const *topics, size_t c
     char err[256];
     for (size_t i = 0; i < count; i++) max_bytes[i] = -1;
     rd_kafka_ConfigResource_t **res = pr_calloc(count, sizeof(*res));
-    for (size_t i = 0; i < count; i++) res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i]);
+    for (size_t i = 0; i < count; i++)
+        res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i]);
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_t *options =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
     rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err, sizeof(err));
     rd_kafka_DescribeConfigs(rk, res, count, options, queue);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, timeout_ms + 2000);
@@ -275,7 +281,8 @@ int pr_kafka_topic_max_bytes(rd_kafka_t *rk, const char *const *topics, size_t c
     } else {
         const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
         size_t n;
-        const rd_kafka_ConfigResource_t **described = rd_kafka_DescribeConfigs_result_resources(result, &n);
+        const rd_kafka_ConfigResource_t **described =
+            rd_kafka_DescribeConfigs_result_resources(result, &n);
         for (size_t r = 0; r < n; r++) {
             const char *name = rd_kafka_ConfigResource_name(described[r]);
             if (rd_kafka_ConfigResource_error(described[r])) {
@@ -285,12 +292,15 @@ int pr_kafka_topic_max_bytes(rd_kafka_t *rk, const char *const *topics, size_t c
                 continue;
             }
             size_t entries;
-            const rd_kafka_ConfigEntry_t **configs = rd_kafka_ConfigResource_configs(described[r], &entries);
+            const rd_kafka_ConfigEntry_t **configs =
+                rd_kafka_ConfigResource_configs(described[r], &entries);
             for (size_t e = 0; e < entries; e++) {
-                if (strcmp(rd_kafka_ConfigEntry_name(configs[e]), "max.message.bytes") != 0) continue;
+                if (strcmp(rd_kafka_ConfigEntry_name(configs[e]), "max.message.bytes") != 0)
+                    continue;
                 const char *value = rd_kafka_ConfigEntry_value(configs[e]);
                 for (size_t i = 0; i < count; i++)
-                    if (value && strcmp(topics[i], name) == 0) max_bytes[i] = strtoll(value, NULL, 10);
+                    if (value && strcmp(topics[i], name) == 0)
+                        max_bytes[i] = strtoll(value, NULL, 10);
             }
         }
     }

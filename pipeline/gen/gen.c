@@ -17,9 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const pr_gen_bad_names[PR_BAD_KINDS] = {
-    "garbage", "truncated", "huge_length", "trailing", "invalid_utf8", "empty", "too_large",
-    "wrong_schema"};
+const char *const pr_gen_bad_names[PR_BAD_KINDS] = {"garbage",   "truncated",    "huge_length",
+                                                    "trailing",  "invalid_utf8", "empty",
+                                                    "too_large", "wrong_schema"};
 
 uint64_t pr_gen_rand(struct pr_gen *gen) {
     /* xorshift64* */
@@ -63,7 +63,9 @@ static struct pr_str pr_gen_printf(struct pr_gen *gen, const char *fmt, ...) {
     return s;
 }
 
-static struct pr_str pr_gen_lit(const char *s) { return (struct pr_str){s, (uint32_t)strlen(s)}; }
+static struct pr_str pr_gen_lit(const char *s) {
+    return (struct pr_str){s, (uint32_t)strlen(s)};
+}
 
 struct pr_weighted {
     const char *value;
@@ -125,17 +127,19 @@ static const struct {
 };
 
 static const char *const pr_first_names[] = {
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Maria", "Jose", "Wei", "Priya", "Carlos", "Aisha",
-    "Kenji", "Olga", "Ahmed", "Sofia", "Luis", "Nguyen", "Fatima", "Daniel", "Grace", "Omar"};
+    "James", "Mary",  "Robert",    "Patricia", "John",    "Jennifer", "Michael",
+    "Linda", "David", "Elizabeth", "William",  "Barbara", "Maria",    "Jose",
+    "Wei",   "Priya", "Carlos",    "Aisha",    "Kenji",   "Olga",     "Ahmed",
+    "Sofia", "Luis",  "Nguyen",    "Fatima",   "Daniel",  "Grace",    "Omar"};
 static const char *const pr_last_names[] = {
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Lee",
-    "Chen", "Patel", "Kim", "Nguyen", "Khan", "O'Brien", "Murphy", "Rossi", "Novak", "Silva"};
-static const char *const pr_streets[] = {"Elm", "Oak", "Maple", "Main", "Cedar", "Pine",
-                                         "Washington", "Lake", "Hill", "Park", "Sunset", "River"};
-static const char *const pr_street_kinds[] = {"Street", "St.", "Avenue", "Ave", "Road", "Drive",
-                                              "Lane", "Boulevard"};
+    "Smith",  "Johnson",   "Williams", "Brown",     "Jones", "Garcia", "Miller",
+    "Davis",  "Rodriguez", "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson",
+    "Thomas", "Taylor",    "Moore",    "Lee",       "Chen",  "Patel",  "Kim",
+    "Nguyen", "Khan",      "O'Brien",  "Murphy",    "Rossi", "Novak",  "Silva"};
+static const char *const pr_streets[] = {"Elm",        "Oak",  "Maple", "Main", "Cedar",  "Pine",
+                                         "Washington", "Lake", "Hill",  "Park", "Sunset", "River"};
+static const char *const pr_street_kinds[] = {"Street", "St.",   "Avenue", "Ave",
+                                              "Road",   "Drive", "Lane",   "Boulevard"};
 static const struct {
     const char *city;
     const char *zip;
@@ -143,16 +147,28 @@ static const struct {
                  {"Houston", "77002"},  {"Phoenix", "85004"},     {"Miami", "33130"},
                  {"Seattle", "98101"},  {"Denver", "80202"},      {"Atlanta", "30303"},
                  {"Boston", "02108"},   {"Dallas", "75201"},      {"Portland", "97201"}};
-static const char *const pr_shipper_stems[] = {
-    "Shenzhen Bright Trading", "Yiwu Global Commerce", "Guangzhou Star Apparel",
-    "Hangzhou Sunrise E-Commerce", "Dongguan Everlight Electronics", "Hong Kong Pacific Express",
-    "Hanoi Lotus Export", "Mumbai Crafts Export", "Seoul Beauty Direct", "Osaka Goods Online",
-    "Taipei Tech Parts", "London Vintage Store", "Berlin Maker Supply", "Istanbul Bazaar Online"};
-static const char *const pr_legal_suffixes[] = {" Co., Ltd.", " Ltd", " Limited", " LLC", " Inc.",
-                                                "", " GmbH", " Co. Ltd"};
-static const char *const pr_hubs[] = {"4701", "2720", "3901", "5206", "4196", "2704", "1303", "5501"};
-static const char *const pr_filers[] = {"DHLX", "FDXE", "UPSN", "CNPX", "YUNX", "4PXE", "CAIN", "USPS"};
-static const char *const pr_marketplaces[] = {"Temu", "Shein", "AliExpress", "Amazon", "eBay", "Etsy"};
+static const char *const pr_shipper_stems[] = {"Shenzhen Bright Trading",
+                                               "Yiwu Global Commerce",
+                                               "Guangzhou Star Apparel",
+                                               "Hangzhou Sunrise E-Commerce",
+                                               "Dongguan Everlight Electronics",
+                                               "Hong Kong Pacific Express",
+                                               "Hanoi Lotus Export",
+                                               "Mumbai Crafts Export",
+                                               "Seoul Beauty Direct",
+                                               "Osaka Goods Online",
+                                               "Taipei Tech Parts",
+                                               "London Vintage Store",
+                                               "Berlin Maker Supply",
+                                               "Istanbul Bazaar Online"};
+static const char *const pr_legal_suffixes[] = {" Co., Ltd.", " Ltd", " Limited", " LLC",
+                                                " Inc.",      "",     " GmbH",    " Co. Ltd"};
+static const char *const pr_hubs[] = {"4701", "2720", "3901", "5206",
+                                      "4196", "2704", "1303", "5501"};
+static const char *const pr_filers[] = {"DHLX", "FDXE", "UPSN", "CNPX",
+                                        "YUNX", "4PXE", "CAIN", "USPS"};
+static const char *const pr_marketplaces[] = {"Temu",   "Shein", "AliExpress",
+                                              "Amazon", "eBay",  "Etsy"};
 
 #define PR_PICK(gen, arr) (arr)[pr_gen_below((gen), PR_ARRAY_LEN(arr))]
 
@@ -177,8 +193,7 @@ static void pr_gen_consignee(struct pr_gen *gen, struct pr_party *p) {
         p->name = pr_gen_printf(gen, "%s %s", first, last);
         for (uint32_t i = 0; i < p->name.len; i++)
             ((char *)p->name.ptr)[i] = (char)toupper((unsigned char)p->name.ptr[i]);
-    }
-    else
+    } else
         p->name = pr_gen_printf(gen, "%s, %s", last, first);
     const char *kind = pr_street_kinds[(h >> 40) % 4 * 2 + pr_gen_below(gen, 2)];
     if (apt)
@@ -200,11 +215,15 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *d) {
                                       (unsigned)(pr_gen_rand(gen) >> 32));
     d->filer_code = pr_gen_lit(filer);
     d->entry_type = pr_gen_lit(pr_gen_below(gen, 10) < 8 ? "86" : "321");
-    d->house_bill = pr_gen_printf(gen, "%s%011llu", filer, (unsigned long long)(pr_gen_rand(gen) % 100000000000ULL));
+    d->house_bill = pr_gen_printf(gen, "%s%011llu", filer,
+                                  (unsigned long long)(pr_gen_rand(gen) % 100000000000ULL));
     d->has_master_bill = pr_gen_below(gen, 10) < 7;
     if (d->has_master_bill)
-        d->master_bill = pr_gen_printf(gen, "%03u-%08u", 100 + pr_gen_below(gen, 900), pr_gen_below(gen, 100000000));
-    d->transport_mode = pr_gen_below(gen, 10) < 8 ? PR_MODE_AIR : (pr_gen_below(gen, 2) ? PR_MODE_POSTAL : PR_MODE_TRUCK);
+        d->master_bill = pr_gen_printf(gen, "%03u-%08u", 100 + pr_gen_below(gen, 900),
+                                       pr_gen_below(gen, 100000000));
+    d->transport_mode = pr_gen_below(gen, 10) < 8
+                            ? PR_MODE_AIR
+                            : (pr_gen_below(gen, 2) ? PR_MODE_POSTAL : PR_MODE_TRUCK);
     d->port_of_entry = pr_gen_lit(PR_PICK(gen, pr_hubs));
     d->arrival_time = gen->start_ms + (int64_t)pr_gen_below(gen, (uint32_t)gen->days) * 86400000 +
                       (int64_t)pr_gen_below(gen, 86400000);
@@ -212,14 +231,16 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *d) {
 
     const char *stem = PR_PICK(gen, pr_shipper_stems);
     d->shipper.name = pr_gen_printf(gen, "%s%s", stem, PR_PICK(gen, pr_legal_suffixes));
-    d->shipper.address = pr_gen_printf(gen, "No. %u Industrial Road, Building %u", 1 + pr_gen_below(gen, 300), 1 + pr_gen_below(gen, 20));
+    d->shipper.address = pr_gen_printf(gen, "No. %u Industrial Road, Building %u",
+                                       1 + pr_gen_below(gen, 300), 1 + pr_gen_below(gen, 20));
     d->shipper.city = pr_gen_lit("Shenzhen");
     d->shipper.postal_code = pr_gen_printf(gen, "%06u", 510000 + pr_gen_below(gen, 9999));
     d->shipper.country = pr_gen_lit(origin);
     pr_gen_consignee(gen, &d->consignee);
     d->has_seller = pr_gen_below(gen, 10) < 6;
     if (d->has_seller) {
-        d->seller.name = pr_gen_printf(gen, "%s Store %u", PR_PICK(gen, pr_shipper_stems), pr_gen_below(gen, 500));
+        d->seller.name = pr_gen_printf(gen, "%s Store %u", PR_PICK(gen, pr_shipper_stems),
+                                       pr_gen_below(gen, 500));
         d->seller.address = pr_gen_lit("Online");
         d->seller.city = pr_gen_lit("");
         d->seller.postal_code = pr_gen_lit("");
@@ -244,7 +265,10 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *d) {
         unsigned item = pr_gen_below(gen, PR_ARRAY_LEN(pr_items));
         l->hts = pr_gen_lit(pr_items[item].hts);
         l->description = pr_gen_lit(pr_items[item].description);
-        l->origin_country = pr_gen_below(gen, 10) < 9 ? pr_gen_lit(origin) : pr_gen_lit(pr_gen_pick(gen, pr_origins, PR_ARRAY_LEN(pr_origins)));
+        l->origin_country =
+            pr_gen_below(gen, 10) < 9
+                ? pr_gen_lit(origin)
+                : pr_gen_lit(pr_gen_pick(gen, pr_origins, PR_ARRAY_LEN(pr_origins)));
         l->quantity = 1 + (int32_t)(pr_gen_below(gen, 10) < 7 ? 0 : pr_gen_below(gen, 6));
         /* Unit price around the item's typical price, log-uniform x0.3..x3,
          * with a 2% tail up to x40. */
@@ -264,7 +288,8 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *d) {
         if (pr_gen_below(gen, 1000) < 5)
             d->freight_usd_cents = total * (4 + pr_gen_below(gen, 8)) + 500;
         else
-            d->freight_usd_cents = 150 + (int64_t)((double)total * 0.05 * (1 + pr_gen_below(gen, 8)) / 4);
+            d->freight_usd_cents =
+                150 + (int64_t)((double)total * 0.05 * (1 + pr_gen_below(gen, 8)) / 4);
     }
     d->gross_weight_grams = 50 + (int32_t)pr_gen_below(gen, 3000) * count;
 }
@@ -283,9 +308,7 @@ void pr_gen_bad(struct pr_gen *gen, enum pr_gen_bad kind, const struct pr_buf *v
         out->data[0] = 0x03;
         break;
     }
-    case PR_BAD_TRUNCATED:
-        pr_buf_append(out, valid->data, valid->len / 2);
-        break;
+    case PR_BAD_TRUNCATED: pr_buf_append(out, valid->data, valid->len / 2); break;
     case PR_BAD_HUGE_LENGTH: {
         /* declaration_id claiming ~2^62 bytes */
         static const uint8_t huge[] = {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
@@ -327,7 +350,6 @@ void pr_gen_bad(struct pr_gen *gen, enum pr_gen_bad kind, const struct pr_buf *v
         break;
     }
     case PR_BAD_EMPTY:
-    case PR_BAD_KINDS:
-        break;
+    case PR_BAD_KINDS: break;
     }
 }

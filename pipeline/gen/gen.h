@@ -8,12 +8,12 @@
 #include "record-t.h"
 
 struct pr_gen {
-    uint64_t state;      /* xorshift state, from the seed */
-    uint64_t sequence;   /* declarations made so far */
-    int64_t start_ms;    /* first arrival day */
-    int days;            /* arrivals spread over this many days */
+    uint64_t state;    /* xorshift state, from the seed */
+    uint64_t sequence; /* declarations made so far */
+    int64_t start_ms;  /* first arrival day */
+    int days;          /* arrivals spread over this many days */
     uint32_t consignee_pool;
-    char scratch[4096];  /* strings of the declaration being made */
+    char scratch[4096]; /* strings of the declaration being made */
     size_t used;
     struct pr_line lines[5];
 };
@@ -25,8 +25,15 @@ void pr_gen_next(struct pr_gen *gen, struct pr_declaration *decl);
 
 /* Kinds of deliberately malformed messages. */
 enum pr_gen_bad {
-    PR_BAD_GARBAGE = 0, PR_BAD_TRUNCATED, PR_BAD_HUGE_LENGTH, PR_BAD_TRAILING, PR_BAD_UTF8,
-    PR_BAD_EMPTY, PR_BAD_TOO_LARGE, PR_BAD_WRONG_SCHEMA, PR_BAD_KINDS
+    PR_BAD_GARBAGE = 0,
+    PR_BAD_TRUNCATED,
+    PR_BAD_HUGE_LENGTH,
+    PR_BAD_TRAILING,
+    PR_BAD_UTF8,
+    PR_BAD_EMPTY,
+    PR_BAD_TOO_LARGE,
+    PR_BAD_WRONG_SCHEMA,
+    PR_BAD_KINDS
 };
 extern const char *const pr_gen_bad_names[PR_BAD_KINDS];
 /* Writes a malformed message of the kind to out (reset first), built from a

@@ -9,7 +9,11 @@
 #include "common.h"
 
 enum pr_transport_mode {
-    PR_MODE_AIR = 0, PR_MODE_TRUCK, PR_MODE_RAIL, PR_MODE_VESSEL, PR_MODE_POSTAL,
+    PR_MODE_AIR = 0,
+    PR_MODE_TRUCK,
+    PR_MODE_RAIL,
+    PR_MODE_VESSEL,
+    PR_MODE_POSTAL,
     PR_MODE_COUNT
 };
 
@@ -109,7 +113,11 @@ struct pr_line_ref {
 
 /* Parties a violator row can match (DOMAIN.md section 6). */
 enum pr_party_kind {
-    PR_PARTY_SHIPPER = 0, PR_PARTY_SELLER, PR_PARTY_CONSIGNEE, PR_PARTY_ADDRESS, PR_PARTY_COUNT
+    PR_PARTY_SHIPPER = 0,
+    PR_PARTY_SELLER,
+    PR_PARTY_CONSIGNEE,
+    PR_PARTY_ADDRESS,
+    PR_PARTY_COUNT
 };
 extern const char *const pr_party_kind_names[PR_PARTY_COUNT];
 
@@ -122,8 +130,8 @@ extern const char *const pr_party_kind_names[PR_PARTY_COUNT];
 struct pr_reason {
     int32_t points;
     uint32_t detail_len;
-    char *detail;      /* batch arena; never a raw name or address */
-    uint32_t omitted;  /* evidence items cut from detail (PR_REASON_DETAIL_MAX) */
+    char *detail;     /* batch arena; never a raw name or address */
+    uint32_t omitted; /* evidence items cut from detail (PR_REASON_DETAIL_MAX) */
 };
 
 /* Where a record's outputs go; set by the route operator. */
@@ -153,8 +161,8 @@ struct pr_record {
      * record by pr_record_norms() and shared by every operator. */
     struct {
         bool done;
-        struct pr_str shipper_name, shipper_address, seller_name, consignee_name,
-            consignee_address, delivery_address;
+        struct pr_str shipper_name, shipper_address, seller_name, consignee_name, consignee_address,
+            delivery_address;
     } norms;
 
     /* Set by enrich (NULL line_refs when enrich is not in the chain). */
@@ -176,28 +184,28 @@ struct pr_record {
     int64_t decided_at;
 
     /* Set by aggregate (one person, one day; DOMAIN.md section 8). */
-    int64_t day_total_cents;     /* consignee-day total as first counted, 0 unknown */
-    bool aggregate_crossing;     /* this declaration first crossed: aggregate alert */
+    int64_t day_total_cents;       /* consignee-day total as first counted, 0 unknown */
+    bool aggregate_crossing;       /* this declaration first crossed: aggregate alert */
     struct pr_str day_house_bills; /* arena: every house bill of the day, when crossing */
-    int32_t cluster_names;       /* distinct names at the delivery address that day */
+    int32_t cluster_names;         /* distinct names at the delivery address that day */
 
     /* Set by route, filled by encode. */
     uint32_t outputs;
-    struct pr_str out_decision; /* encoded Decision, arena */
-    struct pr_str out_dlq;      /* encoded DeadLetter, arena */
+    struct pr_str out_decision;        /* encoded Decision, arena */
+    struct pr_str out_dlq;             /* encoded DeadLetter, arena */
     struct pr_str out_aggregate_alert; /* encoded aggregate alert Decision, arena */
     struct pr_str aggregate_alert_id;  /* AGG:<consignee_key>:<day>, arena */
 
     /* Set by the engine when the broker refuses an output for a reason that
      * retrying cannot fix (enum pr_output bits; see engine.c "Refused
      * records"). */
-    uint32_t refused;  /* refused since the engine last looked */
-    uint32_t retried;  /* produced a second time after a refusal */
-    uint32_t rejected; /* given up: an OUTPUT_REJECTED dead letter replaces it */
-    bool dlq_cut;      /* the dead letter is written with key and payload cut */
-    bool rejected_sent; /* the OUTPUT_REJECTED dead letter is produced */
-    int32_t refused_err;        /* rd_kafka_resp_err_t of the first refusal */
-    const char *refused_topic;  /* and the output topic it came from */
+    uint32_t refused;          /* refused since the engine last looked */
+    uint32_t retried;          /* produced a second time after a refusal */
+    uint32_t rejected;         /* given up: an OUTPUT_REJECTED dead letter replaces it */
+    bool dlq_cut;              /* the dead letter is written with key and payload cut */
+    bool rejected_sent;        /* the OUTPUT_REJECTED dead letter is produced */
+    int32_t refused_err;       /* rd_kafka_resp_err_t of the first refusal */
+    const char *refused_topic; /* and the output topic it came from */
 };
 
 static inline bool pr_record_dead(const struct pr_record *rec) {

@@ -5,12 +5,15 @@
 #include <string.h>
 
 const char *const pr_reason_names[PR_R_COUNT] = {
-    "DE_MINIMIS_SUSPENDED", "VALUE_OVER_THRESHOLD", "AGGREGATE_OVER_THRESHOLD",
-    "SPLIT_SHIPMENT",       "EXCLUDED_GOODS",       "PGA_REGULATED",
-    "KNOWN_VIOLATOR",       "HTS_INVALID",          "WATCHED_COMMODITY",
-    "UNDERVALUED",          "VAGUE_DESCRIPTION",    "MISSING_DATA",
-    "FREIGHT_VALUE_MISMATCH", "HIGH_RISK_ORIGIN",   "ADDRESS_CLUSTER",
-    "DATE_IMPLAUSIBLE",     "RANDOM_COMPLIANCE",
+    "DE_MINIMIS_SUSPENDED",     "VALUE_OVER_THRESHOLD",
+    "AGGREGATE_OVER_THRESHOLD", "SPLIT_SHIPMENT",
+    "EXCLUDED_GOODS",           "PGA_REGULATED",
+    "KNOWN_VIOLATOR",           "HTS_INVALID",
+    "WATCHED_COMMODITY",        "UNDERVALUED",
+    "VAGUE_DESCRIPTION",        "MISSING_DATA",
+    "FREIGHT_VALUE_MISMATCH",   "HIGH_RISK_ORIGIN",
+    "ADDRESS_CLUSTER",          "DATE_IMPLAUSIBLE",
+    "RANDOM_COMPLIANCE",
 };
 
 const char *const pr_party_kind_names[PR_PARTY_COUNT] = {"SHIPPER", "SELLER", "CONSIGNEE",
@@ -18,8 +21,8 @@ const char *const pr_party_kind_names[PR_PARTY_COUNT] = {"SHIPPER", "SELLER", "C
 
 const char *const pr_lane_names[4] = {"GREEN", "BLUE", "YELLOW", "RED"};
 
-const char *const pr_de_minimis_names[5] = {
-    "ELIGIBLE", "INELIGIBLE_VALUE", "INELIGIBLE_AGGREGATE", "INELIGIBLE_GOODS", "SUSPENDED"};
+const char *const pr_de_minimis_names[5] = {"ELIGIBLE", "INELIGIBLE_VALUE", "INELIGIBLE_AGGREGATE",
+                                            "INELIGIBLE_GOODS", "SUSPENDED"};
 
 const char *const pr_dlq_names[PR_DLQ_COUNT] = {
     "NONE",         "EMPTY",          "TOO_LARGE",  "DECODE_ERROR",   "TRAILING_BYTES",

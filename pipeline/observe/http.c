@@ -37,15 +37,17 @@ static enum MHD_Result pr_http_reply(struct MHD_Connection *connection, unsigned
     if (!response) return MHD_NO;
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     enum MHD_Result rc = MHD_queue_response(connection, status, response);
     MHD_destroy_response(response);
     return rc;
 }
 
 static enum MHD_Result pr_http_answer(void *cls, struct MHD_Connection *connection, const char *url,
-                                      const char *method, const char *version, const char *upload_data,
-                                      size_t *upload_data_size, void **con_cls) {
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls) {
     (void)version;
     (void)upload_data;
     (void)upload_data_size;
@@ -103,7 +105,8 @@ struct pr_http *pr_http_start(const char *listen, struct pr_metrics *metrics) {
         pr_error("http.listen '%s': expected HOST:PORT with a port from 0 to 65535", listen);
         return NULL;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *found = NULL;
     char service[16];
     snprintf(service, sizeof(service), "%lld", port);
@@ -118,21 +121,22 @@ struct pr_http *pr_http_start(const char *listen, struct pr_metrics *metrics) {
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (found->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     http->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, pr_http_answer, http, MHD_OPTION_EXTERNAL_LOGGER, pr_http_log,
-        NULL, MHD_OPTION_SOCK_ADDR, found->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+        flags, (uint16_t)port, NULL, NULL, pr_http_answer, http, MHD_OPTION_EXTERNAL_LOGGER,
+        pr_http_log, NULL, MHD_OPTION_SOCK_ADDR, found->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)PR_HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)PR_HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     freeaddrinfo(found);
     if (!http->daemon) {
-        pr_error("http.listen '%s': cannot start the HTTP server (address in use or not local?)", listen);
+        pr_error("http.listen '%s': cannot start the HTTP server (address in use or not local?)",
+                 listen);
         free(http);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_BIND_PORT);
     unsigned int bound = info ? info->port : (unsigned int)port;
     bool v6 = strchr(host, ':') != NULL;
-    pr_info("http: listening on %s%s%s:%u (/metrics /health /ready)", v6 ? "[" : "", host, v6 ? "]" : "",
-            bound);
+    pr_info("http: listening on %s%s%s:%u (/metrics /health /ready)", v6 ? "[" : "", host,
+            v6 ? "]" : "", bound);
     return http;
 }
 

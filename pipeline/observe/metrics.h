@@ -74,7 +74,7 @@ struct pr_metrics_probe {
 struct pr_metrics_snapshot {
     /* Committed work. */
     uint64_t declarations;
-    uint64_t decisions[4]; /* by enum pr_lane */
+    uint64_t decisions[4];               /* by enum pr_lane */
     uint64_t dead_letters[PR_DLQ_COUNT]; /* by enum pr_dlq_code; [PR_DLQ_NONE] unused */
     uint64_t alerts, aggregate_alerts, batches;
     uint64_t transactions_committed, transactions_aborted;
@@ -90,10 +90,10 @@ struct pr_metrics_snapshot {
     size_t lag_count;
     struct pr_metrics_lag lag[PR_METRICS_MAX_PARTITIONS];
     /* State. */
-    bool paused;   /* paused on a Redis or reference-data outage */
-    bool joined;   /* the consumer holds an assignment of the group (maybe empty) */
+    bool paused; /* paused on a Redis or reference-data outage */
+    bool joined; /* the consumer holds an assignment of the group (maybe empty) */
     int assigned_partitions;
-    bool stopping; /* SIGTERM/SIGINT received, or stopped: draining */
+    bool stopping;             /* SIGTERM/SIGINT received, or stopped: draining */
     enum pr_ready_state kafka; /* some broker connection UP (librdkafka statistics) */
     char refdata_version[128]; /* of the last decided batch; "" before the first */
     char ruleset_version[256];

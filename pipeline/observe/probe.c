@@ -25,8 +25,7 @@
 #define PR_PROBE_INTERVAL_MS 1000
 
 /* {1, version} when the current version checks out, {0, why} otherwise. */
-static const char pr_probe_script[] =
-    PR_REFDATA_VERIFY_LUA
+static const char pr_probe_script[] = PR_REFDATA_VERIFY_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then return {0, 'no reference data is loaded (' .. KEYS[1] .. ' is not set)'} end\n"
     "local why = pr_ref_verify(cur, " PR_REFDATA_TABLES_LUA ")\n"
@@ -86,9 +85,9 @@ static void pr_probe_check(struct pr_probe *probe, struct pr_metrics_probe *foun
     found->refdata = probe->need_refdata ? PR_READY_UNKNOWN : PR_READY_NOT_NEEDED;
     if (!probe->need_redis) return;
     if (!pr_probe_connect(probe, found)) return;
-    redisReply *reply = probe->need_refdata
-                            ? redisCommand(probe->ctx, "EVAL %s 1 %s", pr_probe_script, PR_REF_CURRENT)
-                            : redisCommand(probe->ctx, "PING");
+    redisReply *reply = probe->need_refdata ? redisCommand(probe->ctx, "EVAL %s 1 %s",
+                                                           pr_probe_script, PR_REF_CURRENT)
+                                            : redisCommand(probe->ctx, "PING");
     if (!reply) {
         snprintf(found->redis_detail, sizeof(found->redis_detail), "%s",
                  probe->ctx->errstr[0] ? probe->ctx->errstr : "connection lost");
@@ -97,21 +96,24 @@ static void pr_probe_check(struct pr_probe *probe, struct pr_metrics_probe *foun
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         /* Redis answers, but refuses (NOAUTH, a script error, LOADING). */
-        snprintf(found->redis_detail, sizeof(found->redis_detail), "%.*s", (int)reply->len, reply->str);
+        snprintf(found->redis_detail, sizeof(found->redis_detail), "%.*s", (int)reply->len,
+                 reply->str);
         freeReplyObject(reply);
         return;
     }
     found->redis = PR_READY_OK;
     if (probe->need_refdata) {
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-            reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_STRING) {
+            reply->element[0]->type == REDIS_REPLY_INTEGER &&
+            reply->element[1]->type == REDIS_REPLY_STRING) {
             found->refdata = reply->element[0]->integer == 1 ? PR_READY_OK : PR_READY_FAILED;
             if (found->refdata == PR_READY_FAILED)
                 snprintf(found->refdata_detail, sizeof(found->refdata_detail), "%.*s",
                          (int)reply->element[1]->len, reply->element[1]->str);
         } else {
             found->refdata = PR_READY_FAILED;
-            snprintf(found->refdata_detail, sizeof(found->refdata_detail), "unexpected answer to the check");
+            snprintf(found->refdata_detail, sizeof(found->refdata_detail),
+                     "unexpected answer to the check");
         }
     }
     freeReplyObject(reply);

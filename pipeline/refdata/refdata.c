@@ -51,7 +51,9 @@
 #define PR_REF_MAX_PRINTED_ERRORS 200
 #define PR_REF_PROGRESS_US 2000000
 
-static uint64_t pr_ref_hash(const void *data, size_t len) { return pr_hash64(data, len); }
+static uint64_t pr_ref_hash(const void *data, size_t len) {
+    return pr_hash64(data, len);
+}
 
 /* One valid row of hts.csv, as it goes to Redis. */
 struct pr_hts_row {
@@ -90,8 +92,8 @@ static void pr_code_index_grow(struct pr_code_index *index) {
 }
 
 /* Finds code_key; when absent inserts it with row and returns NULL. */
-static const struct pr_code_slot *pr_code_index_put(struct pr_code_index *index,
-                                                    uint64_t code_key, uint32_t row) {
+static const struct pr_code_slot *pr_code_index_put(struct pr_code_index *index, uint64_t code_key,
+                                                    uint32_t row) {
     if ((index->count + 1) * 10 > index->cap * 7) pr_code_index_grow(index);
     size_t j = pr_ref_hash(&code_key, 8) & (index->cap - 1);
     while (index->slots[j].code_key) {
@@ -137,8 +139,7 @@ static bool pr_vio_has_entry(const char *value, size_t value_len, const char *en
     size_t start = 0;
     for (size_t i = 0; i <= value_len; i++) {
         if (i == value_len || value[i] == ';') {
-            if (i - start == entry_len && memcmp(value + start, entry, entry_len) == 0)
-                return true;
+            if (i - start == entry_len && memcmp(value + start, entry, entry_len) == 0) return true;
             start = i + 1;
         }
     }
@@ -491,15 +492,16 @@ static int pr_read_csv(struct pr_loader *loader, const char *path, const struct 
         }
         pos = end;
         reader.line++;
-        pr_progress(loader, "reading %s: line %llu (%.0f%%)", path,
-                    (unsigned long long)reader.line, 100.0 * (double)pos / (double)(len ? len : 1));
+        pr_progress(loader, "reading %s: line %llu (%.0f%%)", path, (unsigned long long)reader.line,
+                    100.0 * (double)pos / (double)(len ? len : 1));
     }
     if (!reader.fatal &&
         csv_fini(&reader.parser, pr_csv_on_field, pr_csv_on_record, &reader) != 0) {
         /* An opening quote never closed swallowed the rest of the file: which
          * rows were meant cannot be known, so this is never skippable. */
         pr_error("%s:%llu: malformed CSV: quoted field not closed before the end of "
-                 "the file", path, (unsigned long long)reader.record_line);
+                 "the file",
+                 path, (unsigned long long)reader.record_line);
         reader.fatal = true;
     }
     if (!reader.fatal && !reader.header_done) {
@@ -508,7 +510,8 @@ static int pr_read_csv(struct pr_loader *loader, const char *path, const struct 
     }
     if (!reader.fatal && reader.rows > 0 && reader.bad_rows == reader.rows) {
         pr_error("%s: every one of its %llu rows is bad; refusing it even with "
-                 "--skip-bad", path, (unsigned long long)reader.rows);
+                 "--skip-bad",
+                 path, (unsigned long long)reader.rows);
         reader.fatal = true;
     }
     *bad_rows = reader.bad_rows;
@@ -584,8 +587,8 @@ static int pr_hts_row(struct pr_loader *loader, const struct pr_csv_reader *read
         }
         row.points = (int32_t)v;
     }
-    const struct pr_code_slot *dup = pr_code_index_put(
-        &loader->hts_index, digits * 16 + code.len, (uint32_t)loader->hts_count);
+    const struct pr_code_slot *dup =
+        pr_code_index_put(&loader->hts_index, digits * 16 + code.len, (uint32_t)loader->hts_count);
     if (dup) {
         pr_set_err(err, err_size, "hts: duplicate code (first on line %llu)",
                    (unsigned long long)loader->hts[dup->row].line);
@@ -629,8 +632,8 @@ static bool pr_valid_date(struct pr_field f) {
     return (int)d <= max;
 }
 
-static int pr_violator_row(struct pr_loader *loader, const struct pr_csv_reader *reader,
-                           char *err, size_t err_size) {
+static int pr_violator_row(struct pr_loader *loader, const struct pr_csv_reader *reader, char *err,
+                           size_t err_size) {
     struct pr_field kind = pr_col(reader, PR_VIO_COL_KIND);
     size_t k = 0;
     while (k < PR_ARRAY_LEN(pr_violator_kinds) && !pr_field_is(kind, pr_violator_kinds[k])) k++;
@@ -692,10 +695,9 @@ static int pr_violator_row(struct pr_loader *loader, const struct pr_csv_reader 
     }
     key->len = kind_len + 1 + norm_len;
     char entry[8];
-    int entry_len = snprintf(entry, sizeof(entry), "%.*s:%c", (int)country.len, country.ptr,
-                             severity.ptr[0]);
-    pr_vio_map_add(&loader->violators, (const char *)key->data, key->len, entry,
-                   (size_t)entry_len);
+    int entry_len =
+        snprintf(entry, sizeof(entry), "%.*s:%c", (int)country.len, country.ptr, severity.ptr[0]);
+    pr_vio_map_add(&loader->violators, (const char *)key->data, key->len, entry, (size_t)entry_len);
     loader->violator_rows++;
     return PR_OK;
 }
@@ -703,8 +705,8 @@ static int pr_violator_row(struct pr_loader *loader, const struct pr_csv_reader 
 enum { PR_CTY_COL_COUNTRY, PR_CTY_COL_POINTS };
 static const char *const pr_country_columns[] = {"country", "points"};
 
-static int pr_country_row(struct pr_loader *loader, const struct pr_csv_reader *reader,
-                          char *err, size_t err_size) {
+static int pr_country_row(struct pr_loader *loader, const struct pr_csv_reader *reader, char *err,
+                          size_t err_size) {
     struct pr_field country = pr_col(reader, PR_CTY_COL_COUNTRY);
     if (!pr_country_code(country)) {
         pr_set_err(err, err_size, "country: expected two upper-case letters (ISO 3166)");
@@ -744,8 +746,8 @@ static void pr_loader_free(struct pr_loader *loader) {
 
 /* ================================================================= Redis */
 
-#define PR_REF_HSET_FIELDS 1000    /* field-value pairs per HSET */
-#define PR_REF_PIPELINE_DEPTH 16   /* commands appended before replies are read */
+#define PR_REF_HSET_FIELDS 1000  /* field-value pairs per HSET */
+#define PR_REF_PIPELINE_DEPTH 16 /* commands appended before replies are read */
 #define PR_REF_PENDING_TTL_MS (6 * 3600 * 1000LL)
 
 static const char *const pr_ref_suffixes[] = {"hts", "vio", "cty", "meta"};
@@ -824,8 +826,7 @@ static redisReply *pr_ref_command(struct pr_ref_conn *conn, const char *fmt, ...
         return NULL;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        pr_error("refdata: Redis at %s replied: %.*s", conn->address, (int)reply->len,
-                 reply->str);
+        pr_error("refdata: Redis at %s replied: %.*s", conn->address, (int)reply->len, reply->str);
         freeReplyObject(reply);
         return NULL;
     }
@@ -891,8 +892,8 @@ static int pr_pipe_drain(struct pr_pipe *pipe) {
         }
         redisReply *reply = r;
         if (reply->type == REDIS_REPLY_ERROR && !pipe->failed) {
-            pr_error("refdata: Redis at %s replied: %.*s", pipe->conn->address,
-                     (int)reply->len, reply->str);
+            pr_error("refdata: Redis at %s replied: %.*s", pipe->conn->address, (int)reply->len,
+                     reply->str);
             pipe->failed = true;
         }
         freeReplyObject(reply);
@@ -989,8 +990,8 @@ static void pr_ref_discard(struct pr_ref_conn *conn, const char *version) {
     if (!conn->ctx || conn->ctx->err) {
         if (pr_ref_connect(conn) != PR_OK) {
             pr_warn("refdata: could not remove the partial version %s; its keys expire "
-                    "by themselves within %lld h", version,
-                    (long long)(PR_REF_PENDING_TTL_MS / 3600000));
+                    "by themselves within %lld h",
+                    version, (long long)(PR_REF_PENDING_TTL_MS / 3600000));
             return;
         }
     }
@@ -1001,8 +1002,7 @@ static void pr_ref_discard(struct pr_ref_conn *conn, const char *version) {
     if (reply) freeReplyObject(reply);
     reply = pr_ref_command(conn, "ZREM %s %s", PR_REF_VERSIONS, version);
     if (reply) freeReplyObject(reply);
-    pr_warn("refdata: removed the partial version %s; %s is unchanged", version,
-            PR_REF_CURRENT);
+    pr_warn("refdata: removed the partial version %s; %s is unchanged", version, PR_REF_CURRENT);
 }
 
 /* Writes the four hashes and the versions entry of version (keys under a
@@ -1027,8 +1027,8 @@ static int pr_ref_write_version(struct pr_loader *loader, struct pr_ref_conn *co
         char value[96];
         int n = snprintf(value, sizeof(value), "%u,", row->flags);
         if (row->floor_cents >= 0)
-            n += snprintf(value + n, sizeof(value) - (size_t)n, "%lld",
-                          (long long)row->floor_cents);
+            n +=
+                snprintf(value + n, sizeof(value) - (size_t)n, "%lld", (long long)row->floor_cents);
         value[n++] = ',';
         if (row->points >= 0)
             n += snprintf(value + n, sizeof(value) - (size_t)n, "%d", (int)row->points);
@@ -1061,10 +1061,10 @@ static int pr_ref_write_version(struct pr_loader *loader, struct pr_ref_conn *co
     char utc[32], num[32];
     pr_format_utc(loaded_at, utc, sizeof(utc));
 #define PR_META(field, value) pr_hset_field(&hset, field, strlen(field), value, strlen(value))
-#define PR_META_U64(field, v)                                                                    \
-    do {                                                                                         \
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)(v));                             \
-        PR_META(field, num);                                                                     \
+#define PR_META_U64(field, v)                                                                      \
+    do {                                                                                           \
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)(v));                               \
+        PR_META(field, num);                                                                       \
     } while (0)
     PR_META("version", version);
     PR_META_U64("loaded_at", (uint64_t)loaded_at);
@@ -1145,8 +1145,8 @@ static int pr_ref_switch(struct pr_ref_conn *conn, const char *version, char *pr
         }
         redisReply *reply = r;
         if (reply->type == REDIS_REPLY_ERROR)
-            pr_error("refdata: Redis at %s replied: %.*s", conn->address,
-                     (int)reply->len, reply->str);
+            pr_error("refdata: Redis at %s replied: %.*s", conn->address, (int)reply->len,
+                     reply->str);
         if (i == replies - 1 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 6) {
             redisReply *old = reply->element[0];
             if (old->type == REDIS_REPLY_STRING) snprintf(previous, previous_size, "%s", old->str);
@@ -1159,8 +1159,8 @@ static int pr_ref_switch(struct pr_ref_conn *conn, const char *version, char *pr
         /* The connection broke around EXEC: the transaction either ran
          * completely or not at all; find out which. */
         redisReply *reply = pr_ref_command(conn, "GET %s", PR_REF_CURRENT);
-        bool now_current = reply && reply->type == REDIS_REPLY_STRING &&
-                           strcmp(reply->str, version) == 0;
+        bool now_current =
+            reply && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, version) == 0;
         if (reply) freeReplyObject(reply);
         if (now_current) {
             pr_warn("refdata: the switch went through (previous version unknown)");
@@ -1271,9 +1271,9 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
         if (!fatal)
             pr_error("refdata: refused: %llu bad row(s) (hts %llu, violators %llu, "
                      "countries %llu); nothing was written. Fix them, or pass --skip-bad to load "
-                     "the good rows.", (unsigned long long)loader.bad_rows,
-                     (unsigned long long)bad[0], (unsigned long long)bad[1],
-                     (unsigned long long)bad[2]);
+                     "the good rows.",
+                     (unsigned long long)loader.bad_rows, (unsigned long long)bad[0],
+                     (unsigned long long)bad[1], (unsigned long long)bad[2]);
         else
             pr_error("refdata: refused; nothing was written");
         pr_loader_free(&loader);
@@ -1346,8 +1346,8 @@ static const char *pr_reply_field(const redisReply *hash, const char *field) {
 static const char pr_ref_verify_script[] =
     PR_REFDATA_VERIFY_LUA "return pr_ref_verify(ARGV[1], " PR_REFDATA_TABLES_LUA ", nil) or 'ok'\n";
 
-int pr_refdata_status(const char *redis_address, const char *redis_user,
-                      const char *redis_password, int timeout_ms, FILE *out) {
+int pr_refdata_status(const char *redis_address, const char *redis_user, const char *redis_password,
+                      int timeout_ms, FILE *out) {
     struct pr_ref_conn conn;
     memset(&conn, 0, sizeof(conn));
     conn.timeout_ms = timeout_ms;
@@ -1361,7 +1361,8 @@ int pr_refdata_status(const char *redis_address, const char *redis_user,
     if (!current) goto done;
     if (current->type != REDIS_REPLY_STRING) {
         pr_error("refdata: no reference data loaded in Redis at %s (%s is not set); "
-                 "run `parcelrisk refdata load`", conn.address, PR_REF_CURRENT);
+                 "run `parcelrisk refdata load`",
+                 conn.address, PR_REF_CURRENT);
         goto done;
     }
     char key[160];
@@ -1370,13 +1371,14 @@ int pr_refdata_status(const char *redis_address, const char *redis_user,
     if (!meta) goto done;
     if (meta->type != REDIS_REPLY_ARRAY || meta->elements == 0) {
         pr_error("refdata: current version %s has no %s hash (deleted by hand?); load "
-                 "again", current->str, key);
+                 "again",
+                 current->str, key);
         goto done;
     }
-    static const char *const fields[] = {
-        "loaded_at_utc", "hts_rows",   "violator_rows",  "violator_keys",    "country_rows",
-        "skipped_rows",  "hts_file",   "hts_sha256",     "violators_file",   "violators_sha256",
-        "countries_file", "countries_sha256"};
+    static const char *const fields[] = {"loaded_at_utc",    "hts_rows",       "violator_rows",
+                                         "violator_keys",    "country_rows",   "skipped_rows",
+                                         "hts_file",         "hts_sha256",     "violators_file",
+                                         "violators_sha256", "countries_file", "countries_sha256"};
     fprintf(out, "current: %s\n", current->str);
     for (size_t i = 0; i < PR_ARRAY_LEN(fields); i++) {
         const char *v = pr_reply_field(meta, fields[i]);
@@ -1389,8 +1391,8 @@ int pr_refdata_status(const char *redis_address, const char *redis_user,
     check = pr_ref_command(&conn, "EVAL %s 0 %s", pr_ref_verify_script, current->str);
     if (!check) goto done;
     bool checks_out = check->type == REDIS_REPLY_STRING && strcmp(check->str, "ok") == 0;
-    fprintf(out, "manifest_check: %s%.*s\n", checks_out ? "" : "FAILED: ",
-            check->type == REDIS_REPLY_STRING ? (int)check->len : 1,
+    fprintf(out, "manifest_check: %s%.*s\n",
+            checks_out ? "" : "FAILED: ", check->type == REDIS_REPLY_STRING ? (int)check->len : 1,
             check->type == REDIS_REPLY_STRING ? check->str : "?");
     versions = pr_ref_command(&conn, "ZRANGE %s 0 -1 WITHSCORES", PR_REF_VERSIONS);
     if (!versions) goto done;
@@ -1431,7 +1433,8 @@ int pr_refdata_status(const char *redis_address, const char *redis_user,
         fflush(out);
         pr_error("refdata: current version %s does not check out against its manifest; "
                  "parcelrisk treats it as unavailable (redis.on_unavailable): load the reference "
-                 "data again", current->str);
+                 "data again",
+                 current->str);
     }
 done:
     if (check) freeReplyObject(check);

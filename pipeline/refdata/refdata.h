@@ -52,42 +52,42 @@
  * use it, so they agree.
  */
 #define PR_REFDATA_TABLES_LUA "{'hts', 'vio', 'cty'}"
-#define PR_REFDATA_VERIFY_LUA                                                                    \
-    "local function pr_ref_verify(version, required, manifest)\n"                                \
-    "  local base = 'pr:ref:' .. version .. ':'\n"                                               \
-    "  manifest = manifest or redis.call('HGET', base .. 'meta', 'manifest')\n"                  \
-    "  if not manifest then\n"                                                                  \
-    "    if redis.call('EXISTS', base .. 'meta') == 0 then\n"                                    \
-    "      return 'it has no manifest (' .. base .. 'meta is missing)'\n"                        \
-    "    end\n"                                                                                 \
-    "    return 'it has no manifest (loaded by an older parcelrisk?)'\n"                         \
-    "  end\n"                                                                                   \
-    "  local sizes = {hash = 'HLEN', set = 'SCARD', zset = 'ZCARD', list = 'LLEN'}\n"           \
-    "  local listed = {}\n"                                                                     \
-    "  for item in string.gmatch(manifest, '[^,]+') do\n"                                       \
-    "    local name, kind, rows = string.match(item, '^([%w_]+):(%a+):(%d+)$')\n"               \
-    "    if not name or not sizes[kind] then return 'its manifest is malformed' end\n"          \
-    "    listed[name] = true\n"                                                                 \
-    "    local key = base .. name\n"                                                            \
-    "    local want = tonumber(rows)\n"                                                         \
-    "    local t = redis.call('TYPE', key)['ok']\n"                                             \
-    "    if t == 'none' then\n"                                                                 \
-    "      if want > 0 then\n"                                                                  \
-    "        return key .. ' is missing (the manifest lists ' .. rows .. ' rows)'\n"             \
-    "      end\n"                                                                               \
-    "    elseif t ~= kind then\n"                                                               \
-    "      return key .. ' is a ' .. t .. ' (the manifest lists a ' .. kind .. ')'\n"            \
-    "    else\n"                                                                                \
-    "      local n = redis.call(sizes[kind], key)\n"                                            \
-    "      if n ~= want then\n"                                                                 \
-    "        return key .. ' has ' .. n .. ' rows (the manifest lists ' .. rows .. ')'\n"        \
-    "      end\n"                                                                               \
-    "    end\n"                                                                                 \
-    "  end\n"                                                                                   \
-    "  for _, name in ipairs(required) do\n"                                                    \
-    "    if not listed[name] then return 'its manifest does not list table ' .. name end\n"     \
-    "  end\n"                                                                                   \
-    "  return nil, manifest\n"                                                                  \
+#define PR_REFDATA_VERIFY_LUA                                                                      \
+    "local function pr_ref_verify(version, required, manifest)\n"                                  \
+    "  local base = 'pr:ref:' .. version .. ':'\n"                                                 \
+    "  manifest = manifest or redis.call('HGET', base .. 'meta', 'manifest')\n"                    \
+    "  if not manifest then\n"                                                                     \
+    "    if redis.call('EXISTS', base .. 'meta') == 0 then\n"                                      \
+    "      return 'it has no manifest (' .. base .. 'meta is missing)'\n"                          \
+    "    end\n"                                                                                    \
+    "    return 'it has no manifest (loaded by an older parcelrisk?)'\n"                           \
+    "  end\n"                                                                                      \
+    "  local sizes = {hash = 'HLEN', set = 'SCARD', zset = 'ZCARD', list = 'LLEN'}\n"              \
+    "  local listed = {}\n"                                                                        \
+    "  for item in string.gmatch(manifest, '[^,]+') do\n"                                          \
+    "    local name, kind, rows = string.match(item, '^([%w_]+):(%a+):(%d+)$')\n"                  \
+    "    if not name or not sizes[kind] then return 'its manifest is malformed' end\n"             \
+    "    listed[name] = true\n"                                                                    \
+    "    local key = base .. name\n"                                                               \
+    "    local want = tonumber(rows)\n"                                                            \
+    "    local t = redis.call('TYPE', key)['ok']\n"                                                \
+    "    if t == 'none' then\n"                                                                    \
+    "      if want > 0 then\n"                                                                     \
+    "        return key .. ' is missing (the manifest lists ' .. rows .. ' rows)'\n"               \
+    "      end\n"                                                                                  \
+    "    elseif t ~= kind then\n"                                                                  \
+    "      return key .. ' is a ' .. t .. ' (the manifest lists a ' .. kind .. ')'\n"              \
+    "    else\n"                                                                                   \
+    "      local n = redis.call(sizes[kind], key)\n"                                               \
+    "      if n ~= want then\n"                                                                    \
+    "        return key .. ' has ' .. n .. ' rows (the manifest lists ' .. rows .. ')'\n"          \
+    "      end\n"                                                                                  \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  for _, name in ipairs(required) do\n"                                                       \
+    "    if not listed[name] then return 'its manifest does not list table ' .. name end\n"        \
+    "  end\n"                                                                                      \
+    "  return nil, manifest\n"                                                                     \
     "end\n"
 
 enum pr_hts_flag {

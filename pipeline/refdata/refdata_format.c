@@ -49,9 +49,10 @@ int pr_hts_flags_parse(const char *s, size_t len, uint32_t *flags, char *err, si
                 tok[j] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
             }
             tok[n] = '\0';
-            pr_set_err(err, err_size, "unknown flag '%s%s' (expected ADCVD, QUOTA, EXCISE, "
-                       "PGA_FDA, PGA_USDA, PGA_CPSC, PGA_FCC or WATCH)", tok,
-                       b - a > n ? "..." : "");
+            pr_set_err(err, err_size,
+                       "unknown flag '%s%s' (expected ADCVD, QUOTA, EXCISE, "
+                       "PGA_FDA, PGA_USDA, PGA_CPSC, PGA_FCC or WATCH)",
+                       tok, b - a > n ? "..." : "");
             return PR_ERR;
         }
         result |= 1u << k;

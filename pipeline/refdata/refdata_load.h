@@ -34,28 +34,28 @@ struct pr_refdata_load_options {
     const char *hts_path;
     const char *violators_path;
     const char *countries_path;
-    const char *redis_address; /* host:port */
+    const char *redis_address;  /* host:port */
     const char *redis_user;     /* AUTH user ("" or NULL: the default user) */
     const char *redis_password; /* AUTH password, a secret ("" or NULL: no AUTH) */
-    bool skip_bad;             /* load the good rows, count the bad ones as skipped */
-    bool dry_run;              /* validate only: never connects to Redis */
-    bool quiet;                /* no progress lines */
-    int64_t grace_ms;          /* TTL given to previous versions; 0 deletes them at once */
-    int timeout_ms;            /* connect and reply timeout; 0 means 30000 */
+    bool skip_bad;              /* load the good rows, count the bad ones as skipped */
+    bool dry_run;               /* validate only: never connects to Redis */
+    bool quiet;                 /* no progress lines */
+    int64_t grace_ms;           /* TTL given to previous versions; 0 deletes them at once */
+    int timeout_ms;             /* connect and reply timeout; 0 means 30000 */
 };
 
 struct pr_refdata_load_result {
     char version[64];  /* the new current version ("" on a dry run or failure) */
     char previous[64]; /* the version that was current before ("" when none) */
-    uint64_t hts_rows;      /* valid rows written, per file */
+    uint64_t hts_rows; /* valid rows written, per file */
     uint64_t violator_rows;
     uint64_t violator_keys; /* distinct KIND|name keys after merging */
     uint64_t country_rows;
-    uint64_t bad_rows;      /* rows that failed validation (all files) */
-    uint64_t skipped_rows;  /* bad rows left out by skip_bad (0 when refused) */
+    uint64_t bad_rows;          /* rows that failed validation (all files) */
+    uint64_t skipped_rows;      /* bad rows left out by skip_bad (0 when refused) */
     uint64_t expiring_versions; /* previous versions given the grace TTL (deleted when 0) */
-    double parse_seconds;   /* read and validate */
-    double write_seconds;   /* connect, write, switch, expire */
+    double parse_seconds;       /* read and validate */
+    double write_seconds;       /* connect, write, switch, expire */
     double total_seconds;
 };
 
@@ -70,8 +70,7 @@ struct pr_refdata_load_result {
  * @returns PR_REFDATA_OK, PR_REFDATA_BAD_DATA or PR_REFDATA_REDIS; out is
  *          filled as far as the load got.
  */
-int pr_refdata_load(const struct pr_refdata_load_options *opts,
-                    struct pr_refdata_load_result *out);
+int pr_refdata_load(const struct pr_refdata_load_options *opts, struct pr_refdata_load_result *out);
 
 /**
  * @brief Writes the current version, its meta data, its manifest and whether
@@ -83,7 +82,7 @@ int pr_refdata_load(const struct pr_refdata_load_options *opts,
  *          check out against its manifest (readers treat it as unavailable).
  *          redis_user and redis_password are sent with AUTH as by a load.
  */
-int pr_refdata_status(const char *redis_address, const char *redis_user,
-                      const char *redis_password, int timeout_ms, FILE *out);
+int pr_refdata_status(const char *redis_address, const char *redis_user, const char *redis_password,
+                      int timeout_ms, FILE *out);
 
 #endif

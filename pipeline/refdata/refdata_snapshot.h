@@ -44,8 +44,8 @@ struct pr_refdata_snapshot {
  *          out against its manifest).
  */
 struct pr_refdata_snapshot *pr_refdata_snapshot_load(const char *address, const char *user,
-                                                     const char *password, int timeout_ms, char *err,
-                                                     size_t err_size);
+                                                     const char *password, int timeout_ms,
+                                                     char *err, size_t err_size);
 
 /* The value of key; false when the version has no such row. */
 bool pr_refdata_snapshot_get(const struct pr_refdata_snapshot *snap, const char *key, size_t len,

@@ -66,7 +66,8 @@ struct pr_schema_registry *pr_schema_registry_new(const struct pr_config *cfg) {
         curl_easy_setopt(c, CURLOPT_USERNAME, cfg->schema_registry_user);
         curl_easy_setopt(c, CURLOPT_PASSWORD, cfg->schema_registry_password);
     }
-    if (*cfg->schema_registry_ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, cfg->schema_registry_ca_file);
+    if (*cfg->schema_registry_ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->schema_registry_ca_file);
     return reg;
 }
 
@@ -79,20 +80,24 @@ void pr_schema_registry_free(struct pr_schema_registry *reg) {
     curl_global_cleanup();
 }
 
-const char *pr_schema_registry_url(const struct pr_schema_registry *reg) { return reg->base; }
+const char *pr_schema_registry_url(const struct pr_schema_registry *reg) {
+    return reg->base;
+}
 
 /* One request; the body lands in reg->body (NUL-terminated). Returns the
  * HTTP status, or 0 with why set when there was no HTTP answer. */
-static long pr_reg_request(struct pr_schema_registry *reg, const char *path, const char *post_body, char *why,
-                           size_t why_size) {
+static long pr_reg_request(struct pr_schema_registry *reg, const char *path, const char *post_body,
+                           char *why, size_t why_size) {
     char url[2048];
     snprintf(url, sizeof(url), "%s%s", reg->base, path);
     CURL *c = reg->curl;
     curl_easy_setopt(c, CURLOPT_URL, url);
-    struct curl_slist *headers = curl_slist_append(NULL, "Accept: application/vnd.schemaregistry.v1+json, "
-                                                         "application/json");
+    struct curl_slist *headers =
+        curl_slist_append(NULL, "Accept: application/vnd.schemaregistry.v1+json, "
+                                "application/json");
     if (post_body) {
-        headers = curl_slist_append(headers, "Content-Type: application/vnd.schemaregistry.v1+json");
+        headers =
+            curl_slist_append(headers, "Content-Type: application/vnd.schemaregistry.v1+json");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, post_body);
     } else {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -122,19 +127,19 @@ static long pr_reg_request(struct pr_schema_registry *reg, const char *path, con
 
 /* The registry's own message of an error answer ({"error_code", "message"}),
  * cut short; never the schema or a record. */
-static void pr_reg_error_text(struct pr_schema_registry *reg, long status, const char *path, char *why,
-                              size_t why_size) {
+static void pr_reg_error_text(struct pr_schema_registry *reg, long status, const char *path,
+                              char *why, size_t why_size) {
     json_error_t jerr;
     json_t *doc = json_loads((const char *)reg->body.data, 0, &jerr);
     const char *message = doc ? json_string_value(json_object_get(doc, "message")) : NULL;
     long long code = doc ? json_integer_value(json_object_get(doc, "error_code")) : 0;
-    snprintf(why, why_size, "%s%s: HTTP %ld%s%lld%s%.160s", reg->base, path, status, code ? " error_code " : "",
-             code, message ? ": " : "", message ? message : "");
+    snprintf(why, why_size, "%s%s: HTTP %ld%s%lld%s%.160s", reg->base, path, status,
+             code ? " error_code " : "", code, message ? ": " : "", message ? message : "");
     json_decref(doc);
 }
 
-enum pr_reg_result pr_schema_registry_get(struct pr_schema_registry *reg, uint32_t id, char **schema,
-                                          char *why, size_t why_size) {
+enum pr_reg_result pr_schema_registry_get(struct pr_schema_registry *reg, uint32_t id,
+                                          char **schema, char *why, size_t why_size) {
     char path[64];
     snprintf(path, sizeof(path), "/schemas/ids/%u", id);
     *schema = NULL;
@@ -182,14 +187,16 @@ enum pr_reg_result pr_schema_registry_register(struct pr_schema_registry *reg, c
     if (status == 0) return PR_REG_UNAVAILABLE;
     if (status != 200) {
         pr_reg_error_text(reg, status, path, why, why_size);
-        return status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429
+        return status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
+                       status != 429
                    ? PR_REG_REFUSED
                    : PR_REG_UNAVAILABLE;
     }
     json_error_t jerr;
     json_t *doc = json_loads((const char *)reg->body.data, 0, &jerr);
     json_t *value = doc ? json_object_get(doc, "id") : NULL;
-    if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > UINT32_MAX) {
+    if (!json_is_integer(value) || json_integer_value(value) < 0 ||
+        json_integer_value(value) > UINT32_MAX) {
         snprintf(why, why_size, "%s%s: HTTP 200 without an \"id\"", reg->base, path);
         json_decref(doc);
         return PR_REG_UNAVAILABLE;
@@ -199,8 +206,8 @@ enum pr_reg_result pr_schema_registry_register(struct pr_schema_registry *reg, c
     return PR_REG_OK;
 }
 
-void pr_schema_registry_subject(const char *strategy, const char *topic, const char *record_full_name,
-                                char *out, size_t size) {
+void pr_schema_registry_subject(const char *strategy, const char *topic,
+                                const char *record_full_name, char *out, size_t size) {
     if (strcmp(strategy, "record_name") == 0)
         snprintf(out, size, "%s", record_full_name);
     else if (strcmp(strategy, "topic_record_name") == 0)

@@ -40,8 +40,8 @@ const char *pr_schema_registry_url(const struct pr_schema_registry *reg);
 /* GET /schemas/ids/{id}: the schema text, malloc'd, in *schema. A schema
  * whose schemaType is not AVRO is PR_REG_REFUSED. why gets a message for
  * anything but PR_REG_OK. */
-enum pr_reg_result pr_schema_registry_get(struct pr_schema_registry *reg, uint32_t id, char **schema,
-                                          char *why, size_t why_size);
+enum pr_reg_result pr_schema_registry_get(struct pr_schema_registry *reg, uint32_t id,
+                                          char **schema, char *why, size_t why_size);
 
 /* POST /subjects/{subject}/versions: registers schema (or finds it, when
  * the subject has it already) and gives its id. */
@@ -52,7 +52,7 @@ enum pr_reg_result pr_schema_registry_register(struct pr_schema_registry *reg, c
 /* The subject of a record written to topic under strategy (topic_name:
  * "<topic>-value"; record_name: "<full name>"; topic_record_name:
  * "<topic>-<full name>"), into out. */
-void pr_schema_registry_subject(const char *strategy, const char *topic, const char *record_full_name,
-                                char *out, size_t size);
+void pr_schema_registry_subject(const char *strategy, const char *topic,
+                                const char *record_full_name, char *out, size_t size);
 
 #endif

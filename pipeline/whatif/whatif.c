@@ -77,17 +77,18 @@
 
 extern char **environ;
 
-#define PR_WHATIF_FETCH 4096           /* messages per consume call per partition */
-#define PR_WHATIF_STALL_MS 120000      /* no message from a partition for this long: give up */
-#define PR_WHATIF_MAX_KEYS 100000      /* distinct days / ports kept; the rest as "(other)" */
-#define PR_WHATIF_PORT_MAX 16          /* bytes of a port code kept */
+#define PR_WHATIF_FETCH 4096      /* messages per consume call per partition */
+#define PR_WHATIF_STALL_MS 120000 /* no message from a partition for this long: give up */
+#define PR_WHATIF_MAX_KEYS 100000 /* distinct days / ports kept; the rest as "(other)" */
+#define PR_WHATIF_PORT_MAX 16     /* bytes of a port code kept */
 
 static const char *const pr_whatif_side_names[2] = {"baseline", "candidate"};
 /* decode and enrich do not read the rules: they run once per message, on
  * two half batches (one per thread); each side copies the records of both
  * and runs the rest. */
 static const char *const pr_whatif_shared_chain[] = {"decode", "enrich"};
-static const char *const pr_whatif_side_chain[] = {"validate", "policy", "screen", "aggregate", "sample", "score"};
+static const char *const pr_whatif_side_chain[] = {"validate",  "policy", "screen",
+                                                   "aggregate", "sample", "score"};
 
 /* ------------------------------------------------------------- sides */
 
@@ -99,8 +100,8 @@ struct pr_whatif_side {
     struct pr_chain rest;
     struct pr_batch batch;
     const struct pr_batch *shared[2]; /* the records to decide: both halves, in order */
-    int rc; /* of the last step */
-    uint64_t busy_us; /* time deciding, over the run */
+    int rc;                           /* of the last step */
+    uint64_t busy_us;                 /* time deciding, over the run */
 };
 
 /* ------------------------------------------------------------- counters */
@@ -120,7 +121,8 @@ struct pr_whatif_map {
     bool overflowed;
 };
 
-static struct pr_whatif_bucket *pr_whatif_map_get(struct pr_whatif_map *map, const char *key, size_t len) {
+static struct pr_whatif_bucket *pr_whatif_map_get(struct pr_whatif_map *map, const char *key,
+                                                  size_t len) {
     if (map->index_cap == 0 || (map->count + 1) * 2 > map->index_cap) {
         size_t cap = map->index_cap ? map->index_cap * 2 : 256;
         uint32_t *index = pr_calloc(cap, sizeof(*index));
@@ -156,7 +158,8 @@ static struct pr_whatif_bucket *pr_whatif_map_get(struct pr_whatif_map *map, con
 }
 
 static int pr_whatif_bucket_cmp(const void *a, const void *b) {
-    return strcmp(((const struct pr_whatif_bucket *)a)->key, ((const struct pr_whatif_bucket *)b)->key);
+    return strcmp(((const struct pr_whatif_bucket *)a)->key,
+                  ((const struct pr_whatif_bucket *)b)->key);
 }
 
 static void pr_whatif_map_free(struct pr_whatif_map *map) {
@@ -205,8 +208,8 @@ struct pr_whatif {
     rd_kafka_topic_t *rkt;
     struct pr_whatif_partition *parts;
     int part_count;
-    uint64_t to_read;   /* sum of end - start */
-    uint64_t read;      /* messages taken from the partitions */
+    uint64_t to_read; /* sum of end - start */
+    uint64_t read;    /* messages taken from the partitions */
     uint64_t out_of_window, decided;
     uint64_t undecodable[PR_DLQ_COUNT];
     uint64_t matrix[4][4];
@@ -260,14 +263,19 @@ static int pr_whatif_open(struct pr_whatif *w) {
     /* Large fetches; nothing stored or committed (no offset is ever
      * stored, so nothing can be committed for the group). */
     static const char *const settings[][2] = {
-        {"enable.auto.commit", "false"},          {"enable.auto.offset.store", "false"},
-        {"fetch.max.bytes", "67108864"},          {"max.partition.fetch.bytes", "16777216"},
-        {"queued.max.messages.kbytes", "131072"}, {"queued.min.messages", "200000"},
-        {"fetch.wait.max.ms", "100"},             {"enable.partition.eof", "false"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"fetch.max.bytes", "67108864"},
+        {"max.partition.fetch.bytes", "16777216"},
+        {"queued.max.messages.kbytes", "131072"},
+        {"queued.min.messages", "200000"},
+        {"fetch.wait.max.ms", "100"},
+        {"enable.partition.eof", "false"},
     };
     char err[512];
     for (size_t i = 0; i < PR_ARRAY_LEN(settings); i++)
-        if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], err, sizeof(err)) !=
+            RD_KAFKA_CONF_OK) {
             pr_error("whatif: consumer setting %s: %s", settings[i][0], err);
             rd_kafka_conf_destroy(conf);
             return PR_ERR;
@@ -314,7 +322,8 @@ static int pr_whatif_open(struct pr_whatif *w) {
         struct pr_whatif_partition *part = &w->parts[i];
         part->partition = times->elems[i].partition;
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t qerr = rd_kafka_query_watermark_offsets(w->rk, topic, part->partition, &lo, &hi, 30000);
+        rd_kafka_resp_err_t qerr =
+            rd_kafka_query_watermark_offsets(w->rk, topic, part->partition, &lo, &hi, 30000);
         if (qerr) {
             pr_error("whatif: cannot read the watermarks of %s [%d]: %s", topic, part->partition,
                      rd_kafka_err2str(qerr));
@@ -345,8 +354,9 @@ static int pr_whatif_open(struct pr_whatif *w) {
         part->last_message_us = pr_monotonic_us();
         if (part->done) continue;
         if (rd_kafka_consume_start(w->rkt, part->partition, part->start) != 0) {
-            pr_error("whatif: cannot start reading %s [%d] at offset %lld: %s", topic, part->partition,
-                     (long long)part->start, rd_kafka_err2str(rd_kafka_last_error()));
+            pr_error("whatif: cannot start reading %s [%d] at offset %lld: %s", topic,
+                     part->partition, (long long)part->start,
+                     rd_kafka_err2str(rd_kafka_last_error()));
             part->done = true;
             return PR_ERR;
         }
@@ -358,7 +368,8 @@ static void pr_whatif_close(struct pr_whatif *w) {
     if (w->parts) {
         for (int i = 0; i < w->part_count; i++) {
             struct pr_whatif_partition *part = &w->parts[i];
-            for (size_t k = 0; k < part->count; k++) rd_kafka_message_destroy(part->buf[part->head + k]);
+            for (size_t k = 0; k < part->count; k++)
+                rd_kafka_message_destroy(part->buf[part->head + k]);
             if (w->rkt && part->start < part->end) rd_kafka_consume_stop(w->rkt, part->partition);
         }
         free(w->parts);
@@ -377,8 +388,8 @@ static int pr_whatif_fill(struct pr_whatif *w, struct pr_whatif_partition *part)
         ssize_t n = rd_kafka_consume_batch(w->rkt, part->partition, 0, part->buf, PR_WHATIF_FETCH);
         if (n == 0) n = rd_kafka_consume_batch(w->rkt, part->partition, 200, part->buf, 1);
         if (n < 0) {
-            pr_error("whatif: reading %s [%d] failed: %s", w->cfg->topic_declarations, part->partition,
-                     rd_kafka_err2str(rd_kafka_last_error()));
+            pr_error("whatif: reading %s [%d] failed: %s", w->cfg->topic_declarations,
+                     part->partition, rd_kafka_err2str(rd_kafka_last_error()));
             return PR_ERR;
         }
         size_t kept = 0;
@@ -402,7 +413,8 @@ static int pr_whatif_fill(struct pr_whatif *w, struct pr_whatif_partition *part)
         if (kept) {
             part->head_ts = rd_kafka_message_timestamp(part->buf[0], NULL);
             part->last_message_us = pr_monotonic_us();
-        } else if (!part->done && pr_monotonic_us() - part->last_message_us > PR_WHATIF_STALL_MS * 1000LL) {
+        } else if (!part->done &&
+                   pr_monotonic_us() - part->last_message_us > PR_WHATIF_STALL_MS * 1000LL) {
             pr_error("whatif: nothing from %s [%d] for %d s at offset %lld (end %lld); giving up",
                      w->cfg->topic_declarations, part->partition, PR_WHATIF_STALL_MS / 1000,
                      (long long)part->next, (long long)part->end);
@@ -442,12 +454,14 @@ static rd_kafka_message_t *pr_whatif_next(struct pr_whatif *w, bool *failed) {
              * after T2, as offsetsForTimes finds the first at or after T1):
              * the partition is done; what it has buffered is not read. */
             rd_kafka_message_destroy(m);
-            for (size_t k = 0; k < best->count; k++) rd_kafka_message_destroy(best->buf[best->head + k]);
+            for (size_t k = 0; k < best->count; k++)
+                rd_kafka_message_destroy(best->buf[best->head + k]);
             best->count = 0;
             best->done = true;
             continue;
         }
-        __atomic_fetch_add(&w->read, 1, __ATOMIC_RELAXED); /* progress reads it from the main thread */
+        __atomic_fetch_add(&w->read, 1,
+                           __ATOMIC_RELAXED); /* progress reads it from the main thread */
         return m;
     }
 }
@@ -468,7 +482,8 @@ static int pr_whatif_side_init(struct pr_whatif *w, struct pr_whatif_side *side,
                                   .total_cap = PR_STATE_SCRIPT_TOTAL_CAP};
     side->state = pr_state_new(&so);
     struct pr_operator_env env = {.cfg = cfg, .refdata = w->snapshot, .state = side->state};
-    if (pr_chain_init_env(&side->rest, pr_whatif_side_chain, PR_ARRAY_LEN(pr_whatif_side_chain), &env) != PR_OK)
+    if (pr_chain_init_env(&side->rest, pr_whatif_side_chain, PR_ARRAY_LEN(pr_whatif_side_chain),
+                          &env) != PR_OK)
         return 1;
     pr_batch_init(&side->batch, w->o->batch_size);
     return 0;
@@ -513,7 +528,8 @@ static void *pr_whatif_half_step(void *arg) {
             half->undecodable[rec->dlq_code]++;
             continue;
         }
-        if (!w->o->by_timestamp && (rec->decl.arrival_time < w->o->from_ms || rec->decl.arrival_time >= w->o->to_ms)) {
+        if (!w->o->by_timestamp &&
+            (rec->decl.arrival_time < w->o->from_ms || rec->decl.arrival_time >= w->o->to_ms)) {
             half->out_of_window++;
             continue;
         }
@@ -522,7 +538,8 @@ static void *pr_whatif_half_step(void *arg) {
     }
     batch->count = kept;
     if (rc == PR_OP_DONE) rc = pr_chain_process(&half->shared, batch, 1, &failed_at);
-    if (rc != PR_OP_DONE) pr_error("whatif: operator %s failed", half->shared.ops[failed_at].ops->name);
+    if (rc != PR_OP_DONE)
+        pr_error("whatif: operator %s failed", half->shared.ops[failed_at].ops->name);
     half->rc = rc;
     return NULL;
 }
@@ -534,8 +551,10 @@ static int64_t pr_whatif_both(void *(*fn)(void *), void *a, void *b) {
     bool threaded = pthread_create(&thread, NULL, fn, a) == 0;
     fn(b);
     int64_t t0 = pr_monotonic_us();
-    if (threaded) pthread_join(thread, NULL);
-    else fn(a);
+    if (threaded)
+        pthread_join(thread, NULL);
+    else
+        fn(a);
     return pr_monotonic_us() - t0;
 }
 
@@ -550,7 +569,8 @@ static void *pr_whatif_side_step(void *arg) {
     batch->count = 0;
     for (int h = 0; h < 2; h++) {
         const struct pr_batch *shared = side->shared[h];
-        memcpy(batch->records + batch->count, shared->records, shared->count * sizeof(*batch->records));
+        memcpy(batch->records + batch->count, shared->records,
+               shared->count * sizeof(*batch->records));
         batch->count += shared->count;
     }
     batch->now_ms = side->shared[1]->now_ms;
@@ -571,8 +591,8 @@ static void pr_whatif_reasons_json(struct pr_buf *line, const struct pr_record *
     bool first = true;
     for (int c = 0; c < PR_R_COUNT; c++) {
         if (!pr_record_has(rec, (enum pr_reason_code)c)) continue;
-        pr_buf_appendf(line, "%s{\"code\":\"%s\",\"points\":%d}", first ? "" : ",", pr_reason_names[c],
-                       rec->reasons[c].points);
+        pr_buf_appendf(line, "%s{\"code\":\"%s\",\"points\":%d}", first ? "" : ",",
+                       pr_reason_names[c], rec->reasons[c].points);
         first = false;
     }
     pr_buf_append(line, "]", 1);
@@ -581,8 +601,10 @@ static void pr_whatif_reasons_json(struct pr_buf *line, const struct pr_record *
 static void pr_whatif_json_string(struct pr_buf *line, struct pr_str s) {
     json_t *j = json_stringn(s.ptr, s.len);
     char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    if (text) pr_buf_append(line, text, strlen(text));
-    else pr_buf_append(line, "null", 4);
+    if (text)
+        pr_buf_append(line, text, strlen(text));
+    else
+        pr_buf_append(line, "null", 4);
     free(text);
     json_decref(j);
 }
@@ -590,8 +612,8 @@ static void pr_whatif_json_string(struct pr_buf *line, struct pr_str s) {
 /* One JSON line for a declaration decided on both sides (changed.jsonl,
  * --all): identifiers, day, port, both lanes, scores and reason lists.
  * Never a name or address. Keys in sorted order. */
-static void pr_whatif_line(struct pr_buf *line, const struct pr_record *ra, const struct pr_record *rb,
-                           const char *day, int port_len) {
+static void pr_whatif_line(struct pr_buf *line, const struct pr_record *ra,
+                           const struct pr_record *rb, const char *day, int port_len) {
     const struct pr_declaration *d = &ra->decl;
     pr_buf_reset(line);
     pr_buf_append(line, "{\"arrival_day\":\"", 16);
@@ -607,8 +629,8 @@ static void pr_whatif_line(struct pr_buf *line, const struct pr_record *ra, cons
     pr_whatif_json_string(line, d->house_bill);
     pr_buf_append(line, ",\"port_of_entry\":", 17);
     pr_whatif_json_string(line, (struct pr_str){d->port_of_entry.ptr, (uint32_t)port_len});
-    pr_buf_appendf(line, ",\"source_offset\":%lld,\"source_partition\":%d}\n", (long long)ra->offset,
-                   ra->partition);
+    pr_buf_appendf(line, ",\"source_offset\":%lld,\"source_partition\":%d}\n",
+                   (long long)ra->offset, ra->partition);
 }
 
 static int pr_whatif_compare(struct pr_whatif *w) {
@@ -632,7 +654,8 @@ static int pr_whatif_compare(struct pr_whatif *w) {
         char day[16];
         pr_whatif_day(d->arrival_time, rules->day_offset_minutes, day);
         struct pr_whatif_bucket *bd = pr_whatif_map_get(&w->days, day, strlen(day));
-        int port_len = pr_utf8_prefix(d->port_of_entry.ptr, d->port_of_entry.len, PR_WHATIF_PORT_MAX);
+        int port_len =
+            pr_utf8_prefix(d->port_of_entry.ptr, d->port_of_entry.len, PR_WHATIF_PORT_MAX);
         struct pr_whatif_bucket *bp =
             port_len ? pr_whatif_map_get(&w->ports, d->port_of_entry.ptr, (size_t)port_len)
                      : pr_whatif_map_get(&w->ports, "(none)", 6);
@@ -680,10 +703,13 @@ static void pr_whatif_progress(struct pr_whatif *w, bool last) {
     uint64_t read = __atomic_load_n(&w->read, __ATOMIC_RELAXED);
     double rate = secs > 0 ? (double)read / secs : 0;
     double left = rate > 0 && w->to_read > read ? (double)(w->to_read - read) / rate : 0;
-    fprintf(stderr, "%swhatif: %llu of %llu messages (%.1f%%), %llu decided, %llu changed, %.0f/s, ETA %.0f s%s",
+    fprintf(stderr,
+            "%swhatif: %llu of %llu messages (%.1f%%), %llu decided, %llu changed, %.0f/s, ETA "
+            "%.0f s%s",
             tty ? "\r" : "", (unsigned long long)read, (unsigned long long)w->to_read,
-            w->to_read ? 100.0 * (double)read / (double)w->to_read : 100.0, (unsigned long long)w->decided,
-            (unsigned long long)w->changed, rate, left, !tty || last ? "\n" : "   ");
+            w->to_read ? 100.0 * (double)read / (double)w->to_read : 100.0,
+            (unsigned long long)w->decided, (unsigned long long)w->changed, rate, left,
+            !tty || last ? "\n" : "   ");
     fflush(stderr);
 }
 
@@ -691,11 +717,14 @@ static void pr_whatif_progress(struct pr_whatif *w, bool last) {
 
 static json_t *pr_whatif_lanes_json(const uint64_t lanes[4]) {
     json_t *o = json_object();
-    for (int l = 0; l < 4; l++) json_object_set_new(o, pr_lane_names[l], json_integer((json_int_t)lanes[l]));
+    for (int l = 0; l < 4; l++)
+        json_object_set_new(o, pr_lane_names[l], json_integer((json_int_t)lanes[l]));
     return o;
 }
 
-static double pr_share(uint64_t n, uint64_t of) { return of ? round(1e6 * (double)n / (double)of) / 1e6 : 0; }
+static double pr_share(uint64_t n, uint64_t of) {
+    return of ? round(1e6 * (double)n / (double)of) / 1e6 : 0;
+}
 
 static json_t *pr_whatif_buckets_json(struct pr_whatif_map *map, const char *key_name) {
     qsort(map->items, map->count, sizeof(*map->items), pr_whatif_bucket_cmp);
@@ -709,10 +738,12 @@ static json_t *pr_whatif_buckets_json(struct pr_whatif_map *map, const char *key
         json_object_set_new(o, "baseline", pr_whatif_lanes_json(b->lanes[0]));
         json_object_set_new(o, "candidate", pr_whatif_lanes_json(b->lanes[1]));
         json_t *change = json_object();
-        json_object_set_new(change, "YELLOW", json_integer((json_int_t)b->lanes[1][PR_LANE_YELLOW] -
-                                                           (json_int_t)b->lanes[0][PR_LANE_YELLOW]));
-        json_object_set_new(change, "RED", json_integer((json_int_t)b->lanes[1][PR_LANE_RED] -
-                                                        (json_int_t)b->lanes[0][PR_LANE_RED]));
+        json_object_set_new(change, "YELLOW",
+                            json_integer((json_int_t)b->lanes[1][PR_LANE_YELLOW] -
+                                         (json_int_t)b->lanes[0][PR_LANE_YELLOW]));
+        json_object_set_new(change, "RED",
+                            json_integer((json_int_t)b->lanes[1][PR_LANE_RED] -
+                                         (json_int_t)b->lanes[0][PR_LANE_RED]));
         json_object_set_new(o, "change", change);
         json_array_append_new(arr, o);
     }
@@ -723,12 +754,14 @@ static json_t *pr_whatif_side_json(const struct pr_whatif *w, int s) {
     const struct pr_whatif_side *side = &w->sides[s];
     struct pr_state_stats st;
     pr_state_get_stats(side->state, &st);
-    return json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I}}", "rules_file",
-                     side->rules_path && side->rules_path[0] ? side->rules_path : "(shipped defaults)",
-                     "policy_file", side->policy_path && side->policy_path[0] ? side->policy_path : "(shipped defaults)",
-                     "ruleset_version", pr_rules_version(side->rules), "lanes", pr_whatif_lanes_json(w->lanes[s]),
-                     "state", "keys_at_end", (json_int_t)st.keys, "expired", (json_int_t)st.expired, "evicted",
-                     (json_int_t)st.evicted);
+    return json_pack(
+        "{s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I}}", "rules_file",
+        side->rules_path && side->rules_path[0] ? side->rules_path : "(shipped defaults)",
+        "policy_file",
+        side->policy_path && side->policy_path[0] ? side->policy_path : "(shipped defaults)",
+        "ruleset_version", pr_rules_version(side->rules), "lanes",
+        pr_whatif_lanes_json(w->lanes[s]), "state", "keys_at_end", (json_int_t)st.keys, "expired",
+        (json_int_t)st.expired, "evicted", (json_int_t)st.evicted);
 }
 
 static json_t *pr_whatif_report_json(struct pr_whatif *w) {
@@ -744,22 +777,26 @@ static json_t *pr_whatif_report_json(struct pr_whatif *w) {
     }
     json_t *parts = json_array();
     for (int i = 0; i < w->part_count; i++)
-        json_array_append_new(parts, json_pack("{s:i, s:I, s:I}", "partition", w->parts[i].partition, "start_offset",
-                                               (json_int_t)w->parts[i].start, "end_offset",
-                                               (json_int_t)w->parts[i].end));
+        json_array_append_new(parts,
+                              json_pack("{s:i, s:I, s:I}", "partition", w->parts[i].partition,
+                                        "start_offset", (json_int_t)w->parts[i].start, "end_offset",
+                                        (json_int_t)w->parts[i].end));
     json_t *undecodable = json_object();
     for (int c = 1; c < PR_DLQ_COUNT; c++)
-        if (w->undecodable[c]) json_object_set_new(undecodable, pr_dlq_names[c], json_integer((json_int_t)w->undecodable[c]));
-    json_t *input = json_pack("{s:s, s:o, s:I, s:I, s:o, s:I}", "topic", w->cfg->topic_declarations, "partitions",
-                              parts, "messages_read", (json_int_t)w->read, "out_of_window",
-                              (json_int_t)w->out_of_window, "undecodable", undecodable, "decided",
-                              (json_int_t)w->decided);
+        if (w->undecodable[c])
+            json_object_set_new(undecodable, pr_dlq_names[c],
+                                json_integer((json_int_t)w->undecodable[c]));
+    json_t *input = json_pack("{s:s, s:o, s:I, s:I, s:o, s:I}", "topic", w->cfg->topic_declarations,
+                              "partitions", parts, "messages_read", (json_int_t)w->read,
+                              "out_of_window", (json_int_t)w->out_of_window, "undecodable",
+                              undecodable, "decided", (json_int_t)w->decided);
     json_t *counts = json_object(), *shares = json_object();
     for (int a = 0; a < 4; a++) {
         json_t *row = json_object(), *srow = json_object();
         for (int b = 0; b < 4; b++) {
             json_object_set_new(row, pr_lane_names[b], json_integer((json_int_t)w->matrix[a][b]));
-            json_object_set_new(srow, pr_lane_names[b], json_real(pr_share(w->matrix[a][b], w->decided)));
+            json_object_set_new(srow, pr_lane_names[b],
+                                json_real(pr_share(w->matrix[a][b], w->decided)));
         }
         json_object_set_new(counts, pr_lane_names[a], row);
         json_object_set_new(shares, pr_lane_names[a], srow);
@@ -767,24 +804,27 @@ static json_t *pr_whatif_report_json(struct pr_whatif *w) {
     json_t *reasons = json_object();
     for (int c = 0; c < PR_R_COUNT; c++)
         json_object_set_new(reasons, pr_reason_names[c],
-                            json_pack("{s:I, s:I, s:I}", "baseline", (json_int_t)w->reasons[0][c], "candidate",
-                                      (json_int_t)w->reasons[1][c], "change",
+                            json_pack("{s:I, s:I, s:I}", "baseline", (json_int_t)w->reasons[0][c],
+                                      "candidate", (json_int_t)w->reasons[1][c], "change",
                                       (json_int_t)w->reasons[1][c] - (json_int_t)w->reasons[0][c]));
     json_t *root = json_object();
     json_object_set_new(root, "window", window);
     json_object_set_new(root, "input", input);
-    json_object_set_new(root, "refdata", json_pack("{s:s, s:s, s:I, s:I, s:I}", "version", w->snapshot->version,
-                                                   "manifest", w->snapshot->manifest, "hts_rows",
-                                                   (json_int_t)w->snapshot->hts_rows, "violator_keys",
-                                                   (json_int_t)w->snapshot->violator_keys, "country_rows",
-                                                   (json_int_t)w->snapshot->country_rows));
+    json_object_set_new(root, "refdata",
+                        json_pack("{s:s, s:s, s:I, s:I, s:I}", "version", w->snapshot->version,
+                                  "manifest", w->snapshot->manifest, "hts_rows",
+                                  (json_int_t)w->snapshot->hts_rows, "violator_keys",
+                                  (json_int_t)w->snapshot->violator_keys, "country_rows",
+                                  (json_int_t)w->snapshot->country_rows));
     json_object_set_new(root, "baseline", pr_whatif_side_json(w, 0));
     json_object_set_new(root, "candidate", pr_whatif_side_json(w, 1));
     json_object_set_new(root, "lane_transitions",
-                        json_pack("{s:s, s:o, s:o}", "rows", "baseline lane; columns: candidate lane", "counts",
-                                  counts, "shares", shares));
-    json_object_set_new(root, "changed", json_pack("{s:I, s:s}", "count", (json_int_t)w->changed, "file",
-                                                   "changed.jsonl"));
+                        json_pack("{s:s, s:o, s:o}", "rows",
+                                  "baseline lane; columns: candidate lane", "counts", counts,
+                                  "shares", shares));
+    json_object_set_new(
+        root, "changed",
+        json_pack("{s:I, s:s}", "count", (json_int_t)w->changed, "file", "changed.jsonl"));
     json_object_set_new(root, "reasons", reasons);
     json_object_set_new(root, "by_day", pr_whatif_buckets_json(&w->days, "day"));
     json_object_set_new(root, "by_port", pr_whatif_buckets_json(&w->ports, "port_of_entry"));
@@ -795,9 +835,12 @@ static json_t *pr_whatif_report_json(struct pr_whatif *w) {
 /* A table cell: '|' and line breaks would break the table. */
 static void pr_md_cell(FILE *f, const char *s) {
     for (; *s; s++) {
-        if (*s == '|') fputs("\\|", f);
-        else if (*s == '\n' || *s == '\r') fputc(' ', f);
-        else fputc(*s, f);
+        if (*s == '|')
+            fputs("\\|", f);
+        else if (*s == '\n' || *s == '\r')
+            fputc(' ', f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -811,7 +854,9 @@ static void pr_md_reasons(FILE *f, uint32_t fired) {
     if (first) fputs("-", f);
 }
 
-static long long pr_delta(uint64_t after, uint64_t before) { return (long long)after - (long long)before; }
+static long long pr_delta(uint64_t after, uint64_t before) {
+    return (long long)after - (long long)before;
+}
 
 static int pr_whatif_report_md(struct pr_whatif *w, const char *path, bool charts) {
     FILE *f = fopen(path, "w");
@@ -823,19 +868,25 @@ static int pr_whatif_report_md(struct pr_whatif *w, const char *path, bool chart
     pr_format_utc(w->o->from_ms, from, sizeof(from));
     pr_format_utc(w->o->to_ms, to, sizeof(to));
     fprintf(f, "# What-if report\n\n");
-    fprintf(f, "- Window: %s in [%s, %s), topic `%s`\n", w->o->by_timestamp ? "Kafka timestamp" : "arrival_time",
-            from, to, w->cfg->topic_declarations);
+    fprintf(f, "- Window: %s in [%s, %s), topic `%s`\n",
+            w->o->by_timestamp ? "Kafka timestamp" : "arrival_time", from, to,
+            w->cfg->topic_declarations);
     uint64_t undecodable = 0;
     for (int c = 1; c < PR_DLQ_COUNT; c++) undecodable += w->undecodable[c];
-    fprintf(f, "- Declarations decided: %llu (messages read %llu, outside the window %llu, undecodable %llu",
-            (unsigned long long)w->decided, (unsigned long long)w->read, (unsigned long long)w->out_of_window,
-            (unsigned long long)undecodable);
+    fprintf(f,
+            "- Declarations decided: %llu (messages read %llu, outside the window %llu, "
+            "undecodable %llu",
+            (unsigned long long)w->decided, (unsigned long long)w->read,
+            (unsigned long long)w->out_of_window, (unsigned long long)undecodable);
     for (int c = 1; c < PR_DLQ_COUNT; c++)
-        if (w->undecodable[c]) fprintf(f, "; %s %llu", pr_dlq_names[c], (unsigned long long)w->undecodable[c]);
+        if (w->undecodable[c])
+            fprintf(f, "; %s %llu", pr_dlq_names[c], (unsigned long long)w->undecodable[c]);
     fprintf(f, ")\n");
-    fprintf(f, "- Reference data version: `%s` (%llu HTS rows, %llu violator keys, %llu countries)\n",
+    fprintf(f,
+            "- Reference data version: `%s` (%llu HTS rows, %llu violator keys, %llu countries)\n",
             w->snapshot->version, (unsigned long long)w->snapshot->hts_rows,
-            (unsigned long long)w->snapshot->violator_keys, (unsigned long long)w->snapshot->country_rows);
+            (unsigned long long)w->snapshot->violator_keys,
+            (unsigned long long)w->snapshot->country_rows);
     for (int s = 0; s < 2; s++) {
         const struct pr_whatif_side *side = &w->sides[s];
         fprintf(f, "- %s: ruleset `%s` (rules %s, policy %s)\n", s ? "Candidate" : "Baseline",
@@ -844,10 +895,13 @@ static int pr_whatif_report_md(struct pr_whatif *w, const char *path, bool chart
                 side->policy_path && side->policy_path[0] ? side->policy_path : "shipped defaults");
     }
     fprintf(f, "- Lane changed: %llu declarations (%.2f%%), all in `changed.jsonl`\n\n",
-            (unsigned long long)w->changed, w->decided ? 100.0 * (double)w->changed / (double)w->decided : 0.0);
+            (unsigned long long)w->changed,
+            w->decided ? 100.0 * (double)w->changed / (double)w->decided : 0.0);
 
-    fprintf(f, "## Lane transitions\n\nRows: baseline lane; columns: candidate lane; count (share of all decided).\n\n");
-    fprintf(f, "| baseline \\ candidate | GREEN | BLUE | YELLOW | RED | total |\n|---|---:|---:|---:|---:|---:|\n");
+    fprintf(f, "## Lane transitions\n\nRows: baseline lane; columns: candidate lane; count (share "
+               "of all decided).\n\n");
+    fprintf(f, "| baseline \\ candidate | GREEN | BLUE | YELLOW | RED | total "
+               "|\n|---|---:|---:|---:|---:|---:|\n");
     for (int a = 0; a < 4; a++) {
         fprintf(f, "| **%s** |", pr_lane_names[a]);
         for (int b = 0; b < 4; b++)
@@ -861,50 +915,56 @@ static int pr_whatif_report_md(struct pr_whatif *w, const char *path, bool chart
 
     fprintf(f, "## Officer workload per arrival day\n\n");
     if (charts) fprintf(f, "![YELLOW and RED per day](workload_by_day.png)\n\n");
-    fprintf(f, "| day | declarations | YELLOW before | YELLOW after | change | RED before | RED after | change |\n"
+    fprintf(f, "| day | declarations | YELLOW before | YELLOW after | change | RED before | RED "
+               "after | change |\n"
                "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < w->days.count; i++) {
         const struct pr_whatif_bucket *b = &w->days.items[i];
-        fprintf(f, "| %s | %llu | %llu | %llu | %+lld | %llu | %llu | %+lld |\n", b->key, (unsigned long long)b->count,
-                (unsigned long long)b->lanes[0][2], (unsigned long long)b->lanes[1][2],
-                pr_delta(b->lanes[1][2], b->lanes[0][2]), (unsigned long long)b->lanes[0][3],
-                (unsigned long long)b->lanes[1][3], pr_delta(b->lanes[1][3], b->lanes[0][3]));
+        fprintf(f, "| %s | %llu | %llu | %llu | %+lld | %llu | %llu | %+lld |\n", b->key,
+                (unsigned long long)b->count, (unsigned long long)b->lanes[0][2],
+                (unsigned long long)b->lanes[1][2], pr_delta(b->lanes[1][2], b->lanes[0][2]),
+                (unsigned long long)b->lanes[0][3], (unsigned long long)b->lanes[1][3],
+                pr_delta(b->lanes[1][3], b->lanes[0][3]));
     }
     fprintf(f, "\n## Officer workload per port of entry\n\n");
-    fprintf(f, "| port | declarations | YELLOW before | YELLOW after | change | RED before | RED after | change |\n"
+    fprintf(f, "| port | declarations | YELLOW before | YELLOW after | change | RED before | RED "
+               "after | change |\n"
                "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < w->ports.count; i++) {
         const struct pr_whatif_bucket *b = &w->ports.items[i];
         fputs("| ", f);
         pr_md_cell(f, b->key);
-        fprintf(f, " | %llu | %llu | %llu | %+lld | %llu | %llu | %+lld |\n", (unsigned long long)b->count,
-                (unsigned long long)b->lanes[0][2], (unsigned long long)b->lanes[1][2],
-                pr_delta(b->lanes[1][2], b->lanes[0][2]), (unsigned long long)b->lanes[0][3],
-                (unsigned long long)b->lanes[1][3], pr_delta(b->lanes[1][3], b->lanes[0][3]));
+        fprintf(f, " | %llu | %llu | %llu | %+lld | %llu | %llu | %+lld |\n",
+                (unsigned long long)b->count, (unsigned long long)b->lanes[0][2],
+                (unsigned long long)b->lanes[1][2], pr_delta(b->lanes[1][2], b->lanes[0][2]),
+                (unsigned long long)b->lanes[0][3], (unsigned long long)b->lanes[1][3],
+                pr_delta(b->lanes[1][3], b->lanes[0][3]));
     }
     fprintf(f, "\n## Reasons fired\n\n");
     if (charts) fprintf(f, "![Reasons before and after](reasons.png)\n\n");
     fprintf(f, "| reason | before | after | change |\n|---|---:|---:|---:|\n");
     for (int c = 0; c < PR_R_COUNT; c++)
-        fprintf(f, "| %s | %llu | %llu | %+lld |\n", pr_reason_names[c], (unsigned long long)w->reasons[0][c],
-                (unsigned long long)w->reasons[1][c], pr_delta(w->reasons[1][c], w->reasons[0][c]));
+        fprintf(f, "| %s | %llu | %llu | %+lld |\n", pr_reason_names[c],
+                (unsigned long long)w->reasons[0][c], (unsigned long long)w->reasons[1][c],
+                pr_delta(w->reasons[1][c], w->reasons[0][c]));
     fprintf(f, "\n## Declarations whose lane changed\n\n");
     if (w->changed > w->listed_count)
-        fprintf(f, "The first %zu of %llu in replay order; every one is in `changed.jsonl`.\n\n", w->listed_count,
-                (unsigned long long)w->changed);
+        fprintf(f, "The first %zu of %llu in replay order; every one is in `changed.jsonl`.\n\n",
+                w->listed_count, (unsigned long long)w->changed);
     else
         fprintf(f, "%llu (also in `changed.jsonl`).\n\n", (unsigned long long)w->changed);
     if (w->listed_count) {
-        fprintf(f, "| declaration_id | house_bill | before | after | reasons before | reasons after |\n"
-                   "|---|---|---|---|---|---|\n");
+        fprintf(
+            f, "| declaration_id | house_bill | before | after | reasons before | reasons after |\n"
+               "|---|---|---|---|---|---|\n");
         for (size_t i = 0; i < w->listed_count; i++) {
             const struct pr_whatif_listed *l = &w->listed[i];
             fputs("| ", f);
             pr_md_cell(f, l->id);
             fputs(" | ", f);
             pr_md_cell(f, l->house_bill);
-            fprintf(f, " | %s (%d) | %s (%d) | ", pr_lane_names[l->lane[0]], l->score[0], pr_lane_names[l->lane[1]],
-                    l->score[1]);
+            fprintf(f, " | %s (%d) | %s (%d) | ", pr_lane_names[l->lane[0]], l->score[0],
+                    pr_lane_names[l->lane[1]], l->score[1]);
             pr_md_reasons(f, l->fired[0]);
             fputs(" | ", f);
             pr_md_reasons(f, l->fired[1]);
@@ -940,16 +1000,22 @@ static bool pr_whatif_charts(struct pr_whatif *w, const char *dir) {
     }
     f = ok ? fopen(script, "w") : NULL;
     if (f) {
-        fprintf(f,
-                "set terminal pngcairo size 1000,520 font 'sans,10'\n"
-                "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-                "set boxwidth 0.9\nset grid ytics\nset key outside right top\nset xtics rotate by -45 scale 0\n"
-                "set output 'workload_by_day.png'\n"
-                "set title 'Officer workload per arrival day: YELLOW (document check) and RED (exam)'\n"
-                "plot 'charts.dat' index 0 using 2:xtic(1) title 'YELLOW before', '' index 0 using 3 title "
-                "'YELLOW after', '' index 0 using 4 title 'RED before', '' index 0 using 5 title 'RED after'\n"
-                "set output 'reasons.png'\nset title 'Declarations per reason code, before and after'\n"
-                "plot 'charts.dat' index 1 using 2:xtic(1) title 'before', '' index 1 using 3 title 'after'\n");
+        fprintf(
+            f,
+            "set terminal pngcairo size 1000,520 font 'sans,10'\n"
+            "set style data histograms\nset style histogram clustered gap 1\nset style fill solid "
+            "0.8 border -1\n"
+            "set boxwidth 0.9\nset grid ytics\nset key outside right top\nset xtics rotate by -45 "
+            "scale 0\n"
+            "set output 'workload_by_day.png'\n"
+            "set title 'Officer workload per arrival day: YELLOW (document check) and RED (exam)'\n"
+            "plot 'charts.dat' index 0 using 2:xtic(1) title 'YELLOW before', '' index 0 using 3 "
+            "title "
+            "'YELLOW after', '' index 0 using 4 title 'RED before', '' index 0 using 5 title 'RED "
+            "after'\n"
+            "set output 'reasons.png'\nset title 'Declarations per reason code, before and after'\n"
+            "plot 'charts.dat' index 1 using 2:xtic(1) title 'before', '' index 1 using 3 title "
+            "'after'\n");
         ok = fclose(f) == 0;
     } else {
         ok = false;
@@ -969,7 +1035,8 @@ static bool pr_whatif_charts(struct pr_whatif *w, const char *dir) {
     int rc = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     int status = 0;
-    bool drawn = rc == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool drawn =
+        rc == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (!drawn) pr_warn("whatif: no charts (gnuplot %s)", rc ? "is not installed" : "failed");
     return drawn;
 }
@@ -978,7 +1045,10 @@ static int pr_whatif_write(struct pr_whatif *w, double wall, double cpu) {
     const char *dir = w->o->out_dir;
     json_t *report = pr_whatif_report_json(w);
     char *path = pr_whatif_path(dir, "report.json");
-    int rc = json_dump_file(report, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6)) == 0 ? PR_OK : PR_ERR;
+    int rc =
+        json_dump_file(report, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6)) == 0
+            ? PR_OK
+            : PR_ERR;
     if (rc != PR_OK) pr_error("whatif: cannot write %s", path);
     json_decref(report);
     free(path);
@@ -989,18 +1059,20 @@ static int pr_whatif_write(struct pr_whatif *w, double wall, double cpu) {
     struct pr_state_stats st[2];
     pr_state_get_stats(w->sides[0].state, &st[0]);
     pr_state_get_stats(w->sides[1].state, &st[1]);
-    json_t *stages = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "reader_thread", (double)w->reader_us / 1e6,
-                               "wait_for_reader", (double)w->read_us / 1e6,
-                               "decode_enrich", (double)w->shared_us / 1e6, "baseline",
-                               (double)w->sides[0].busy_us / 1e6, "candidate", (double)w->sides[1].busy_us / 1e6,
-                               "wait_for_other_thread", (double)w->wait_us / 1e6, "compare", (double)w->compare_us / 1e6);
-    json_t *run = json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:b, s:o}", "wall_seconds", wall,
-                            "cpu_seconds", cpu, "messages_per_second", wall > 0 ? (double)w->read / wall : 0.0,
-                            "decided_per_second", wall > 0 ? (double)w->decided / wall : 0.0, "messages_read",
-                            (json_int_t)w->read, "decided", (json_int_t)w->decided, "snapshot_seconds",
-                            w->snapshot_seconds, "snapshot_bytes", (json_int_t)w->snapshot->bytes,
-                            "state_bytes_baseline", (json_int_t)st[0].bytes, "state_bytes_candidate",
-                            (json_int_t)st[1].bytes, "charts", charts, "stage_seconds", stages);
+    json_t *stages = json_pack(
+        "{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "reader_thread", (double)w->reader_us / 1e6,
+        "wait_for_reader", (double)w->read_us / 1e6, "decode_enrich", (double)w->shared_us / 1e6,
+        "baseline", (double)w->sides[0].busy_us / 1e6, "candidate",
+        (double)w->sides[1].busy_us / 1e6, "wait_for_other_thread", (double)w->wait_us / 1e6,
+        "compare", (double)w->compare_us / 1e6);
+    json_t *run = json_pack(
+        "{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:b, s:o}", "wall_seconds", wall,
+        "cpu_seconds", cpu, "messages_per_second", wall > 0 ? (double)w->read / wall : 0.0,
+        "decided_per_second", wall > 0 ? (double)w->decided / wall : 0.0, "messages_read",
+        (json_int_t)w->read, "decided", (json_int_t)w->decided, "snapshot_seconds",
+        w->snapshot_seconds, "snapshot_bytes", (json_int_t)w->snapshot->bytes,
+        "state_bytes_baseline", (json_int_t)st[0].bytes, "state_bytes_candidate",
+        (json_int_t)st[1].bytes, "charts", charts, "stage_seconds", stages);
     path = pr_whatif_path(dir, "run.json");
     if (rc == PR_OK && json_dump_file(run, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
         pr_error("whatif: cannot write %s", path);
@@ -1100,24 +1172,26 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     }
     int64_t t0 = pr_monotonic_us();
     char err[512];
-    w.snapshot = pr_refdata_snapshot_load(cfg->redis_address, cfg->redis_user, cfg->redis_password,
-                                          cfg->redis_timeout_ms > 30000 ? cfg->redis_timeout_ms : 30000, err,
-                                          sizeof(err));
+    w.snapshot = pr_refdata_snapshot_load(
+        cfg->redis_address, cfg->redis_user, cfg->redis_password,
+        cfg->redis_timeout_ms > 30000 ? cfg->redis_timeout_ms : 30000, err, sizeof(err));
     if (!w.snapshot) {
         pr_error("whatif: %s", err);
         goto out;
     }
     w.snapshot_seconds = (double)(pr_monotonic_us() - t0) / 1e6;
-    pr_info("whatif: reference data version %s in memory (%llu HTS rows, %llu violator keys, %llu countries, "
+    pr_info("whatif: reference data version %s in memory (%llu HTS rows, %llu violator keys, %llu "
+            "countries, "
             "%.1f MB, %.2f s)",
             w.snapshot->version, (unsigned long long)w.snapshot->hts_rows,
-            (unsigned long long)w.snapshot->violator_keys, (unsigned long long)w.snapshot->country_rows,
-            (double)w.snapshot->bytes / 1e6, w.snapshot_seconds);
+            (unsigned long long)w.snapshot->violator_keys,
+            (unsigned long long)w.snapshot->country_rows, (double)w.snapshot->bytes / 1e6,
+            w.snapshot_seconds);
     struct pr_operator_env env = {.cfg = cfg, .refdata = w.snapshot};
     for (int h = 0; h < 2; h++) {
         w.halves[h].w = &w;
-        if (pr_chain_init_env(&w.halves[h].shared, pr_whatif_shared_chain, PR_ARRAY_LEN(pr_whatif_shared_chain),
-                              &env) != PR_OK)
+        if (pr_chain_init_env(&w.halves[h].shared, pr_whatif_shared_chain,
+                              PR_ARRAY_LEN(pr_whatif_shared_chain), &env) != PR_OK)
             goto out;
         pr_batch_init(&w.halves[h].batch, o->batch_size);
     }
@@ -1136,8 +1210,8 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     w.listed = pr_calloc((size_t)(o->listed_max > 0 ? o->listed_max : 1), sizeof(*w.listed));
     pr_buf_init(&w.line);
     if (pr_whatif_open(&w) != PR_OK) goto out;
-    pr_info("whatif: %llu messages to read from %d partitions of %s", (unsigned long long)w.to_read, w.part_count,
-            cfg->topic_declarations);
+    pr_info("whatif: %llu messages to read from %d partitions of %s", (unsigned long long)w.to_read,
+            w.part_count, cfg->topic_declarations);
 
     w.started_us = pr_monotonic_us();
     double cpu0 = pr_cpu_seconds();
@@ -1184,9 +1258,11 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
                 half->out_of_window = 0;
             }
             if (!failed) {
-                w.wait_us += (uint64_t)pr_whatif_both(pr_whatif_side_step, &w.sides[1], &w.sides[0]);
+                w.wait_us +=
+                    (uint64_t)pr_whatif_both(pr_whatif_side_step, &w.sides[1], &w.sides[0]);
                 int64_t t_compare = pr_monotonic_us();
-                if (w.sides[0].rc != PR_OP_DONE || w.sides[1].rc != PR_OP_DONE || pr_whatif_compare(&w) != PR_OK)
+                if (w.sides[0].rc != PR_OP_DONE || w.sides[1].rc != PR_OP_DONE ||
+                    pr_whatif_compare(&w) != PR_OK)
                     failed = true;
                 w.compare_us += (uint64_t)(pr_monotonic_us() - t_compare);
             }
@@ -1233,7 +1309,8 @@ int pr_whatif_run(const struct pr_config *cfg, const struct pr_whatif_options *o
     w.all_file = NULL;
     if (failed) goto out;
     if (pr_whatif_write(&w, wall, cpu) != PR_OK) goto out;
-    pr_info("whatif: %llu decided in %.1f s (%.0f messages/s, %.2f us CPU each), %llu changed lane; report in %s",
+    pr_info("whatif: %llu decided in %.1f s (%.0f messages/s, %.2f us CPU each), %llu changed "
+            "lane; report in %s",
             (unsigned long long)w.decided, wall, wall > 0 ? (double)w.read / wall : 0.0,
             w.read ? cpu * 1e6 / (double)w.read : 0.0, (unsigned long long)w.changed, o->out_dir);
     status = 0;

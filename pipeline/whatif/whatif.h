@@ -19,16 +19,17 @@
 struct pr_whatif_options {
     int64_t from_ms, to_ms; /* the window, [from, to) */
     bool by_timestamp;      /* window by the Kafka timestamp, not arrival_time */
-    int64_t scan_from_ms;   /* arrival_time mode: start reading at this Kafka timestamp; < 0: the log start */
+    int64_t scan_from_ms; /* arrival_time mode: start reading at this Kafka timestamp; < 0: the log
+                             start */
     const char *rules_path, *policy_path;                   /* candidate (NULL: the baseline's) */
     const char *baseline_rules_path, *baseline_policy_path; /* NULL: the configuration's */
     const char *out_dir;
     const char *all_path; /* --all: every decided declaration as a JSON line; NULL: none */
-    int listed_max;     /* changed declarations listed in report.md */
-    size_t batch_size;  /* records decided per side per step */
-    size_t state_max_mb; /* per side; 0: unbounded */
-    bool quiet;         /* no progress line */
-    bool charts;        /* PNG charts with gnuplot when it is installed */
+    int listed_max;       /* changed declarations listed in report.md */
+    size_t batch_size;    /* records decided per side per step */
+    size_t state_max_mb;  /* per side; 0: unbounded */
+    bool quiet;           /* no progress line */
+    bool charts;          /* PNG charts with gnuplot when it is installed */
 };
 
 /* Returns the exit status: 0 done (report written), 1 a runtime failure

@@ -160,7 +160,9 @@ static struct pr_fuzz_state *pr_fuzz_state_get(void) {
         pr_buf_init(&v2);
         const char *close = strrchr(pr_schema_declaration, ']');
         pr_buf_append(&v2, pr_schema_declaration, (size_t)(close - pr_schema_declaration));
-        pr_buf_appendf(&v2, ", {\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], \"default\": null}%s",
+        pr_buf_appendf(&v2,
+                       ", {\"name\": \"hub_reference\", \"type\": [\"null\", \"string\"], "
+                       "\"default\": null}%s",
                        close);
         state->v2 = pr_decl_reader_new((const char *)v2.data, v2.len);
         if (pr_decl_reader_kind(state->v2) != PR_WRITER_RESOLVED)
@@ -220,7 +222,8 @@ static const char *pr_fuzz_declaration_diff(const struct pr_declaration *a,
     if (a->event_time != b->event_time) return "event_time";
     if (!pr_fuzz_party_eq(&a->shipper, &b->shipper)) return "shipper";
     if (!pr_fuzz_party_eq(&a->consignee, &b->consignee)) return "consignee";
-    if (a->has_seller != b->has_seller || (a->has_seller && !pr_fuzz_party_eq(&a->seller, &b->seller)))
+    if (a->has_seller != b->has_seller ||
+        (a->has_seller && !pr_fuzz_party_eq(&a->seller, &b->seller)))
         return "seller";
     if (a->has_marketplace != b->has_marketplace ||
         (a->has_marketplace && !pr_fuzz_str_eq(a->marketplace, b->marketplace)))
@@ -258,7 +261,8 @@ static void pr_fuzz_roundtrip(struct pr_fuzz_state *s, const struct pr_declarati
     if (s->second.len != s->first.len || memcmp(s->second.data, s->first.data, s->first.len) != 0)
         pr_fuzz_fail("encode(decode(encode(d))) != encode(d) (%zu vs %zu bytes)", s->second.len,
                      s->first.len);
-    code = pr_declaration_decode(s->second.data, s->second.len, &third, &s->arena, err, sizeof(err));
+    code =
+        pr_declaration_decode(s->second.data, s->second.len, &third, &s->arena, err, sizeof(err));
     if (code != PR_DLQ_NONE) pr_fuzz_fail("second re-decode failed: %s", err);
 }
 
@@ -288,7 +292,8 @@ static void pr_fuzz_fake_enrich(struct pr_batch *batch) {
         rec->party_severity[PR_PARTY_CONSIGNEE] = pr_fuzz_severity(d->consignee.name);
         rec->party_severity[PR_PARTY_ADDRESS] = pr_fuzz_severity(d->consignee.address);
         for (int p = 0; p < PR_PARTY_COUNT; p++)
-            if (rec->party_severity[p] > rec->violator_severity) rec->violator_severity = rec->party_severity[p];
+            if (rec->party_severity[p] > rec->violator_severity)
+                rec->violator_severity = rec->party_severity[p];
         rec->line_refs = pr_arena_alloc(&batch->arena, (d->line_count ? d->line_count : 1) *
                                                            sizeof(struct pr_line_ref));
         for (uint32_t i = 0; i < d->line_count; i++) {
@@ -298,7 +303,8 @@ static void pr_fuzz_fake_enrich(struct pr_batch *batch) {
             for (uint32_t k = 0; k < line->hts.len; k++)
                 if (line->hts.ptr[k] < '0' || line->hts.ptr[k] > '9') digits = false;
             struct pr_line_ref *ref = &rec->line_refs[i];
-            *ref = (struct pr_line_ref){.floor_cents = -1, .watch_points = -1, .all_digits = digits};
+            *ref =
+                (struct pr_line_ref){.floor_cents = -1, .watch_points = -1, .all_digits = digits};
             /* enrich looks up the 10/8/6/4/2-digit prefixes of all-digit codes only */
             if (digits && line->hts.len >= 2) {
                 if (h & 1) ref->flags = (uint32_t)(h >> 1) & 0xff;
@@ -370,8 +376,10 @@ static void pr_fuzz_check_decision(struct pr_fuzz_state *s, const struct pr_reco
     if (pr_fuzz_number(v, "decided_at") != s->batch.now_ms) pr_fuzz_fail("Decision.decided_at");
     if (pr_fuzz_number(v, "source_offset") != rec->offset) pr_fuzz_fail("Decision.source_offset");
     int64_t lane = pr_fuzz_number(v, "lane"), score = pr_fuzz_number(v, "score");
-    if (lane != rec->lane || score != rec->score) pr_fuzz_fail("Decision lane/score differ from the record");
-    if (score < 0 || score > s->rules->score_cap) pr_fuzz_fail("Decision.score %lld out of range", (long long)score);
+    if (lane != rec->lane || score != rec->score)
+        pr_fuzz_fail("Decision lane/score differ from the record");
+    if (score < 0 || score > s->rules->score_cap)
+        pr_fuzz_fail("Decision.score %lld out of range", (long long)score);
     if (score >= s->rules->lane_red_score && lane != PR_LANE_RED)
         pr_fuzz_fail("score %lld but lane %lld", (long long)score, (long long)lane);
 
@@ -383,19 +391,23 @@ static void pr_fuzz_check_decision(struct pr_fuzz_state *s, const struct pr_reco
     bool random_reason = false;
     for (size_t i = 0; i < count; i++) {
         avro_value_t reason = {NULL, NULL};
-        if (avro_value_get_by_index(&reasons, i, &reason, NULL) != 0) pr_fuzz_fail("reasons[%zu]", i);
+        if (avro_value_get_by_index(&reasons, i, &reason, NULL) != 0)
+            pr_fuzz_fail("reasons[%zu]", i);
         struct pr_str name = pr_fuzz_string(&reason, "code", "Reason");
         int code = pr_reason_from_name(name.ptr, name.len);
         if (code < 0) pr_fuzz_fail("unknown reason code %.*s", (int)name.len, name.ptr);
         pr_fuzz_string(&reason, "detail", pr_reason_names[code]);
-        if (code <= previous) pr_fuzz_fail("reasons out of order or repeated at %.*s", (int)name.len, name.ptr);
+        if (code <= previous)
+            pr_fuzz_fail("reasons out of order or repeated at %.*s", (int)name.len, name.ptr);
         previous = code;
         sum += pr_fuzz_number(&reason, "points");
         if (code == PR_R_RANDOM_COMPLIANCE) random_reason = true;
     }
     if (sum > s->rules->score_cap) sum = s->rules->score_cap;
     if (sum < 0) sum = 0;
-    if (sum != score) pr_fuzz_fail("score %lld is not the capped sum %lld of the points", (long long)score, (long long)sum);
+    if (sum != score)
+        pr_fuzz_fail("score %lld is not the capped sum %lld of the points", (long long)score,
+                     (long long)sum);
     int64_t de_minimis = pr_fuzz_number(v, "de_minimis");
     if ((de_minimis == PR_DM_SUSPENDED) != pr_record_has(rec, PR_R_DE_MINIMIS_SUSPENDED))
         pr_fuzz_fail("de_minimis %lld but DE_MINIMIS_SUSPENDED %s", (long long)de_minimis,
@@ -430,7 +442,8 @@ static void pr_fuzz_check_deadletter(struct pr_fuzz_state *s, const struct pr_re
     if (rec->dlq_code == PR_DLQ_TOO_LARGE && want > (size_t)s->cfg->dlq_keep_bytes)
         want = (size_t)s->cfg->dlq_keep_bytes;
     if (n != want || (n && memcmp(bytes, data, n) != 0))
-        pr_fuzz_fail("DeadLetter.payload is not the message as received (%zu vs %zu bytes)", n, want);
+        pr_fuzz_fail("DeadLetter.payload is not the message as received (%zu vs %zu bytes)", n,
+                     want);
 }
 
 /* ------------------------------------------------------------- the target */
@@ -520,24 +533,31 @@ static void pr_fuzz_resolved(struct pr_fuzz_state *s, const uint8_t *data, size_
     char err[256];
     pr_arena_reset(&s->arena);
     struct pr_declaration resolved, plain;
-    enum pr_dlq_code rcode = pr_decl_reader_decode(s->v2, data, size, &resolved, &s->arena, err, sizeof(err));
-    if ((int)rcode < PR_DLQ_NONE || rcode > PR_DLQ_UNKNOWN_SCHEMA) pr_fuzz_fail("resolved: bad code %d", rcode);
-    if (rcode != PR_DLQ_NONE && err[0] == '\0') pr_fuzz_fail("resolved: %s without an error text", pr_dlq_names[rcode]);
+    enum pr_dlq_code rcode =
+        pr_decl_reader_decode(s->v2, data, size, &resolved, &s->arena, err, sizeof(err));
+    if ((int)rcode < PR_DLQ_NONE || rcode > PR_DLQ_UNKNOWN_SCHEMA)
+        pr_fuzz_fail("resolved: bad code %d", rcode);
+    if (rcode != PR_DLQ_NONE && err[0] == '\0')
+        pr_fuzz_fail("resolved: %s without an error text", pr_dlq_names[rcode]);
     /* A v1 Declaration followed by a null is a valid v2 record. */
-    bool plain_null = size > 0 && data[size - 1] == 0 &&
-                      pr_declaration_decode(data, size - 1, &plain, &s->arena, err, sizeof(err)) == PR_DLQ_NONE;
+    bool plain_null =
+        size > 0 && data[size - 1] == 0 &&
+        pr_declaration_decode(data, size - 1, &plain, &s->arena, err, sizeof(err)) == PR_DLQ_NONE;
     if (plain_null && rcode != PR_DLQ_NONE)
-        pr_fuzz_fail("resolved path says %s for a v1 Declaration followed by a null", pr_dlq_names[rcode]);
+        pr_fuzz_fail("resolved path says %s for a v1 Declaration followed by a null",
+                     pr_dlq_names[rcode]);
     if (rcode != PR_DLQ_NONE) return;
     /* A valid v2 record is a complete v1 Declaration followed by the new
      * field (null, or a string): the fast decoder says TRAILING_BYTES, and
      * the Declaration before those bytes has the same fields. */
     size_t extra = 0, v1_len = 0;
-    if (pr_declaration_decode(data, size, &plain, &s->arena, err, sizeof(err)) != PR_DLQ_TRAILING_BYTES ||
+    if (pr_declaration_decode(data, size, &plain, &s->arena, err, sizeof(err)) !=
+            PR_DLQ_TRAILING_BYTES ||
         sscanf(err, "%zu bytes after a complete Declaration of %zu bytes", &extra, &v1_len) != 2 ||
         v1_len + extra != size ||
         pr_declaration_decode(data, v1_len, &plain, &s->arena, err, sizeof(err)) != PR_DLQ_NONE)
-        pr_fuzz_fail("resolved path accepts what is not a v1 Declaration followed by one more field");
+        pr_fuzz_fail(
+            "resolved path accepts what is not a v1 Declaration followed by one more field");
     pr_buf_reset(&s->first);
     pr_buf_reset(&s->second);
     pr_declaration_encode(&resolved, &s->first);

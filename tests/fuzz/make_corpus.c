@@ -17,7 +17,8 @@
 #include "codec.h"
 #include "gen.h"
 
-#define SI(lit) {(lit), (uint32_t)(sizeof(lit) - 1)}
+#define SI(lit)                                                                                    \
+    { (lit), (uint32_t)(sizeof(lit) - 1) }
 #define S(lit) ((struct pr_str)SI(lit))
 
 /* 2025-10-01T00:00:00Z: de minimis suspended for every origin. */
@@ -34,7 +35,8 @@ static void pr_seed(struct pr_corpus *c, const char *name, const struct pr_buf *
     char err[256];
     struct pr_declaration d;
     pr_arena_reset(&c->arena);
-    enum pr_dlq_code got = pr_declaration_decode(buf->data, buf->len, &d, &c->arena, err, sizeof(err));
+    enum pr_dlq_code got =
+        pr_declaration_decode(buf->data, buf->len, &d, &c->arena, err, sizeof(err));
     if (got != want) {
         fprintf(stderr, "make_corpus: seed %s decodes as %s, not %s (%s)\n", name,
                 pr_dlq_names[got], pr_dlq_names[want], err);
@@ -74,7 +76,8 @@ static void pr_line(struct pr_buf *out, const struct pr_line *l) {
 static void pr_splice(struct pr_buf *out, const struct pr_buf *in, struct pr_str s, size_t skip,
                       const struct pr_buf *raw) {
     for (size_t i = 1; i + s.len <= in->len; i++) {
-        if (in->data[i - 1] != (uint8_t)(s.len * 2) || memcmp(in->data + i, s.ptr, s.len) != 0) continue;
+        if (in->data[i - 1] != (uint8_t)(s.len * 2) || memcmp(in->data + i, s.ptr, s.len) != 0)
+            continue;
         pr_buf_reset(out);
         pr_buf_append(out, in->data, i - 1);
         pr_buf_append(out, raw->data, raw->len);
@@ -148,7 +151,8 @@ int main(int argc, char **argv) {
         .event_time = START_MS,
         .shipper = {S("\xe6\xb7\xb1\xe5\x9c\xb3 Trading Co., Ltd."), S("No. 1 Road"), S("Shenzhen"),
                     S("518000"), S("CN")},
-        .consignee = {S("CNAME-MARKER"), S("12 Elm Street, Apt 3"), S("Boston"), S("02108"), S("US")},
+        .consignee = {S("CNAME-MARKER"), S("12 Elm Street, Apt 3"), S("Boston"), S("02108"),
+                      S("US")},
         .has_seller = true,
         .seller = {S("N/A"), S("Online"), S(""), S(""), S("CN")},
         .has_marketplace = true,

@@ -45,7 +45,9 @@ static uint64_t pr_rng(uint64_t *state) {
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-static size_t pr_below(uint64_t *state, size_t n) { return n ? (size_t)(pr_rng(state) % n) : 0; }
+static size_t pr_below(uint64_t *state, size_t n) {
+    return n ? (size_t)(pr_rng(state) % n) : 0;
+}
 
 static int pr_read_file(const char *path, struct pr_inputs *inputs) {
     FILE *f = fopen(path, "rb");
@@ -141,9 +143,36 @@ static size_t pr_varint(int64_t v, uint8_t out[10]) {
 
 /* Values that lengths, counts, union and enum indexes trip over. */
 static const int64_t pr_interesting[] = {
-    0, 1, -1, 2, -2, 3, 4, 5, 7, 63, 64, -64, -65, 127, 128, 255, 256, 4096, 65535, 65536,
-    1000000000, 2147483647, 2147483648LL, -2147483648LL, -2147483649LL, 4294967296LL,
-    INT64_C(1) << 62, -(INT64_C(1) << 62), INT64_MAX, INT64_MIN,
+    0,
+    1,
+    -1,
+    2,
+    -2,
+    3,
+    4,
+    5,
+    7,
+    63,
+    64,
+    -64,
+    -65,
+    127,
+    128,
+    255,
+    256,
+    4096,
+    65535,
+    65536,
+    1000000000,
+    2147483647,
+    2147483648LL,
+    -2147483648LL,
+    -2147483649LL,
+    4294967296LL,
+    INT64_C(1) << 62,
+    -(INT64_C(1) << 62),
+    INT64_MAX,
+    INT64_MIN,
 };
 static const uint8_t pr_interesting_bytes[] = {0x00, 0x01, 0x02, 0x7f, 0x80, 0x81, 0xc0,
                                                0xc3, 0xed, 0xf0, 0xf4, 0xfe, 0xff};
@@ -159,9 +188,7 @@ static void pr_mutate_once(struct pr_bytes *b, const struct pr_inputs *inputs, u
             b->data[pr_below(rng, b->len)] =
                 pr_interesting_bytes[pr_below(rng, sizeof(pr_interesting_bytes))];
         break;
-    case 2: /* truncate */
-        b->len = pos;
-        break;
+    case 2: /* truncate */ b->len = pos; break;
     case 3: { /* insert 1-8 random bytes */
         uint8_t tmp[8];
         size_t n = 1 + pr_below(rng, 8);
@@ -189,7 +216,8 @@ static void pr_mutate_once(struct pr_bytes *b, const struct pr_inputs *inputs, u
         if (pos + old < b->len) old++;
         pr_bytes_erase(b, pos, old);
         uint8_t tmp[10];
-        int64_t v = pr_interesting[pr_below(rng, sizeof(pr_interesting) / sizeof(pr_interesting[0]))];
+        int64_t v =
+            pr_interesting[pr_below(rng, sizeof(pr_interesting) / sizeof(pr_interesting[0]))];
         if (pr_below(rng, 4) == 0) /* nudge by -2..2, wrapping at the ends */
             v = (int64_t)((uint64_t)v + (uint64_t)pr_below(rng, 5) - 2);
         pr_bytes_insert(b, pos, tmp, pr_varint(v, tmp));
