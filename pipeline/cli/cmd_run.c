@@ -82,6 +82,18 @@ static void pr_write_summary(const char *path, const struct pr_engine_totals *t,
     json_decref(root);
 }
 
+/* The exit status of `run` (its --help): 0 clean stop, 1 fatal runtime
+ * error, 2 bad command line or configuration. */
+static int pr_run_exit_status(enum pr_engine_result result) {
+    switch (result) {
+    case PR_ENGINE_DONE:
+    case PR_ENGINE_STOPPED_WAITING: return 0;
+    case PR_ENGINE_FAILED: return 1;
+    case PR_ENGINE_REFUSED: return 2;
+    }
+    return 1;
+}
+
 int pr_cmd_run(int argc, char **argv) {
     static const struct option options[] = {
         PR_CLI_SHARED_OPTIONS,
@@ -114,7 +126,8 @@ int pr_cmd_run(int argc, char **argv) {
     if (!cfg) return pr_cli_done(&cli);
     pr_install_signals();
     struct pr_engine_totals totals;
-    int rc = pr_engine_run(cfg, &options_run, &totals);
-    if (summary_path && rc != 2) pr_write_summary(summary_path, &totals, rc);
+    enum pr_engine_result result = pr_engine_run(cfg, &options_run, &totals);
+    int rc = pr_run_exit_status(result);
+    if (summary_path && result != PR_ENGINE_REFUSED) pr_write_summary(summary_path, &totals, rc);
     return pr_cli_finish(&cli, rc);
 }

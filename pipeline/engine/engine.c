@@ -1007,7 +1007,8 @@ static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_b
  * batch.size is kept under the smallest, so that one produce request never
  * exceeds what a topic takes. Refuses (exit 2) an input.dlq_keep_bytes
  * that a cut dead letter could not fit. */
-static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pconf) {
+static enum pr_engine_result pr_engine_output_limits(struct pr_engine *engine,
+                                                     rd_kafka_conf_t *pconf) {
     const struct pr_config *cfg = engine->cfg;
     char value[64];
     size_t size = sizeof(value);
@@ -1026,7 +1027,7 @@ static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pc
             "producer's message.max.bytes); lower input.dlq_keep_bytes to at most %lld",
             cfg->dlq_keep_bytes, cfg->topic_dlq, (long long)dlq_need, (long long)limits[2],
             (long long)(limits[2] - PR_DEADLETTER_OVERHEAD - PR_RECORD_OVERHEAD));
-        return 2;
+        return PR_ENGINE_REFUSED;
     }
     size = sizeof(value);
     int64_t batch_size = 1000000;
@@ -1037,25 +1038,25 @@ static int pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pc
         snprintf(value, sizeof(value), "%lld", (long long)pr_batch_bytes_under(smallest));
         if (rd_kafka_conf_set(pconf, "batch.size", value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
             pr_error("producer batch.size %s: %s", value, err);
-            return 2;
+            return PR_ENGINE_REFUSED;
         }
         pr_info("producer batch.size %s: under the smallest max.message.bytes of the output topics",
                 value);
         batch_size = pr_batch_bytes_under(smallest);
     }
     engine->producer_batch_size = batch_size;
-    return 0;
+    return PR_ENGINE_DONE;
 }
 
 /* Creates the producer from engine->producer_conf (kept for a restart),
  * its transactions when exactly-once, and the output topic handles. */
-static int pr_engine_producer_start(struct pr_engine *engine) {
+static enum pr_engine_result pr_engine_producer_start(struct pr_engine *engine) {
     char err[512];
     engine->producer =
         rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_dup(engine->producer_conf), err, sizeof(err));
     if (!engine->producer) {
         pr_error("cannot create the Kafka producer: %s", err);
-        return 2;
+        return PR_ENGINE_REFUSED;
     }
     if (engine->eos) {
         /* Fences an earlier instance with the same transactional.id and
@@ -1067,7 +1068,7 @@ static int pr_engine_producer_start(struct pr_engine *engine) {
             pr_warn("init_transactions: %s%s", rd_kafka_error_string(error),
                     retriable ? "; retrying" : "");
             rd_kafka_error_destroy(error);
-            if (!retriable || *engine->options->stop) return 1;
+            if (!retriable || *engine->options->stop) return PR_ENGINE_FAILED;
             pr_engine_tick(engine);
         }
     }
@@ -1075,7 +1076,7 @@ static int pr_engine_producer_start(struct pr_engine *engine) {
     engine->topic_decisions = rd_kafka_topic_new(engine->producer, cfg->topic_decisions, NULL);
     engine->topic_alerts = rd_kafka_topic_new(engine->producer, cfg->topic_alerts, NULL);
     engine->topic_dlq = rd_kafka_topic_new(engine->producer, cfg->topic_dlq, NULL);
-    return 0;
+    return PR_ENGINE_DONE;
 }
 
 /* Returns 0 when ready, -1 when stopped while waiting for the output
@@ -1086,10 +1087,10 @@ static int pr_engine_producer_start(struct pr_engine *engine) {
  * does not answer is waited for (one line per 10 s), like a missing output
  * topic; one that refuses a schema (incompatible with what the subject
  * holds) is a configuration fault: exit 2. -1: stopped while waiting. */
-static int pr_engine_register_schemas(struct pr_engine *engine) {
+static enum pr_engine_result pr_engine_register_schemas(struct pr_engine *engine) {
     const struct pr_config *cfg = engine->cfg;
     struct pr_schema_registry *reg = pr_schema_registry_new(cfg);
-    if (!reg) return *cfg->schema_registry_url ? 2 : 0;
+    if (!reg) return *cfg->schema_registry_url ? PR_ENGINE_REFUSED : PR_ENGINE_DONE;
     const struct {
         const char *topic, *schema, *record;
         uint32_t *id;
@@ -1101,8 +1102,8 @@ static int pr_engine_register_schemas(struct pr_engine *engine) {
          &engine->frame_ids.deadletter},
     };
     int64_t last_log = 0;
-    int rc = 0;
-    for (int i = 0; i < 3 && rc == 0;) {
+    enum pr_engine_result rc = PR_ENGINE_DONE;
+    for (int i = 0; i < 3 && rc == PR_ENGINE_DONE;) {
         char subject[512], why[512];
         pr_schema_registry_subject(cfg->schema_registry_subject_strategy, outputs[i].topic,
                                    outputs[i].record, subject, sizeof(subject));
@@ -1117,7 +1118,7 @@ static int pr_engine_register_schemas(struct pr_engine *engine) {
         if (res == PR_REG_REFUSED) {
             pr_error("schema registry refuses our %s schema under subject %s: %s",
                      outputs[i].record, subject, why);
-            rc = 2;
+            rc = PR_ENGINE_REFUSED;
             break;
         }
         int64_t now = pr_monotonic_us();
@@ -1125,22 +1126,22 @@ static int pr_engine_register_schemas(struct pr_engine *engine) {
             last_log = now;
             pr_error("schema registry unavailable (%s); waiting for it before consuming", why);
         }
-        for (int k = 0; k < 10 && rc == 0; k++) {
-            if (*engine->options->stop) rc = -1;
+        for (int k = 0; k < 10 && rc == PR_ENGINE_DONE; k++) {
+            if (*engine->options->stop) rc = PR_ENGINE_STOPPED_WAITING;
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
     pr_schema_registry_free(reg);
-    if (rc == 0) engine->framed = true;
+    if (rc == PR_ENGINE_DONE) engine->framed = true;
     return rc;
 }
 
-static int pr_engine_setup(struct pr_engine *engine) {
+static enum pr_engine_result pr_engine_setup(struct pr_engine *engine) {
     const struct pr_config *cfg = engine->cfg;
     char err[512];
     rd_kafka_conf_t *cconf = pr_kafka_conf_new(cfg, PR_KAFKA_CONSUMER);
-    if (!cconf) return 2;
+    if (!cconf) return PR_ENGINE_REFUSED;
     rd_kafka_conf_set_opaque(cconf, engine);
     rd_kafka_conf_set_rebalance_cb(cconf, pr_engine_rebalance_cb);
     if (engine->metrics) {
@@ -1157,7 +1158,7 @@ static int pr_engine_setup(struct pr_engine *engine) {
                 RD_KAFKA_CONF_OK) {
             pr_error("statistics.interval.ms: %s", err);
             rd_kafka_conf_destroy(cconf);
-            return 2;
+            return PR_ENGINE_REFUSED;
         }
         rd_kafka_conf_set_stats_cb(cconf, pr_engine_stats_cb);
         size = sizeof(value);
@@ -1168,16 +1169,16 @@ static int pr_engine_setup(struct pr_engine *engine) {
     engine->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
     if (!engine->consumer) {
         pr_error("cannot create the Kafka consumer: %s", err);
-        return 2;
+        return PR_ENGINE_REFUSED;
     }
     rd_kafka_poll_set_consumer(engine->consumer);
-    if (!pr_engine_wait_output_topics(engine)) return -1;
+    if (!pr_engine_wait_output_topics(engine)) return PR_ENGINE_STOPPED_WAITING;
 
-    int rc = pr_engine_register_schemas(engine);
+    enum pr_engine_result rc = pr_engine_register_schemas(engine);
     if (rc) return rc;
 
     rd_kafka_conf_t *pconf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
-    if (!pconf) return 2;
+    if (!pconf) return PR_ENGINE_REFUSED;
     rc = pr_engine_output_limits(engine, pconf);
     if (rc) {
         rd_kafka_conf_destroy(pconf);
@@ -1202,7 +1203,7 @@ static int pr_engine_setup(struct pr_engine *engine) {
                 RD_KAFKA_CONF_OK) {
             pr_error("exactly_once: %s", err);
             rd_kafka_conf_destroy(pconf);
-            return 2;
+            return PR_ENGINE_REFUSED;
         }
         pr_info("exactly_once: transactional.id %s", txn_id);
     }
@@ -1216,7 +1217,7 @@ static int pr_engine_setup(struct pr_engine *engine) {
     rd_kafka_topic_partition_list_destroy(subscription);
     if (e) {
         pr_error("cannot subscribe to %s: %s", cfg->topic_declarations, rd_kafka_err2str(e));
-        return 1;
+        return PR_ENGINE_FAILED;
     }
 
     engine->slot_count = (size_t)cfg->max_inflight_batches;
@@ -1228,7 +1229,7 @@ static int pr_engine_setup(struct pr_engine *engine) {
         slot->batch.source_topic = cfg->topic_declarations;
         slot->messages = pr_calloc((size_t)cfg->batch_size, sizeof(*slot->messages));
     }
-    return 0;
+    return PR_ENGINE_DONE;
 }
 
 /* ---------------------------------------------------------------- produce */
@@ -1682,8 +1683,9 @@ static double pr_cpu_seconds(void) {
            ru.ru_stime.tv_usec / 1e6;
 }
 
-int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *options,
-                  struct pr_engine_totals *totals) {
+enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
+                                    const struct pr_engine_options *options,
+                                    struct pr_engine_totals *totals) {
     struct pr_engine engine_storage;
     struct pr_engine *engine = &engine_storage;
     memset(engine, 0, sizeof(*engine));
@@ -1695,12 +1697,12 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
     if (!engine->rules) {
         pr_error("rules: %s", err);
         if (totals) memset(totals, 0, sizeof(*totals));
-        return 2;
+        return PR_ENGINE_REFUSED;
     }
     pr_info("rules: ruleset_version %s", engine->rules->version);
-    int rc = 0;
+    enum pr_engine_result rc = PR_ENGINE_DONE;
     if (pr_chain_init(&engine->chain, cfg) != PR_OK) {
-        rc = 2;
+        rc = PR_ENGINE_REFUSED;
         goto out;
     }
     pr_buf_init(&engine->scratch);
@@ -1714,14 +1716,14 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
         engine->probe = pr_probe_start(cfg, engine->metrics);
         engine->http = engine->probe ? pr_http_start(cfg->http_listen, engine->metrics) : NULL;
         if (!engine->http) {
-            rc = 1;
+            rc = PR_ENGINE_FAILED;
             goto out;
         }
     }
     rc = pr_engine_setup(engine);
-    if (rc == -1) {
+    if (rc == PR_ENGINE_STOPPED_WAITING) {
         pr_info("stopped while waiting for the output topics or the schema registry");
-        rc = 0;
+        rc = PR_ENGINE_DONE;
         goto out;
     }
     if (rc) goto out;
@@ -1863,7 +1865,7 @@ int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *o
                  (unsigned long long)op->stats.records, (double)op->stats.busy_us / 1e6,
                  (unsigned long long)op->stats.round_trips);
     }
-    rc = engine->fatal ? 1 : 0;
+    rc = engine->fatal ? PR_ENGINE_FAILED : PR_ENGINE_DONE;
 
 out:
     if (engine->snap) {

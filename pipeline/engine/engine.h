@@ -41,10 +41,21 @@ struct pr_engine_totals {
     uint64_t latency_count, latency_p50_ms, latency_p99_ms, latency_p999_ms, latency_max_ms;
 };
 
-/* Runs until stopped or idle. Returns the process exit status: 0 after a
- * clean stop, 1 after a fatal error (offsets of unfinished batches are not
- * committed, so a restart processes them again), 2 for bad configuration. */
-int pr_engine_run(const struct pr_config *cfg, const struct pr_engine_options *options,
-                  struct pr_engine_totals *totals);
+/* How the engine ended. The command line maps it to the process exit
+ * status (cmd_run.c); the engine itself knows no exit codes. */
+enum pr_engine_result {
+    PR_ENGINE_DONE = 0,        /* a clean stop, or idle with the input done */
+    PR_ENGINE_FAILED,          /* a fatal runtime error: offsets of unfinished batches are not
+                                  committed, so a restart processes them again */
+    PR_ENGINE_REFUSED,         /* the configuration or the set-up refused (rules, chain, topics'
+                                  limits, the registry refusing our schemas) */
+    PR_ENGINE_STOPPED_WAITING, /* set-up only: a stop asked for while waiting for a
+                                  dependency; pr_engine_run reports it as DONE */
+};
+
+/* Runs until stopped or idle. */
+enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
+                                    const struct pr_engine_options *options,
+                                    struct pr_engine_totals *totals);
 
 #endif
