@@ -1572,16 +1572,7 @@ enum pr_process_result { PR_PROCESSED, PR_PROCESS_STOPPED, PR_PROCESS_FATAL };
  * the batch is processed again after a restart). */
 static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct pr_slot *slot) {
     struct pr_batch *batch = &slot->batch;
-    for (size_t i = 0; i < slot->message_count; i++) {
-        rd_kafka_message_t *m = slot->messages[i];
-        struct pr_record *rec = pr_batch_push(batch);
-        rec->payload = m->payload;
-        rec->payload_len = m->len;
-        rec->key = m->key;
-        rec->key_len = m->key_len;
-        rec->partition = m->partition;
-        rec->offset = m->offset;
-    }
+    for (size_t i = 0; i < slot->message_count; i++) pr_kafka_batch_push(batch, slot->messages[i]);
     batch->now_ms = pr_now_ms();
     batch->rules = engine->rules;
     batch->frame = engine->framed ? &engine->frame_ids : NULL;

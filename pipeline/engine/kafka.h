@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "record-t.h"
 
 enum pr_kafka_side { PR_KAFKA_CONSUMER, PR_KAFKA_PRODUCER };
 
@@ -55,5 +56,20 @@ void pr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
 /* Logs client errors once per distinct message per 10 s (no log storms
  * while the broker is down). */
 void pr_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+/* Claims the next record of batch for a consumed message: the payload and
+ * key borrowed from m (which must outlive the batch), its partition and
+ * offset. Inline: once per message in run and in whatif. */
+static inline struct pr_record *pr_kafka_batch_push(struct pr_batch *batch,
+                                                    const rd_kafka_message_t *m) {
+    struct pr_record *rec = pr_batch_push(batch);
+    rec->payload = m->payload;
+    rec->payload_len = m->len;
+    rec->key = m->key;
+    rec->key_len = m->key_len;
+    rec->partition = m->partition;
+    rec->offset = m->offset;
+    return rec;
+}
 
 #endif

@@ -504,16 +504,7 @@ static void *pr_whatif_half_step(void *arg) {
     struct pr_whatif *w = half->w;
     struct pr_batch *batch = &half->batch;
     pr_batch_reset(batch);
-    for (size_t i = 0; i < half->count; i++) {
-        rd_kafka_message_t *m = half->messages[i];
-        struct pr_record *rec = pr_batch_push(batch);
-        rec->payload = m->payload;
-        rec->payload_len = m->len;
-        rec->key = m->key;
-        rec->key_len = m->key_len;
-        rec->partition = m->partition;
-        rec->offset = m->offset;
-    }
+    for (size_t i = 0; i < half->count; i++) pr_kafka_batch_push(batch, half->messages[i]);
     batch->now_ms = half->now_ms;
     batch->rules = w->sides[0].rules;
     batch->source_topic = w->cfg->topic_declarations;
