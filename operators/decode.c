@@ -137,6 +137,10 @@ struct pr_decode_ctx {
     size_t last_hit;
     uint64_t stamp; /* batches seen */
     int64_t last_unavailable_log_us;
+    /* Unknown ids are logged at most once per 10 s with a count: garbage
+     * framed values can carry any id, one line each would flood the log. */
+    int64_t last_unknown_log_us;
+    uint64_t unknown_unlogged;
 };
 
 static int pr_decode_init(struct pr_operator *op, const struct pr_operator_env *env) {
@@ -231,10 +235,15 @@ static int pr_decode_fetch_ids(struct pr_operator *op, struct pr_decode_ctx *ctx
         if (res == PR_REG_REFUSED) {
             snprintf(entry->why, sizeof(entry->why), "not known to the schema registry (%.120s)",
                      why);
-            pr_warn(
-                "decode: writer schema id %u is not in the registry; its records are dead-lettered "
-                "UNKNOWN_SCHEMA",
-                id);
+            ctx->unknown_unlogged++;
+            int64_t now_us = pr_monotonic_us();
+            if (!ctx->last_unknown_log_us || now_us - ctx->last_unknown_log_us >= 10000000) {
+                pr_warn("decode: writer schema id %u is not in the registry (%llu unknown id(s) "
+                        "since the last report); their records are dead-lettered UNKNOWN_SCHEMA",
+                        id, (unsigned long long)ctx->unknown_unlogged);
+                ctx->last_unknown_log_us = now_us;
+                ctx->unknown_unlogged = 0;
+            }
             continue;
         }
         entry->reader = pr_decl_reader_new(schema, strlen(schema));
