@@ -7,9 +7,15 @@
  *            [--consignees N] [--cache-entries N] [--cache-mb N] [--cold] [--framed] [--digest]
  *
  * With --redis the full default chain runs (enrich with its cache warmed by
- * one untimed pass over the distinct declarations; the aggregate state is
- * then deleted, so the timed pass counts every declaration anew, the write
- * path); without it, the chain of the operators that need no Redis.
+ * one untimed pass over the distinct declarations); without it, the chain
+ * of the operators that need no Redis. A chain with a keyed operator
+ * (aggregate) runs as `run` runs it, in two stages: each batch through
+ * stage 1 (up to repartition: the intermediate records), then those records
+ * as one stage-2 batch (repartition-source, aggregate with one state store
+ * per repartition partition and its changelog records written into the
+ * batch, ..., encode); only Kafka is left out. The stores are made fresh
+ * before the timed pass, so it counts every declaration anew (the write
+ * path).
  * --framed: outputs framed as with a schema registry (batch.frame set, as
  * the engine does; the input stays plain: framed input is pr_wire_bench's).
  * Prints declarations/s on one core, CPU microseconds per declaration, and
@@ -26,7 +32,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
 #include "codec.h"
@@ -35,6 +40,49 @@
 #include "hash.h"
 #include "operator.h"
 #include "rules.h"
+#include "state.h"
+
+/* The repartition partitions of the two-stage run (as topics.*_partitions). */
+#define PR_MICRO_PARTITIONS 8
+
+/* Stage 2's keyed state: a store per partition, their changelog records
+ * written into the stage-2 batch as the engine's keyed state does. */
+struct pr_micro_store {
+    struct pr_state *state;
+    struct pr_batch **batch;
+    int32_t partition;
+};
+
+static struct pr_micro_store pr_stores[PR_MICRO_PARTITIONS];
+static struct pr_batch *pr_stage2_batch;
+
+static void pr_micro_journal(void *ctx, struct pr_str key, struct pr_str value) {
+    struct pr_micro_store *st = ctx;
+    pr_batch_add_output(*st->batch, NULL, st->partition, key, value);
+}
+
+static struct pr_state *pr_micro_store_of(void *ctx, int32_t partition) {
+    (void)ctx;
+    return partition >= 0 && partition < PR_MICRO_PARTITIONS ? pr_stores[partition].state : NULL;
+}
+
+static void pr_micro_stores_reset(void) {
+    static const struct pr_state_options so = {.ttl_ms = 72 * 3600000LL,
+                                               .total_cap = PR_STATE_SCRIPT_TOTAL_CAP};
+    for (int32_t p = 0; p < PR_MICRO_PARTITIONS; p++) {
+        pr_state_free(pr_stores[p].state);
+        pr_stores[p] = (struct pr_micro_store){pr_state_new(&so), &pr_stage2_batch, p};
+        struct pr_state_journal j = {pr_micro_journal, &pr_stores[p]};
+        pr_state_set_journal(pr_stores[p].state, &j);
+    }
+}
+
+/* One stage or two (chains[1].count > 0), and the stage-2 batch. */
+struct pr_micro_chain {
+    struct pr_chain chains[2];
+    struct pr_batch stage2;
+    uint64_t changelog_records;
+};
 
 static double pr_cpu(void) {
     struct rusage ru;
@@ -68,40 +116,45 @@ static void pr_prepare(struct pr_prepared *p, size_t distinct, uint32_t consigne
     p->offsets[distinct] = p->data.len;
 }
 
-/* Deletes the one-person-one-day and address-cluster state, so the timed
- * pass counts every declaration for the first time (the write path) while
- * the enrich cache stays warm. */
-static void pr_forget_state(const char *address) {
-    char host[256];
-    const char *colon = strrchr(address, ':');
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - address), address);
-    redisContext *c = redisConnect(host, atoi(colon + 1));
-    if (!c || c->err) {
-        fprintf(stderr, "micro: cannot reach Redis %s\n", address);
+static void pr_run_chain(struct pr_chain *chain, struct pr_batch *batch) {
+    size_t failed_at;
+    int rc = pr_chain_process(chain, batch, 0, &failed_at);
+    if (rc != PR_OP_DONE) {
+        fprintf(stderr, "micro: operator %s returned %d\n", chain->ops[failed_at].ops->name, rc);
         exit(1);
     }
-    static const char *const patterns[] = {"pr:cd:*", "pr:ac:*"};
-    size_t deleted = 0;
-    for (int p = 0; p < 2; p++) {
-        char cursor[32] = "0";
-        do {
-            redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 10000", cursor, patterns[p]);
-            if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) exit(1);
-            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-            for (size_t i = 0; i < r->element[1]->elements; i++) {
-                redisReply *d = redisCommand(c, "UNLINK %s", r->element[1]->element[i]->str);
-                freeReplyObject(d);
-                deleted++;
-            }
-            freeReplyObject(r);
-        } while (strcmp(cursor, "0") != 0);
-    }
-    redisFree(c);
-    fprintf(stderr, "micro: removed %zu consignee-day and address-day keys before the timed pass\n",
-            deleted);
 }
 
-static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch,
+/* Stage 2 of batch: its intermediate records as one batch, in order (so
+ * the i-th live record of batch is the i-th of stage2). */
+static void pr_run_stage2(struct pr_micro_chain *mc, const struct pr_batch *batch) {
+    struct pr_batch *b2 = &mc->stage2;
+    pr_batch_reset(b2);
+    b2->rules = batch->rules;
+    b2->source_topic = "repartition";
+    b2->refdata_version = "none";
+    b2->now_ms = batch->now_ms;
+    b2->frame = batch->frame;
+    for (size_t i = 0; i < batch->count; i++) {
+        const struct pr_record *rec = &batch->records[i];
+        if (!(rec->outputs & PR_OUT_REPARTITION)) continue;
+        struct pr_record *r = pr_batch_push(b2);
+        r->payload = (const uint8_t *)rec->out_repartition.ptr;
+        r->payload_len = rec->out_repartition.len;
+        r->key = rec->out_repartition_key.ptr;
+        r->key_len = rec->out_repartition_key.len;
+        r->partition = rec->out_partition;
+        r->offset = (int64_t)i;
+    }
+    pr_stage2_batch = b2;
+    pr_run_chain(&mc->chains[1], b2);
+    for (int32_t p = 0; p < PR_MICRO_PARTITIONS; p++)
+        pr_state_expire(pr_stores[p].state, b2->now_ms);
+    pr_stage2_batch = NULL;
+    mc->changelog_records += b2->extra_count;
+}
+
+static uint64_t pr_run_batches(struct pr_micro_chain *mc, struct pr_batch *batch,
                                const struct pr_prepared *p, size_t count, size_t batch_size,
                                const struct pr_rules *rules, size_t *cursor,
                                const struct pr_output_ids *frame, EVP_MD_CTX *digest) {
@@ -123,19 +176,20 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch,
             rec->partition = (int32_t)(k % 8);
             rec->offset = (int64_t)k;
         }
-        size_t failed_at;
-        int rc = pr_chain_process(chain, batch, 0, &failed_at);
-        if (rc != PR_OP_DONE) {
-            fprintf(stderr, "micro: operator %s returned %d\n", chain->ops[failed_at].ops->name,
-                    rc);
-            exit(1);
-        }
-        for (size_t i = 0; i < batch->count; i++)
-            encoded_bytes += batch->records[i].out_decision.len + batch->records[i].out_dlq.len;
-        for (size_t i = 0; digest && i < batch->count; i++) {
+        pr_run_chain(&mc->chains[0], batch);
+        bool two = mc->chains[1].count > 0;
+        if (two) pr_run_stage2(mc, batch);
+        const struct pr_batch *b2 = &mc->stage2;
+        for (size_t i = 0, next = 0; i < batch->count; i++) {
             const struct pr_record *rec = &batch->records[i];
-            const struct pr_str outs[3] = {rec->out_decision, rec->out_dlq,
-                                           rec->out_aggregate_alert};
+            /* A live record's decision is made by stage 2 (in order). */
+            const struct pr_record *dec =
+                two && (rec->outputs & PR_OUT_REPARTITION) ? &b2->records[next++] : rec;
+            encoded_bytes += dec->out_decision.len + rec->out_dlq.len;
+            if (!digest) continue;
+            const struct pr_str outs[3] = {dec->out_decision,
+                                           dec != rec ? dec->out_dlq : rec->out_dlq,
+                                           dec->out_aggregate_alert};
             for (int k = 0; k < 3; k++) {
                 uint64_t len = outs[k].len;
                 EVP_DigestUpdate(digest, &len, sizeof(len));
@@ -148,14 +202,14 @@ static uint64_t pr_run_batches(struct pr_chain *chain, struct pr_batch *batch,
 }
 
 /* The timed part, by name, for callgrind's --toggle-collect. */
-uint64_t pr_micro_timed(struct pr_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
-                        size_t count, size_t batch_size, const struct pr_rules *rules,
-                        size_t *cursor, const struct pr_output_ids *frame);
-__attribute__((noinline)) uint64_t pr_micro_timed(struct pr_chain *chain, struct pr_batch *batch,
-                                                  const struct pr_prepared *p, size_t count,
-                                                  size_t batch_size, const struct pr_rules *rules,
-                                                  size_t *cursor,
-                                                  const struct pr_output_ids *frame) {
+uint64_t pr_micro_timed(struct pr_micro_chain *chain, struct pr_batch *batch,
+                        const struct pr_prepared *p, size_t count, size_t batch_size,
+                        const struct pr_rules *rules, size_t *cursor,
+                        const struct pr_output_ids *frame);
+__attribute__((noinline)) uint64_t
+pr_micro_timed(struct pr_micro_chain *chain, struct pr_batch *batch, const struct pr_prepared *p,
+               size_t count, size_t batch_size, const struct pr_rules *rules, size_t *cursor,
+               const struct pr_output_ids *frame) {
     return pr_run_batches(chain, batch, p, count, batch_size, rules, cursor, frame, NULL);
 }
 
@@ -211,13 +265,19 @@ int main(int argc, char **argv) {
         snprintf(number, sizeof(number), "%ld", cache_mb);
         pr_config_set(cfg, "cache.max_mb", number, "args", 0);
     }
-    struct pr_chain chain;
-    if (pr_chain_init(&chain, cfg) != PR_OK) return 2;
+    struct pr_micro_chain mc;
+    memset(&mc, 0, sizeof(mc));
+    static const struct pr_state_router router = {pr_micro_store_of, NULL};
+    struct pr_operator_env env1 = {.cfg = cfg, .repartition_partitions = PR_MICRO_PARTITIONS};
+    struct pr_operator_env env2 = {.cfg = cfg, .states = &router};
+    if (pr_chain_init_stages(mc.chains, cfg, &env1, &env2) != PR_OK) return 2;
+    pr_micro_stores_reset();
     struct pr_rules *rules = pr_rules_new_default();
     struct pr_prepared prepared;
     pr_prepare(&prepared, distinct, consignees);
     struct pr_batch batch;
     pr_batch_init(&batch, batch_size);
+    pr_batch_init(&mc.stage2, batch_size);
 
     size_t cursor = 0;
     /* Warm-up: one pass over the distinct declarations (fills the cache);
@@ -225,29 +285,37 @@ int main(int argc, char **argv) {
     static const struct pr_output_ids ids = {.decision = 1, .alert = 1, .deadletter = 2};
     const struct pr_output_ids *frame = framed ? &ids : NULL;
     if (!cold)
-        pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &cursor, frame,
-                       NULL);
-    for (size_t i = 0; i < chain.count; i++)
-        memset(&chain.ops[i].stats, 0, sizeof(chain.ops[i].stats));
-    if (redis) pr_forget_state(redis);
+        pr_run_batches(&mc, &batch, &prepared, distinct, batch_size, rules, &cursor, frame, NULL);
+    for (int s = 0; s < 2; s++)
+        for (size_t i = 0; i < mc.chains[s].count; i++)
+            memset(&mc.chains[s].ops[i].stats, 0, sizeof(mc.chains[s].ops[i].stats));
+    pr_micro_stores_reset(); /* the timed pass counts every declaration anew */
+    mc.changelog_records = 0;
 
     double cpu0 = pr_cpu();
     int64_t t0 = pr_monotonic_us();
     uint64_t bytes =
-        pr_micro_timed(&chain, &batch, &prepared, count, batch_size, rules, &cursor, frame);
+        pr_micro_timed(&mc, &batch, &prepared, count, batch_size, rules, &cursor, frame);
     double wall = (double)(pr_monotonic_us() - t0) / 1e6;
     double cpu = pr_cpu() - cpu0;
 
     printf("micro: %zu declarations (%zu distinct, %.0f bytes avg), batch %zu, chain:", count,
            distinct, (double)prepared.data.len / (double)distinct, batch_size);
-    for (size_t i = 0; i < chain.count; i++) printf(" %s", chain.ops[i].ops->name);
+    for (int s = 0; s < 2; s++) {
+        if (s == 1 && mc.chains[1].count) printf(" |");
+        for (size_t i = 0; i < mc.chains[s].count; i++)
+            printf(" %s", mc.chains[s].ops[i].ops->name);
+    }
     printf("\nmicro: %.0f declarations/s on one core (wall), %.3f us CPU per declaration, %.1f MB "
            "encoded\n",
            (double)count / wall, cpu * 1e6 / (double)count, (double)bytes / 1e6);
     uint64_t busy = 0;
-    for (size_t i = 0; i < chain.count; i++) busy += chain.ops[i].stats.busy_us;
-    for (size_t i = 0; i < chain.count; i++) {
-        const struct pr_operator *op = &chain.ops[i];
+    size_t op_count = mc.chains[0].count + mc.chains[1].count;
+#define PR_MICRO_OP(i)                                                                             \
+    ((i) < mc.chains[0].count ? &mc.chains[0].ops[(i)] : &mc.chains[1].ops[(i)-mc.chains[0].count])
+    for (size_t i = 0; i < op_count; i++) busy += PR_MICRO_OP(i)->stats.busy_us;
+    for (size_t i = 0; i < op_count; i++) {
+        const struct pr_operator *op = PR_MICRO_OP(i);
         printf("  %-10s %6.3f us/declaration  %5.1f%%", op->ops->name,
                (double)op->stats.busy_us / (double)count,
                100.0 * (double)op->stats.busy_us / (double)(busy ? busy : 1));
@@ -262,6 +330,20 @@ int main(int argc, char **argv) {
                    (double)op->stats.cache_bytes / 1048576.0);
         printf("\n");
     }
+    if (mc.chains[1].count) {
+        size_t keys = 0, held = 0;
+        for (int32_t p = 0; p < PR_MICRO_PARTITIONS; p++) {
+            struct pr_state_stats st;
+            pr_state_get_stats(pr_stores[p].state, &st);
+            keys += st.keys;
+            held += st.bytes;
+        }
+        printf("micro: keyed state: %zu keys in %d stores, %.1f MB, %.0f bytes per key; %.2f "
+               "changelog records per declaration\n",
+               keys, PR_MICRO_PARTITIONS, (double)held / 1048576.0,
+               keys ? (double)held / (double)keys : 0.0,
+               (double)mc.changelog_records / (double)count);
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("micro: peak RSS %.1f MB (prepared declarations %.1f MB of it)\n",
@@ -273,7 +355,7 @@ int main(int argc, char **argv) {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
         size_t at = 0;
-        pr_run_batches(&chain, &batch, &prepared, distinct, batch_size, rules, &at, frame, ctx);
+        pr_run_batches(&mc, &batch, &prepared, distinct, batch_size, rules, &at, frame, ctx);
         unsigned char md[32];
         unsigned int md_len = 0;
         EVP_DigestFinal_ex(ctx, md, &md_len);
@@ -286,7 +368,10 @@ int main(int argc, char **argv) {
     pr_buf_free(&prepared.data);
     free(prepared.offsets);
     pr_rules_free(rules);
-    pr_chain_destroy(&chain);
+    pr_batch_destroy(&mc.stage2);
+    pr_chain_destroy(&mc.chains[0]);
+    pr_chain_destroy(&mc.chains[1]);
+    for (int32_t p = 0; p < PR_MICRO_PARTITIONS; p++) pr_state_free(pr_stores[p].state);
     pr_config_free(cfg);
     return 0;
 }

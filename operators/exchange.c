@@ -92,10 +92,9 @@ static int pr_repartition_process(struct pr_operator *op, struct pr_batch *batch
         pr_buf_reset(&ctx->scratch);
         pr_exchange_encode(rec, batch->refdata_version, batch->degraded, batch->source_topic,
                            &ctx->scratch);
-        rec->out_repartition =
-            (struct pr_str){pr_arena_strndup(&batch->arena, (const char *)ctx->scratch.data,
-                                             ctx->scratch.len),
-                            (uint32_t)ctx->scratch.len};
+        rec->out_repartition = (struct pr_str){
+            pr_arena_strndup(&batch->arena, (const char *)ctx->scratch.data, ctx->scratch.len),
+            (uint32_t)ctx->scratch.len};
         rec->outputs = PR_OUT_REPARTITION;
     }
     return PR_OP_DONE;

@@ -118,7 +118,12 @@ void pr_redis_close(struct pr_redis *redis) {
 
 static redisReply *pr_redis_checked(struct pr_redis *redis, redisReply *reply, const char *what) {
     if (!reply) {
-        pr_redis_log(redis, what, redis->ctx->errstr[0] ? redis->ctx->errstr : "connection lost");
+        /* Said plainly: the connection is gone (the next call reconnects,
+         * and its failures say "unreachable", at most once per 10 s). */
+        char why[256];
+        snprintf(why, sizeof(why), "%s; the connection is lost",
+                 redis->ctx->errstr[0] ? redis->ctx->errstr : "no reply");
+        pr_redis_log(redis, what, why);
         pr_redis_close(redis);
     }
     return reply;

@@ -95,7 +95,8 @@ enum {
 };
 
 struct pr_dlq_counts {
-    long long scanned, matched, replayed, skipped_without_payload, skipped_cut, unreadable;
+    long long scanned, matched, replayed, skipped_without_payload, skipped_cut, skipped_internal,
+        unreadable;
     long long delivered, failed; /* delivery reports */
 };
 
@@ -103,6 +104,7 @@ struct pr_dlq_counts {
 struct pr_dlq_record {
     const char *error_code;
     const char *error_detail;
+    const char *source_topic;
     int64_t received_at;
     const void *payload;
     size_t payload_len;
@@ -115,6 +117,8 @@ static int pr_dlq_read(avro_value_t *value, struct pr_dlq_record *out) {
         avro_value_get_string(&field, &out->error_code, &size) ||
         avro_value_get_by_index(value, 1, &field, NULL) ||
         avro_value_get_string(&field, &out->error_detail, &size) ||
+        avro_value_get_by_index(value, 2, &field, NULL) ||
+        avro_value_get_string(&field, &out->source_topic, &size) ||
         avro_value_get_by_index(value, 5, &field, NULL) ||
         avro_value_get_long(&field, &out->received_at) ||
         avro_value_get_by_index(value, 6, &field, NULL) ||
@@ -334,6 +338,16 @@ static int pr_dlq_replay(const struct pr_config *cfg, const struct pr_dlq_option
             counts->skipped_without_payload++;
             pr_info("dlq replay: %s[%d]@%lld skipped: no payload", dlq, (int)p,
                     (long long)m->offset);
+        } else if (strcmp(r.source_topic, cfg->topic_declarations) != 0) {
+            /* Dead-lettered by stage 2 of run (its decision refused for
+             * good): the payload is the intermediate record of the internal
+             * repartition topic, not a declaration; the detail names where
+             * the declaration is. */
+            counts->skipped_internal++;
+            pr_warn(
+                "dlq replay: %s[%d]@%lld skipped: read from %s, not from %s (its payload is not "
+                "a declaration; the detail says where the declaration is)",
+                dlq, (int)p, (long long)m->offset, r.source_topic, cfg->topic_declarations);
         } else if (pr_dlq_was_cut(&r, why, sizeof(why))) {
             counts->skipped_cut++;
             pr_warn("dlq replay: %s[%d]@%lld skipped: %s; the original bytes are gone, the hub "
@@ -472,6 +486,10 @@ int pr_cmd_dlq(int argc, char **argv) {
     printf("skipped_cut: %lld%s\n", counts.skipped_cut,
            counts.skipped_cut ? " (payload or key cut in the DLQ: the hub must file them again)"
                               : "");
+    printf("skipped_internal: %lld%s\n", counts.skipped_internal,
+           counts.skipped_internal ? " (made by stage 2 from the repartition topic: produce the "
+                                     "declarations named in their detail again)"
+                                   : "");
     printf("unreadable: %lld\n", counts.unreadable);
     fflush(stdout);
     return pr_cli_finish(&cli, rc);

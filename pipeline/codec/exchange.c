@@ -33,11 +33,11 @@ void pr_exchange_encode(const struct pr_record *rec, const char *refdata_version
     pr_avro_write_long(out, d->arrival_time);
     pr_avro_write_long(out, d->event_time);
     pr_avro_write_long(out, d->value_usd_cents);
-    uint8_t flags = (uint8_t)((rec->suspended ? PR_X_SUSPENDED : 0) |
-                              (rec->value_over_threshold ? PR_X_OVER : 0) |
-                              (degraded ? PR_X_DEGRADED : 0) |
-                              (rec->random_selection ? PR_X_RANDOM : 0) |
-                              (rec->has_state_digests ? PR_X_DIGESTS : 0));
+    uint8_t flags =
+        (uint8_t)((rec->suspended ? PR_X_SUSPENDED : 0) |
+                  (rec->value_over_threshold ? PR_X_OVER : 0) | (degraded ? PR_X_DEGRADED : 0) |
+                  (rec->random_selection ? PR_X_RANDOM : 0) |
+                  (rec->has_state_digests ? PR_X_DIGESTS : 0));
     uint8_t dm = (uint8_t)rec->de_minimis;
     pr_buf_append(out, &flags, 1);
     pr_buf_append(out, &dm, 1);
@@ -160,13 +160,14 @@ int pr_exchange_decode(struct pr_batch *batch, struct pr_record *rec, char *err,
     }
     rec->fired = r.bad ? 0 : (uint32_t)fired;
     if (r.bad) {
-        snprintf(err, err_len, "intermediate record of %zu bytes is malformed (a field runs past "
-                 "its end or holds an impossible value)", rec->payload_len);
+        snprintf(err, err_len,
+                 "intermediate record of %zu bytes is malformed (a field runs past "
+                 "its end or holds an impossible value)",
+                 rec->payload_len);
         return PR_ERR;
     }
     if (r.p != r.end) {
-        snprintf(err, err_len, "intermediate record has %zu trailing bytes",
-                 (size_t)(r.end - r.p));
+        snprintf(err, err_len, "intermediate record has %zu trailing bytes", (size_t)(r.end - r.p));
         return PR_ERR;
     }
     return PR_OK;

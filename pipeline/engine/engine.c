@@ -152,6 +152,10 @@ struct pr_slot {
     struct pr_batch batch;
     rd_kafka_message_t **messages; /* polled, destroyed when the slot is released */
     size_t message_count;
+    /* Stage 2: the declarations read back for dead letters (the original
+     * message whole, key and all); destroyed with the slot. */
+    rd_kafka_message_t **originals;
+    size_t original_count;
     size_t outstanding; /* produced, not yet acknowledged */
     bool failed;
     bool refused; /* a record's output was refused: settle before commit */
@@ -181,6 +185,7 @@ struct pr_engine {
     size_t deferred_count;
     const rd_kafka_topic_t *last_rkt; /* the topic of the last message polled */
     int last_stage;                   /* and its stage */
+    rd_kafka_t *fetcher;              /* reads a declaration back for a stage-2 dead letter */
     struct pr_rules *rules;
     size_t slot_count;
     struct pr_slot *slots;
@@ -279,11 +284,19 @@ static void pr_engine_publish(struct pr_engine *engine, int64_t now) {
     snap->operator_count = 0;
     snap->cache_count = 0;
     snap->redis_round_trips = 0;
-    for (size_t i = 0; i < pr_engine_op_count(engine) && i < PR_METRICS_MAX_OPERATORS; i++) {
+    for (size_t i = 0; i < pr_engine_op_count(engine); i++) {
         const struct pr_operator *op = pr_engine_op(engine, i);
-        struct pr_metrics_operator *m = &snap->operators[snap->operator_count++];
-        snprintf(m->name, sizeof(m->name), "%s", op->ops->name);
-        m->busy_us = op->stats.busy_us;
+        /* One series per operator name: both stages end with encode. */
+        struct pr_metrics_operator *m = NULL;
+        for (size_t k = 0; k < snap->operator_count && !m; k++)
+            if (strcmp(snap->operators[k].name, op->ops->name) == 0) m = &snap->operators[k];
+        if (!m) {
+            if (snap->operator_count == PR_METRICS_MAX_OPERATORS) continue;
+            m = &snap->operators[snap->operator_count++];
+            snprintf(m->name, sizeof(m->name), "%s", op->ops->name);
+            m->busy_us = 0;
+        }
+        m->busy_us += op->stats.busy_us;
         snap->redis_round_trips += op->stats.round_trips;
         /* enrich holds the one cache: reference-data answers. */
         if (strcmp(op->ops->name, "enrich") == 0 && snap->cache_count < PR_METRICS_MAX_CACHES) {
@@ -581,6 +594,8 @@ static void pr_engine_commit(struct pr_engine *engine, struct pr_slot *slot, boo
 static void pr_engine_release_messages(struct pr_slot *slot) {
     for (size_t i = 0; i < slot->message_count; i++) rd_kafka_message_destroy(slot->messages[i]);
     slot->message_count = 0;
+    for (size_t i = 0; i < slot->original_count; i++) rd_kafka_message_destroy(slot->originals[i]);
+    slot->original_count = 0;
 }
 
 /* The messages stay until here: a refused output needs the original
@@ -1482,6 +1497,40 @@ static const char *pr_output_name(uint32_t output) {
     }
 }
 
+/* Stage 2: a dead letter carries the declaration as the hub sent it (the
+ * original key and message whole, as a stage-1 dead letter does), not the
+ * intermediate record: read back from the declarations topic at its origin
+ * (rare: only a decision the broker refuses for good gets here). rec's key
+ * and payload then point into that message, kept with the slot. False when
+ * it cannot be read (deleted by retention): the intermediate record stays. */
+static bool pr_engine_read_back(struct pr_engine *engine, struct pr_slot *slot,
+                                struct pr_record *rec) {
+    if (rec->origin_read) return true;
+    if (!engine->fetcher) {
+        rd_kafka_conf_t *conf = pr_kafka_conf_new(engine->cfg, PR_KAFKA_CONSUMER);
+        char err[512];
+        if (conf) engine->fetcher = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+        if (!engine->fetcher) return false;
+        rd_kafka_poll_set_consumer(engine->fetcher);
+    }
+    rd_kafka_message_t *m = pr_kafka_fetch_one(engine->fetcher, rec->origin_topic,
+                                               rec->origin_partition, rec->origin_offset, 10000);
+    if (!m) {
+        pr_warn("the declaration at %s/%d/%lld cannot be read back for its dead letter (gone by "
+                "retention?): the dead letter carries its intermediate record",
+                rec->origin_topic, rec->origin_partition, (long long)rec->origin_offset);
+        return false;
+    }
+    slot->originals = pr_realloc(slot->originals, (slot->original_count + 1) * sizeof(m));
+    slot->originals[slot->original_count++] = m;
+    rec->payload = m->payload;
+    rec->payload_len = m->len;
+    rec->key = m->key;
+    rec->key_len = m->key_len;
+    rec->origin_read = true;
+    return true;
+}
+
 /* The dead letter of rec: its own (a dead record) or OUTPUT_REJECTED (a
  * decided record whose outputs were given up). With rec->dlq_cut, key and
  * payload are cut to input.dlq_keep_bytes together. */
@@ -1490,6 +1539,7 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
                                                             struct pr_record *rec) {
     struct pr_batch *batch = &slot->batch;
     bool own = pr_record_dead(rec);
+    bool unread = rec->has_origin && !pr_engine_read_back(engine, slot, rec);
     for (;;) {
         size_t key_len = rec->key_len, payload_len = rec->payload_len;
         char detail[640];
@@ -1508,6 +1558,13 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
                          "the %s of this declaration refused for good by topic %s: %s", outputs,
                          rec->refused_topic ? rec->refused_topic : "?",
                          rd_kafka_err2str((rd_kafka_resp_err_t)rec->refused_err));
+            /* Stage 2, the declaration gone from its topic: the payload is
+             * its intermediate record; say so. */
+            if (unread && n >= 0 && (size_t)n < sizeof(detail))
+                n += snprintf(detail + n, sizeof(detail) - (size_t)n,
+                              " (the declaration could no longer be read from %s: this payload "
+                              "is its intermediate record)",
+                              rec->origin_topic);
         }
         if (rec->dlq_cut) {
             size_t keep = engine->dlq_keep_bytes;
@@ -1519,12 +1576,13 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
                     " (cut to input.dlq_keep_bytes=%zu: key %zu of %zu bytes, payload %zu of %zu)",
                     keep, key_len, rec->key_len, payload_len, rec->payload_len);
         }
+        bool origin = rec->has_origin && !unread;
         struct pr_deadletter_view view = {
             .error_code = pr_dlq_names[own ? rec->dlq_code : PR_DLQ_OUTPUT_REJECTED],
             .error_detail = detail,
-            .source_topic = batch->source_topic,
-            .source_partition = rec->partition,
-            .source_offset = rec->offset,
+            .source_topic = origin ? rec->origin_topic : batch->source_topic,
+            .source_partition = origin ? rec->origin_partition : rec->partition,
+            .source_offset = origin ? rec->origin_offset : rec->offset,
             .received_at = batch->now_ms,
             .payload = rec->payload,
             .payload_len = payload_len,
@@ -2157,6 +2215,10 @@ out:
     /* Polled messages hold references that rd_kafka_destroy waits for. */
     for (size_t i = 0; i < engine->slot_count; i++) pr_engine_release_messages(&engine->slots[i]);
     pr_engine_drop_deferred(engine);
+    if (engine->fetcher) {
+        rd_kafka_consumer_close(engine->fetcher);
+        rd_kafka_destroy(engine->fetcher);
+    }
     if (engine->consumer) {
         if (!engine->fatal) rd_kafka_consumer_close(engine->consumer);
         rd_kafka_destroy(engine->consumer);
@@ -2180,6 +2242,7 @@ out:
     for (size_t i = 0; i < engine->slot_count; i++) {
         pr_batch_destroy(&engine->slots[i].batch);
         free(engine->slots[i].messages);
+        free(engine->slots[i].originals);
         free(engine->slots[i].partitions);
         free(engine->slots[i].next_offsets);
     }

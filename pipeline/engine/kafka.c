@@ -261,6 +261,33 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
     return rc;
 }
 
+rd_kafka_message_t *pr_kafka_fetch_one(rd_kafka_t *consumer, const char *topic, int32_t partition,
+                                       int64_t offset, int timeout_ms) {
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset;
+    rd_kafka_resp_err_t err = rd_kafka_assign(consumer, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err) return NULL;
+    rd_kafka_message_t *found = NULL;
+    int64_t deadline = pr_monotonic_us() + (int64_t)timeout_ms * 1000;
+    while (!found && pr_monotonic_us() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+        if (!m) continue;
+        if (!m->err && m->partition == partition && m->offset == offset &&
+            strcmp(rd_kafka_topic_name(m->rkt), topic) == 0) {
+            found = m;
+            break;
+        }
+        bool past = !m->err && m->partition == partition && m->offset > offset;
+        bool gone = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+                    m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
+        rd_kafka_message_destroy(m);
+        if (past || gone) break; /* deleted by retention or compaction */
+    }
+    rd_kafka_assign(consumer, NULL);
+    return found;
+}
+
 bool pr_kafka_err_refuses_record(rd_kafka_resp_err_t err) {
     switch (err) {
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:    /* broker, or the client's message.max.bytes */

@@ -48,6 +48,12 @@ rd_kafka_resp_err_t pr_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, i
  * fix (too large, a timestamp out of the broker's window, an invalid
  * record, a policy refusal): the record is dead-lettered as
  * OUTPUT_REJECTED and the pipeline goes on. */
+/* The message at topic/partition/offset, read with consumer (assign() only:
+ * a consumer of no group's, or one not otherwise assigned); NULL when it is
+ * gone (retention) or not read within timeout_ms. The caller destroys it. */
+rd_kafka_message_t *pr_kafka_fetch_one(rd_kafka_t *consumer, const char *topic, int32_t partition,
+                                       int64_t offset, int timeout_ms);
+
 bool pr_kafka_err_refuses_record(rd_kafka_resp_err_t err);
 
 /* The output topic or partition does not exist: not the record's fault;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kafka.h"
 #include "state.h"
@@ -149,8 +150,18 @@ static int pr_keyed_restore(struct pr_keyed *keyed, const int32_t *partitions, s
         pr_state_set_journal(part->store, &part->journal);
         started[part->partition] = pr_monotonic_us();
         int64_t low = 0, high = 0;
-        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-            keyed->restorer, keyed->changelog, part->partition, &low, &high, 10000);
+        rd_kafka_resp_err_t err;
+        /* A leader moving (a topic just made, a broker restarting) is
+         * waited out, up to PR_RESTORE_STALL_MS. */
+        for (int64_t until = pr_monotonic_us() + PR_RESTORE_STALL_MS * 1000LL;;) {
+            err = rd_kafka_query_watermark_offsets(keyed->restorer, keyed->changelog,
+                                                   part->partition, &low, &high, 10000);
+            if (!err || pr_monotonic_us() > until) break;
+            pr_warn("keyed state: changelog %s partition %d: %s; retrying", keyed->changelog,
+                    part->partition, rd_kafka_err2str(err));
+            struct timespec ts = {0, 500 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         if (err) {
             pr_error("keyed state: changelog %s partition %d: %s", keyed->changelog,
                      part->partition, rd_kafka_err2str(err));
@@ -297,7 +308,8 @@ void pr_keyed_begin(struct pr_keyed *keyed, struct pr_batch *batch, const void *
 void pr_keyed_end(struct pr_keyed *keyed) {
     if (keyed->batch)
         for (int32_t p = 0; p < keyed->partitions; p++)
-            if (keyed->parts[p].store && !keyed->parts[p].standby) pr_state_expire(keyed->parts[p].store, keyed->batch->now_ms);
+            if (keyed->parts[p].store && !keyed->parts[p].standby)
+                pr_state_expire(keyed->parts[p].store, keyed->batch->now_ms);
     keyed->batch = NULL;
 }
 

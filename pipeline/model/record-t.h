@@ -200,6 +200,7 @@ struct pr_record {
      * repartition topic's coordinates. */
     bool has_origin;
     bool origin_degraded;
+    bool origin_read; /* the engine read the declaration back: payload and key are its */
     const char *origin_topic;
     const char *origin_refdata_version;
     int32_t origin_partition;

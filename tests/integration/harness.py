@@ -278,14 +278,16 @@ def _leb128(buf, i):
             return v, i
 
 
-def changelog_days(pipeline):
+def changelog_state(pipeline):
     """The consignee-days of the pipeline's keyed-state changelog (the group's
-    <group>.changelog topic), read back as a restore would: for each entry key
-    (32 bytes of consignee_key, then the day text) its total (the largest
-    remembered by its declarations) and its last update time (ms). Decodes
-    the record format of pipeline/domain/state.h: key = kind byte, LEB128
-    entry-key length, entry key, member; value = version 1, then for kind 1
-    flags, LEB128 total, LEB128 overs, zigzag LEB128 update time, house bill."""
+    <group>.changelog topic), read back as a restore would, by entry key (32
+    bytes of consignee_key, then the day text): total and overs (the largest
+    remembered by its declarations), last update time (ms), and per
+    declaration id (total, overs, house bill) as first counted. Decodes the
+    record format of pipeline/domain/state.h: key = kind byte, LEB128
+    entry-key length, entry key, member (the id); value = version 1, then for
+    kind 1 flags, LEB128 total, LEB128 overs, zigzag LEB128 update time, the
+    house bill (the rest); no value = a tombstone (the whole entry goes)."""
     res = subprocess.run([BIN, "tail", "raw", "--topic", f"{pipeline.prefix}.changelog", *pipeline.sets],
                          capture_output=True, text=True, timeout=300)
     days = {}
@@ -297,20 +299,22 @@ def changelog_days(pipeline):
         if not key or key[0] != 1:
             continue
         n, i = _leb128(key, 1)
-        entry = key[i:i + n]
-        if not value:  # a tombstone: the whole entry goes
+        entry, member = key[i:i + n], key[i + n:]
+        if not value:
             days.pop(entry, None)
             continue
-        _, j = _leb128(value, 2)          # version, flags, then the total
-        total = _leb128(value, 2)[0]
-        _, j = _leb128(value, j)          # overs
-        zz, _ = _leb128(value, j)
+        total, j = _leb128(value, 2)  # after the version and the flags
+        overs, j = _leb128(value, j)
+        zz, j = _leb128(value, j)
         updated = (zz >> 1) ^ -(zz & 1)
-        old = days.get(entry, (0, 0))
-        days[entry] = (max(old[0], total), max(old[1], updated))
+        day = days.setdefault(entry, {"total": 0, "overs": 0, "updated": 0, "members": {}})
+        day["total"] = max(day["total"], total)
+        day["overs"] = max(day["overs"], overs)
+        day["updated"] = max(day["updated"], updated)
+        day["members"][member.decode("latin-1")] = (total, overs, value[j:].decode("latin-1"))
     return days
 
 
 def day_state(pipeline, consignee_key, day):
-    """(total cents, last update ms) of one consignee-day from the changelog, or None."""
-    return changelog_days(pipeline).get(bytes.fromhex(consignee_key) + day.encode())
+    """One consignee-day from the changelog (see changelog_state), or None."""
+    return changelog_state(pipeline).get(bytes.fromhex(consignee_key) + day.encode())

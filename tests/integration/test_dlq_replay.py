@@ -73,7 +73,7 @@ def replay(*args):
 res, counts = replay("--code", "TOO_LARGE", "--dry-run")
 c.equal(res.returncode, 0, "dry run exits 0", res.stderr[-800:])
 c.equal(counts, {"scanned": 10, "matched": 6, "would_replay": 4, "replayed": 0,
-                 "skipped_without_payload": 0, "skipped_cut": 2, "unreadable": 0},
+                 "skipped_without_payload": 0, "skipped_cut": 2, "skipped_internal": 0, "unreadable": 0},
         "dry run: counts", res.stdout)
 c.equal(len(p.tail_raw()), 10, "dry run: nothing produced")
 c.equal(res.stderr.count("skipped: TOO_LARGE payload kept 1000 of"), 2,

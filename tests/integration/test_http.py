@@ -232,7 +232,7 @@ try:
     leaks = [s for s in secrets if any(s in v for ser in series for v in ser.values()) or s in scraped]
     c.equal(leaks, [], "no name or address of the produced data in any label or in /metrics")
     operators = {"decode", "validate", "enrich", "policy", "screen", "aggregate", "sample", "score", "route",
-                 "encode"}
+                 "encode", "repartition", "repartition-source"}
     allowed = {
         "__name__": re.compile(r"parcelrisk_[a-z_]+|up|scrape_[a-z_]+"),
         "job": re.compile(r"parcelrisk"), "instance": re.compile(rf"127\.0\.0\.1:{port}"),

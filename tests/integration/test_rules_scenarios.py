@@ -30,7 +30,7 @@ DAY = 1740830400000  # 2025-03-01T12:00:00Z
 def day_total(pipeline, consignee_key, day):
     """The consignee-day total in cents, as the keyed state's changelog holds it."""
     state = day_state(pipeline, consignee_key, day)
-    return str(state[0]) if state else ""
+    return str(state["total"]) if state else ""
 
 
 def consignee(name, address="1234 Elm Street, Apt. 5B", city="Springfield", postal="62701"):
@@ -165,7 +165,7 @@ c.equal(total_before, "90000", "consignee-day total is 90000 cents")
 # expiry itself is tested in tests/test_state.c): the update time the state
 # keeps is when it was counted, not the declaration's arrival.
 state = day_state(p, key, "2025-03-01")
-age = time.time() * 1000 - state[1] if state else -1
+age = time.time() * 1000 - state["updated"] if state else -1
 c.check(0 <= age < 600000, "the day's last update is processing time (its 72 h run from now)", str(age))
 
 # Replay the same declaration: total unchanged, same decision.

@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 
-from harness import WORK, Checks, Pipeline, declaration, line, load_refdata, produce, redis_cli
+from harness import WORK, Checks, Pipeline, day_state, declaration, line, load_refdata, produce
 
 c = Checks("values")
 tag = uuid.uuid4().hex[:6]
@@ -89,8 +89,17 @@ def check_decision(got, did, want_reasons, lane, dm, what):
     return d
 
 
-def day_state(key):
-    return redis_cli("HGET", f"pr:cd:{key}:{DAY}", "s")
+def day_numbers(p, key):
+    """'<total>|<overs>' of the consignee-day, as the keyed state's changelog holds it."""
+    state = day_state(p, key, DAY)
+    return f"{state['total']}|{state['overs']}" if state else ""
+
+
+def member_numbers(p, key, did):
+    """'<total>|<overs>|<house bill>' remembered for one declaration of the day."""
+    state = day_state(p, key, DAY)
+    m = state and state["members"].get(did)
+    return f"{m[0]}|{m[1]}|{m[2]}" if m else ""
 
 
 def check_agg_alert(alerts, d, code, points, detail, bills, what):
@@ -203,7 +212,7 @@ def scenario(mode):
     check_agg_alert(alerts, a3, "SPLIT_SHIPMENT", 300, split_detail(90000),
                     [f"HB-A-{r}-neg", f"HB-A-{r}-1", f"HB-A-{r}-2", f"HB-A-{r}-3"], f"{mode} (a)")
     if a3:
-        c.equal(day_state(a3["consignee_key"]), "90000|0", f"{mode} (a) state total 90000, the negative as 0")
+        c.equal(day_numbers(p, a3["consignee_key"]), "90000|0", f"{mode} (a) state total 90000, the negative as 0")
     check_decision(got, f"E-{r}-2", [], "GREEN", "ELIGIBLE", f"{mode} (a) boundary: exactly $800 is within")
     e3 = check_decision(got, f"E-{r}-3", reasons(("AGGREGATE_OVER_THRESHOLD", 200, agg_detail(80001)),
                                                  ("SPLIT_SHIPMENT", 300, split_detail(80001))),
@@ -223,7 +232,7 @@ def scenario(mode):
     check_agg_alert(alerts, b1min, "AGGREGATE_OVER_THRESHOLD", 200, agg_detail(INT64_MAX, True),
                     [f"HB-B1-{r}-max", f"HB-B1-{r}-min", f"HB-B1-{r}-300"], f"{mode} (b) extremes")
     if b1max:
-        c.equal(day_state(b1max["consignee_key"]), f"{SAT_KEPT}|1", f"{mode} (b) state saturated, one over")
+        c.equal(day_numbers(p, b1max["consignee_key"]), f"{SAT_KEPT}|1", f"{mode} (b) state saturated, one over")
     for i in (1, 2, 3):
         check_decision(got, f"B2-{r}-{i}", {"VALUE_OVER_THRESHOLD"}, "BLUE", "INELIGIBLE_VALUE",
                        f"{mode} (b) 2^62 #{i}")
@@ -232,7 +241,7 @@ def scenario(mode):
     check_agg_alert(alerts, b2, "AGGREGATE_OVER_THRESHOLD", 200, agg_detail(INT64_MAX, True),
                     [f"HB-B2-{r}-{i}" for i in (1, 2, 3)] + [f"HB-B2-{r}-300"], f"{mode} (b) 3 x 2^62")
     if b2:
-        c.equal(day_state(b2["consignee_key"]), f"{SAT_KEPT}|3", f"{mode} (b) state saturated, three over")
+        c.equal(day_numbers(p, b2["consignee_key"]), f"{SAT_KEPT}|3", f"{mode} (b) state saturated, three over")
 
     # ---- (c)
     dlq = p.tail("dlq")
@@ -263,7 +272,7 @@ def scenario(mode):
         check_agg_alert(alerts, n3, "SPLIT_SHIPMENT", 300, split_detail(90000), [hb1, f"HB-N-{r}-2", hb3],
                         f"{mode} (d) NUL house bills")
         if n1:
-            c.equal(redis_cli("HGET", f"pr:cd:{n1['consignee_key']}:{DAY}", f"d:N-{r}-1"), f"30000|0|{hb1}",
+            c.equal(member_numbers(p, n1["consignee_key"], f"N-{r}-1"), f"30000|0|{hb1}",
                     f"{mode} (d) the state keeps the whole house bill")
         yellow = [a for a in alerts if a["declaration_id"] == f"N-{r}-3"]
         c.equal(len(yellow), 1, f"{mode} (d) the YELLOW decision is an alert too")
