@@ -58,6 +58,20 @@ static void pr_write_summary(const char *path, const struct pr_engine_totals *t,
     json_t *operators = json_object();
     for (size_t i = 0; i < t->operator_count; i++) {
         const struct pr_engine_operator_stats *st = &t->operators[i];
+        json_t *seen = json_object_get(operators, st->name);
+        if (seen) {
+            /* Both stages end with encode: one entry per name, summed. */
+            const char *const fields[] = {"batches",     "records",    "busy_us",
+                                          "round_trips", "cache_hits", "cache_misses"};
+            const uint64_t values[] = {st->batches,     st->records,    st->busy_us,
+                                       st->round_trips, st->cache_hits, st->cache_misses};
+            for (size_t k = 0; k < 6; k++)
+                json_object_set_new(
+                    seen, fields[k],
+                    json_integer(json_integer_value(json_object_get(seen, fields[k])) +
+                                 (json_int_t)values[k]));
+            continue;
+        }
         json_object_set_new(
             operators, st->name,
             json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "batches", (json_int_t)st->batches,
@@ -77,6 +91,16 @@ static void pr_write_summary(const char *path, const struct pr_engine_totals *t,
         (json_int_t)t->batches, "cpu_seconds", t->cpu_seconds, "wall_seconds", t->wall_seconds,
         "active_seconds", t->active_seconds, "latency_ms", latency, "exit_status", rc, "operators",
         operators);
+    json_t *keyed = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "repartitioned", (json_int_t)t->repartitioned,
+        "changelog_records", (json_int_t)t->changelog_records, "keys", (json_int_t)t->state_keys,
+        "bytes", (json_int_t)t->state_bytes, "expired", (json_int_t)t->state_expired, "evicted",
+        (json_int_t)t->state_evicted, "restored_records", (json_int_t)t->restored_records);
+    if (root && keyed) {
+        json_object_set_new(keyed, "restore_seconds", json_real(t->restore_seconds));
+        json_object_set_new(root, "keyed_state", keyed);
+        json_object_set_new(root, "peak_rss_mb", json_real(t->peak_rss_mb));
+    }
     if (!root || json_dump_file(root, path, JSON_COMPACT) != 0)
         pr_error("cannot write the run summary to %s", path);
     json_decref(root);

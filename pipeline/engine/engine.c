@@ -2172,6 +2172,26 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
         pr_engine_drain(engine, true);
     }
     engine->totals.cpu_seconds = pr_cpu_seconds() - cpu0;
+    if (engine->keyed) {
+        struct pr_keyed_stats ks;
+        pr_keyed_get_stats(engine->keyed, &ks);
+        engine->totals.state_keys = ks.keys;
+        engine->totals.state_bytes = ks.bytes;
+        engine->totals.state_expired = ks.expired;
+        engine->totals.state_evicted = ks.evicted;
+        engine->totals.restored_records = ks.restored_records;
+        engine->totals.restore_seconds = ks.restore_seconds;
+        pr_info("keyed state: %zu keys (consignee-days and address-days), %.1f MB in %zu stores; "
+                "%llu changelog records restored in %.2f s, %llu written",
+                ks.keys, (double)ks.bytes / 1048576.0, ks.stores,
+                (unsigned long long)ks.restored_records, ks.restore_seconds,
+                (unsigned long long)engine->totals.changelog_records);
+    }
+    {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        engine->totals.peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+    }
     engine->totals.wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
     if (engine->first_message_us && engine->last_commit_us > engine->first_message_us)
         engine->totals.active_seconds =

@@ -38,6 +38,10 @@ struct pr_engine_totals {
     uint64_t output_rejected;   /* OUTPUT_REJECTED dead letters (also in dead_letters) */
     uint64_t repartitioned;     /* intermediate records consumed by stage 2 */
     uint64_t changelog_records; /* keyed-state changes produced (tombstones included) */
+    /* The keyed state at the end (before the final revoke) and its restores. */
+    uint64_t state_keys, state_bytes, state_expired, state_evicted, restored_records;
+    double restore_seconds;
+    double peak_rss_mb;
     double cpu_seconds, wall_seconds;
     double active_seconds; /* first message consumed to last batch committed */
     uint64_t latency_count, latency_p50_ms, latency_p99_ms, latency_p999_ms, latency_max_ms;

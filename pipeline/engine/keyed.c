@@ -47,6 +47,7 @@ struct pr_keyed {
     struct pr_batch *batch; /* the stage-2 batch being processed */
     const void *sink;
     uint64_t restored_records;
+    int64_t restore_us;
 };
 
 static void pr_keyed_write(void *ctx, struct pr_str key, struct pr_str value) {
@@ -135,7 +136,16 @@ const struct pr_state_router *pr_keyed_router(struct pr_keyed *keyed) {
 
 /* Rebuilds the stores of partitions[0..n) (fresh, empty ones first) from
  * the changelog. */
+static int pr_keyed_restore_all(struct pr_keyed *keyed, const int32_t *partitions, size_t n);
+
 static int pr_keyed_restore(struct pr_keyed *keyed, const int32_t *partitions, size_t n) {
+    int64_t t0 = pr_monotonic_us();
+    int rc = pr_keyed_restore_all(keyed, partitions, n);
+    keyed->restore_us += pr_monotonic_us() - t0;
+    return rc;
+}
+
+static int pr_keyed_restore_all(struct pr_keyed *keyed, const int32_t *partitions, size_t n) {
     if (n == 0) return PR_OK;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
     size_t due = 0;
@@ -326,4 +336,5 @@ void pr_keyed_get_stats(const struct pr_keyed *keyed, struct pr_keyed_stats *out
         out->evicted += st.evicted;
     }
     out->restored_records = keyed->restored_records;
+    out->restore_seconds = (double)keyed->restore_us / 1e6;
 }

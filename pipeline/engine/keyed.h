@@ -67,6 +67,7 @@ void pr_keyed_end(struct pr_keyed *keyed);
 struct pr_keyed_stats {
     size_t stores, keys, bytes;
     uint64_t expired, evicted, restored_records;
+    double restore_seconds; /* spent restoring, all assignments */
 };
 void pr_keyed_get_stats(const struct pr_keyed *keyed, struct pr_keyed_stats *out);
 
