@@ -71,8 +71,9 @@ static rd_kafka_topic_partition_list_t *pr_stats_watermarks(rd_kafka_t *rk, cons
     rd_kafka_topic_destroy(rkt);
     if (e || md->topic_cnt != 1 || md->topics[0].err) {
         fprintf(stderr, "pr_topic_stats: no metadata for topic %s: %s\n", topic,
-                rd_kafka_err2str(e ? e : md->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                                                            : md->topics[0].err));
+                rd_kafka_err2str(e                    ? e
+                                 : md->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                                                      : md->topics[0].err));
         if (md) rd_kafka_metadata_destroy(md);
         return NULL;
     }

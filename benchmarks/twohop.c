@@ -176,11 +176,10 @@ int main(int argc, char **argv) {
                 th.consumed_repartition++;
             }
             for (;;) {
-                rd_kafka_resp_err_t e =
-                    rd_kafka_producev(producer, RD_KAFKA_V_RKT(to), RD_KAFKA_V_MSGFLAGS(0),
-                                      RD_KAFKA_V_VALUE(m->payload, m->len),
-                                      RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_OPAQUE(m),
-                                      RD_KAFKA_V_END);
+                rd_kafka_resp_err_t e = rd_kafka_producev(
+                    producer, RD_KAFKA_V_RKT(to), RD_KAFKA_V_MSGFLAGS(0),
+                    RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_KEY(m->key, m->key_len),
+                    RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
                 rd_kafka_poll(producer, 10);
             }
@@ -199,15 +198,16 @@ int main(int argc, char **argv) {
     int rc = th.failed ? 1 : 0;
     if (summary) {
         FILE *fp = fopen(summary, "w");
-        if (!fp || fprintf(fp,
-                           "{\"consumed\": %llu, \"consumed_repartition\": %llu, "
-                           "\"delivered_repartition\": %llu, \"delivered\": %llu, \"failed\": %llu, "
-                           "\"active_seconds\": %.6f, \"cpu_seconds\": %.6f}\n",
-                           (unsigned long long)th.consumed_input,
-                           (unsigned long long)th.consumed_repartition,
-                           (unsigned long long)th.delivered_repartition,
-                           (unsigned long long)th.delivered_output, (unsigned long long)th.failed,
-                           secs, cpu) < 0) {
+        if (!fp ||
+            fprintf(fp,
+                    "{\"consumed\": %llu, \"consumed_repartition\": %llu, "
+                    "\"delivered_repartition\": %llu, \"delivered\": %llu, \"failed\": %llu, "
+                    "\"active_seconds\": %.6f, \"cpu_seconds\": %.6f}\n",
+                    (unsigned long long)th.consumed_input,
+                    (unsigned long long)th.consumed_repartition,
+                    (unsigned long long)th.delivered_repartition,
+                    (unsigned long long)th.delivered_output, (unsigned long long)th.failed, secs,
+                    cpu) < 0) {
             fprintf(stderr, "twohop: cannot write the summary to %s\n", summary);
             rc = 1;
         }
