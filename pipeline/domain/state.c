@@ -14,6 +14,13 @@
  * it holds more than PR_STATE_LIST_MAX. Every entry is on an LRU list
  * ordered by last update: expiry and the memory bound both pop from its
  * tail, so pr_state_expire costs what it drops.
+ *
+ * The changelog (state.h) is written from here too: each call that changes
+ * a member reports that member's record to the journal, when one is set (a
+ * single predictable branch otherwise), encoded into two buffers the store
+ * keeps, so the hot path allocates nothing in the steady state.
+ * pr_state_restore parses a record whole before it touches the store, and
+ * applies it with the same entry and member functions the counts use.
  */
 #include "state.h"
 
@@ -73,6 +80,8 @@ struct pr_state {
     struct pr_state_entry *lru_head, *lru_tail;
     size_t bytes; /* entries, members and member indexes */
     uint64_t expired, evicted;
+    struct pr_state_journal journal;        /* write NULL: none */
+    struct pr_buf record_key, record_value; /* the record being reported */
 };
 
 #define PR_STATE_INITIAL_SLOTS 1024
@@ -138,6 +147,8 @@ struct pr_state *pr_state_new(const struct pr_state_options *options) {
     st->options = *options;
     if (st->options.total_cap <= 0) st->options.total_cap = INT64_MAX;
     pr_table_init(&st->entries, PR_STATE_INITIAL_SLOTS);
+    pr_buf_init(&st->record_key);
+    pr_buf_init(&st->record_value);
     return st;
 }
 
@@ -160,6 +171,8 @@ void pr_state_free(struct pr_state *st) {
         pr_entry_free(e);
     }
     free(st->entries.slots);
+    pr_buf_free(&st->record_key);
+    pr_buf_free(&st->record_value);
     free(st);
 }
 
@@ -298,6 +311,95 @@ static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_stat
     return m;
 }
 
+/* ------------------------------------------------------ journal (write) */
+
+/* Record kinds: the first byte of a changelog key. */
+enum { PR_RECORD_DAY_ID = 1, PR_RECORD_ADDRESS_ID = 2, PR_RECORD_ADDRESS_NAME = 3 };
+#define PR_RECORD_VERSION 1
+#define PR_RECORD_OWNER 0x01 /* day id flags: the day's alert owner */
+
+static uint8_t pr_record_kind(const struct pr_state_entry *e, const struct pr_state_member *m) {
+    if (e->kind == PR_ENTRY_DAY) return PR_RECORD_DAY_ID;
+    return m->kind == PR_MEMBER_ID ? PR_RECORD_ADDRESS_ID : PR_RECORD_ADDRESS_NAME;
+}
+
+/* LEB128 into b, whose room the caller reserved (10 bytes at most). */
+static void pr_record_put_varint(struct pr_buf *b, uint64_t v) {
+    while (v >= 0x80) {
+        b->data[b->len++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b->data[b->len++] = (uint8_t)v;
+}
+
+static uint64_t pr_zigzag(int64_t v) {
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static void pr_record_put(struct pr_buf *b, const void *bytes, size_t len) {
+    if (len) memcpy(b->data + b->len, bytes, len);
+    b->len += len;
+}
+
+static struct pr_str pr_record_str(const struct pr_buf *b) {
+    return (struct pr_str){(const char *)b->data, (uint32_t)b->len};
+}
+
+/* The changelog key of member m of entry e, into st->record_key. */
+static void pr_record_key(struct pr_state *st, const struct pr_state_entry *e,
+                          const struct pr_state_member *m) {
+    struct pr_buf *k = &st->record_key;
+    k->len = 0;
+    pr_buf_reserve(k, 1 + 10 + (size_t)e->key_len + m->id_len);
+    k->data[k->len++] = pr_record_kind(e, m);
+    pr_record_put_varint(k, e->key_len);
+    pr_record_put(k, e->key, e->key_len);
+    pr_record_put(k, m->bytes, m->id_len);
+}
+
+/* Reports member m of entry e as it stands, updated at now_ms. */
+static __attribute__((noinline)) void pr_journal_member(struct pr_state *st,
+                                                        const struct pr_state_entry *e,
+                                                        const struct pr_state_member *m,
+                                                        int64_t now_ms) {
+    pr_record_key(st, e, m);
+    struct pr_buf *v = &st->record_value;
+    v->len = 0;
+    pr_buf_reserve(v, 2 + 3 * 10 + (size_t)m->bill_len);
+    v->data[v->len++] = PR_RECORD_VERSION;
+    switch (pr_record_kind(e, m)) {
+    case PR_RECORD_DAY_ID:
+        v->data[v->len++] = e->owner == m ? PR_RECORD_OWNER : 0;
+        pr_record_put_varint(v, (uint64_t)m->total);
+        pr_record_put_varint(v, m->overs);
+        pr_record_put_varint(v, pr_zigzag(now_ms));
+        pr_record_put(v, m->bytes + m->id_len, m->bill_len);
+        break;
+    case PR_RECORD_ADDRESS_ID:
+        pr_record_put_varint(v, (uint64_t)m->total);
+        pr_record_put_varint(v, pr_zigzag(now_ms));
+        break;
+    default: /* PR_RECORD_ADDRESS_NAME */ pr_record_put_varint(v, pr_zigzag(now_ms)); break;
+    }
+    st->journal.write(st->journal.ctx, pr_record_str(&st->record_key), pr_record_str(v));
+}
+
+/* Reports a tombstone for every member of e (e is about to be dropped). */
+static void pr_journal_tombstones(struct pr_state *st, const struct pr_state_entry *e) {
+    for (const struct pr_state_member *m = e->members; m; m = m->next) {
+        pr_record_key(st, e, m);
+        st->journal.write(st->journal.ctx, pr_record_str(&st->record_key),
+                          (struct pr_str){NULL, 0});
+    }
+}
+
+void pr_state_set_journal(struct pr_state *st, const struct pr_state_journal *journal) {
+    if (journal && journal->write)
+        st->journal = *journal;
+    else
+        st->journal = (struct pr_state_journal){NULL, NULL};
+}
+
 /* ---------------------------------------------------------- consignee-day */
 
 static void pr_day_result(const struct pr_state_entry *e, const struct pr_state_member *m,
@@ -330,7 +432,10 @@ void pr_state_day_count(struct pr_state *st, struct pr_str key, struct pr_str id
         e->owner = m;
         wrote = true;
     }
-    if (wrote) pr_entry_touch(st, e, now_ms);
+    if (wrote) {
+        pr_entry_touch(st, e, now_ms);
+        if (st->journal.write) pr_journal_member(st, e, m, now_ms);
+    }
     pr_day_result(e, m, first, out);
 }
 
@@ -379,12 +484,15 @@ int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr
     struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     if (m) return (int32_t)m->total;
     if (!pr_member_find(e, PR_MEMBER_NAME, name)) {
-        pr_member_add(st, e, PR_MEMBER_NAME, name, (struct pr_str){NULL, 0});
+        struct pr_state_member *n =
+            pr_member_add(st, e, PR_MEMBER_NAME, name, (struct pr_str){NULL, 0});
         e->total++;
+        if (st->journal.write) pr_journal_member(st, e, n, now_ms);
     }
     m = pr_member_add(st, e, PR_MEMBER_ID, id, (struct pr_str){NULL, 0});
     m->total = e->total;
     pr_entry_touch(st, e, now_ms);
+    if (st->journal.write) pr_journal_member(st, e, m, now_ms);
     return (int32_t)m->total;
 }
 
@@ -401,12 +509,14 @@ size_t pr_state_expire(struct pr_state *st, int64_t now_ms) {
      * may step back a little (records merged from several partitions), so
      * the walk stops at the first entry still alive. */
     while (ttl > 0 && st->lru_tail && now_ms - st->lru_tail->updated_ms >= ttl) {
+        if (st->journal.write) pr_journal_tombstones(st, st->lru_tail);
         pr_entry_drop(st, st->lru_tail);
         st->expired++;
         dropped++;
     }
     size_t max = st->options.max_bytes;
     while (max > 0 && st->lru_tail && st->bytes + pr_state_table_bytes(st) > max) {
+        if (st->journal.write) pr_journal_tombstones(st, st->lru_tail);
         pr_entry_drop(st, st->lru_tail);
         st->evicted++;
         dropped++;
@@ -420,4 +530,138 @@ void pr_state_get_stats(const struct pr_state *st, struct pr_state_stats *out) {
     out->bytes = st->bytes + pr_state_table_bytes(st);
     out->expired = st->expired;
     out->evicted = st->evicted;
+}
+
+/* -------------------------------------------------------- journal (read) */
+
+struct pr_record_reader {
+    const uint8_t *p, *end;
+};
+
+static bool pr_record_get_byte(struct pr_record_reader *r, uint8_t *out) {
+    if (r->p == r->end) return false;
+    *out = *r->p++;
+    return true;
+}
+
+/* LEB128 of at most 10 bytes whose value fits 64 bits. */
+static bool pr_record_get_varint(struct pr_record_reader *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        uint8_t b;
+        if (!pr_record_get_byte(r, &b)) return false;
+        if (shift == 63 && b > 1) return false; /* past 64 bits */
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool pr_record_get_time(struct pr_record_reader *r, int64_t *out) {
+    uint64_t z;
+    if (!pr_record_get_varint(r, &z)) return false;
+    *out = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+    return true;
+}
+
+/* One changelog record, parsed; the strings point into the record. */
+struct pr_record {
+    uint8_t kind;
+    bool tombstone, owner;
+    struct pr_str key, member, bill;
+    int64_t total, now_ms;
+    uint32_t overs;
+};
+
+static bool pr_record_parse_key(struct pr_str key, struct pr_record *out) {
+    struct pr_record_reader r = {(const uint8_t *)key.ptr, (const uint8_t *)key.ptr + key.len};
+    uint64_t key_len;
+    if (!key.ptr || !pr_record_get_byte(&r, &out->kind)) return false;
+    if (out->kind < PR_RECORD_DAY_ID || out->kind > PR_RECORD_ADDRESS_NAME) return false;
+    if (!pr_record_get_varint(&r, &key_len) || key_len > (uint64_t)(r.end - r.p)) return false;
+    out->key = (struct pr_str){(const char *)r.p, (uint32_t)key_len};
+    r.p += key_len;
+    out->member = (struct pr_str){(const char *)r.p, (uint32_t)(r.end - r.p)};
+    return true;
+}
+
+static bool pr_record_parse_value(struct pr_str value, struct pr_record *out) {
+    struct pr_record_reader r = {(const uint8_t *)value.ptr,
+                                 (const uint8_t *)value.ptr + value.len};
+    uint8_t version, flags = 0;
+    uint64_t total = 0, overs = 0;
+    if (!pr_record_get_byte(&r, &version) || version != PR_RECORD_VERSION) return false;
+    switch (out->kind) {
+    case PR_RECORD_DAY_ID:
+        if (!pr_record_get_byte(&r, &flags) || (flags & ~PR_RECORD_OWNER)) return false;
+        if (!pr_record_get_varint(&r, &total) || total > INT64_MAX) return false;
+        if (!pr_record_get_varint(&r, &overs) || overs > UINT32_MAX) return false;
+        if (!pr_record_get_time(&r, &out->now_ms)) return false;
+        out->bill = (struct pr_str){(const char *)r.p, (uint32_t)(r.end - r.p)};
+        r.p = r.end;
+        break;
+    case PR_RECORD_ADDRESS_ID:
+        if (!pr_record_get_varint(&r, &total) || total > INT32_MAX) return false;
+        if (!pr_record_get_time(&r, &out->now_ms)) return false;
+        break;
+    default: /* PR_RECORD_ADDRESS_NAME */
+        if (!pr_record_get_time(&r, &out->now_ms)) return false;
+        break;
+    }
+    out->owner = flags & PR_RECORD_OWNER;
+    out->total = (int64_t)total;
+    out->overs = (uint32_t)overs;
+    return r.p == r.end; /* nothing after the last field */
+}
+
+/* Applies a parsed record. A member seen again (its last record wins: the
+ * owner bit) keeps the house bill it was first restored with; a valid log
+ * never changes a member's bill. */
+static void pr_record_apply(struct pr_state *st, const struct pr_record *rec) {
+    uint8_t entry_kind = rec->kind == PR_RECORD_DAY_ID ? PR_ENTRY_DAY : PR_ENTRY_ADDRESS;
+    if (rec->tombstone) {
+        struct pr_state_entry *e =
+            pr_entry_find(st, entry_kind, rec->key, pr_entry_hash(entry_kind, rec->key));
+        if (e) pr_entry_drop(st, e);
+        return;
+    }
+    uint8_t member_kind = rec->kind == PR_RECORD_ADDRESS_NAME ? PR_MEMBER_NAME : PR_MEMBER_ID;
+    struct pr_state_entry *e = pr_entry_get(st, entry_kind, rec->key, rec->now_ms);
+    struct pr_state_member *m = pr_member_find(e, member_kind, rec->member);
+    switch (rec->kind) {
+    case PR_RECORD_DAY_ID:
+        if (!m) m = pr_member_add(st, e, PR_MEMBER_ID, rec->member, rec->bill);
+        m->total = rec->total;
+        m->overs = rec->overs;
+        if (rec->total > e->total) e->total = rec->total;
+        if (rec->overs > e->overs) e->overs = rec->overs;
+        if (rec->owner)
+            e->owner = m;
+        else if (e->owner == m)
+            e->owner = NULL;
+        break;
+    case PR_RECORD_ADDRESS_ID:
+        if (!m) m = pr_member_add(st, e, PR_MEMBER_ID, rec->member, (struct pr_str){NULL, 0});
+        m->total = rec->total;
+        break;
+    default: /* PR_RECORD_ADDRESS_NAME */
+        if (!m) {
+            pr_member_add(st, e, PR_MEMBER_NAME, rec->member, (struct pr_str){NULL, 0});
+            e->total++;
+        }
+        break;
+    }
+    pr_entry_touch(st, e, rec->now_ms);
+}
+
+int pr_state_restore(struct pr_state *st, struct pr_str key, struct pr_str value) {
+    struct pr_record rec = {0};
+    if (!pr_record_parse_key(key, &rec)) return -1;
+    rec.tombstone = value.ptr == NULL;
+    if (!rec.tombstone && !pr_record_parse_value(value, &rec)) return -1;
+    pr_record_apply(st, &rec);
+    return 0;
 }

@@ -114,4 +114,56 @@ size_t pr_state_expire(struct pr_state *state, int64_t now_ms);
 
 void pr_state_get_stats(const struct pr_state *state, struct pr_state_stats *out);
 
+/*
+ * The changelog (issue 12): a store reports each change as one (key, value)
+ * record, and a fresh store rebuilt from the records a compacted topic keeps
+ * answers as the original did. One record per member, never per entry (a
+ * compacted topic keeps the last record per key, and an entry of n
+ * declarations must not rewrite O(n) bytes per update):
+ *
+ *   key    kind byte (1 consignee-day id, 2 address-day id, 3 address-day
+ *          name), the entry key as a LEB128 length and its bytes, then the
+ *          id or name (the rest of the key)
+ *   value  format version byte (1), then
+ *            kind 1: flags byte (bit 0: the day's alert owner), LEB128
+ *                    remembered total, LEB128 remembered overs, zigzag
+ *                    LEB128 update time now_ms, the house bill (the rest)
+ *            kind 2: LEB128 remembered distinct names, zigzag LEB128 now_ms
+ *            kind 3: zigzag LEB128 now_ms
+ *          or no value at all (ptr NULL): a tombstone.
+ *
+ * When: the first count of an id writes its record; a replay that makes the
+ * id the day's alert owner rewrites it (owner bit set); a new name at an
+ * address-day writes the name's record before the id's. pr_state_expire
+ * writes a tombstone for every member of every entry it drops, all of one
+ * entry together, before it drops the entry (so before any record of a later
+ * incarnation of the same key). pr_state_free writes nothing (a revoked
+ * partition keeps its changelog).
+ *
+ * Rebuilding applies the surviving records in log order. An entry's total
+ * and overs are the largest remembered among its members (both only grow,
+ * and each new member remembers them as they stood after its own count);
+ * its distinct names are its name records; its owner is the member whose
+ * last record has the owner bit; its last update is the update time of its
+ * last record in log order, and its place in the least-recently-updated
+ * order is that record's place in the log: the same as the original's, so
+ * TTL expiry afterwards drops the same entries at the same times. A
+ * tombstone drops its whole entry (every record of that incarnation is
+ * tombstoned with it). The store's total_cap must be the writer's.
+ */
+
+/* Where a store reports its changes, as changelog records: key and value are byte strings valid
+ * during the call only; value.ptr == NULL is a tombstone (delete key). */
+struct pr_state_journal {
+    void (*write)(void *ctx, struct pr_str key, struct pr_str value);
+    void *ctx;
+};
+/* NULL: report nothing (the default). The struct is copied. */
+void pr_state_set_journal(struct pr_state *state, const struct pr_state_journal *journal);
+
+/* Applies one changelog record (as written by a journal; value.ptr NULL = tombstone) to the store,
+ * in log order. Returns 0, or -1 for a record it cannot parse (the store unchanged). Writes nothing
+ * to the journal. A tombstone of a key the store does not hold is a no-op (0). */
+int pr_state_restore(struct pr_state *state, struct pr_str key, struct pr_str value);
+
 #endif
