@@ -107,9 +107,8 @@ static double pr_bench_addresses(const struct pr_bench_input *in, struct pr_stat
     double t0 = pr_bench_cpu();
     size_t keys = in->count / 4 ? in->count / 4 : 1;
     for (size_t i = 0; i < in->count; i++)
-        pr_state_address_count(st, pr_bench_at(in->keys, 42, i % keys),
-                               pr_bench_at(in->ids, 16, i), pr_bench_at(in->names, 16, i),
-                               pr_bench_now + (int64_t)(i / 1000));
+        pr_state_address_count(st, pr_bench_at(in->keys, 42, i % keys), pr_bench_at(in->ids, 16, i),
+                               pr_bench_at(in->names, 16, i), pr_bench_now + (int64_t)(i / 1000));
     return pr_bench_cpu() - t0;
 }
 
@@ -242,8 +241,8 @@ int main(int argc, char **argv) {
            (double)day_log.value_bytes / (double)day_log.records, day_log.records);
     printf("restore %zu consignee-days from %zu records in memory: %.3f s CPU (%.0f ns per "
            "record); restored keys %zu, members %zu, %zu bytes\n",
-           count, day_log.records, restore, restore * 1e9 / (double)day_log.records,
-           restored.keys, restored.members, restored.bytes);
+           count, day_log.records, restore, restore * 1e9 / (double)day_log.records, restored.keys,
+           restored.members, restored.bytes);
 #endif
     printf("pr_state_address_count (%zu declarations over %zu address-days), no journal: %.1f ns "
            "CPU per call\n",
