@@ -108,11 +108,11 @@ static void pr_encode_aggregate_alert(struct pr_encode_ctx *ctx, struct pr_batch
         .reasons = &reason,
         .random_selection = false,
         .ruleset_version = pr_rules_version(batch->rules),
-        .refdata_version = batch->refdata_version,
-        .refdata_degraded = batch->degraded,
-        .source_topic = batch->source_topic,
-        .source_partition = rec->partition,
-        .source_offset = rec->offset,
+        .refdata_version = rec->has_origin ? rec->origin_refdata_version : batch->refdata_version,
+        .refdata_degraded = batch->degraded || rec->origin_degraded,
+        .source_topic = rec->has_origin ? rec->origin_topic : batch->source_topic,
+        .source_partition = rec->has_origin ? rec->origin_partition : rec->partition,
+        .source_offset = rec->has_origin ? rec->origin_offset : rec->offset,
     };
     pr_buf_reset(&ctx->scratch);
     pr_decision_view_encode(&view, &ctx->scratch);

@@ -60,6 +60,18 @@ struct pr_operator_env {
      * rules are the same code either way. Both outlive the chain. */
     const struct pr_refdata_snapshot *refdata;
     struct pr_state *state;
+    /* `run`, stage 2: the keyed state of each repartition partition this
+     * process owns (NULL outside stage 2). */
+    const struct pr_state_router *states;
+    /* `run`, stage 1: the repartition topic's partition count. */
+    int32_t repartition_partitions;
+};
+
+/* The state store of a record's partition (the engine's, for `run`). NULL
+ * when the partition is not assigned here. */
+struct pr_state_router {
+    struct pr_state *(*get)(void *ctx, int32_t partition);
+    void *ctx;
 };
 
 struct pr_operator;
@@ -67,6 +79,11 @@ struct pr_operator;
 struct pr_operator_ops {
     const char *name;
     const char *description;
+    /* Keeps state by key: `run` repartitions the records by their key
+     * before the first keyed operator of the chain (stage 2 starts there). */
+    bool keyed;
+    /* Put in the chain by the engine, never named in a configuration. */
+    bool internal;
     int (*init)(struct pr_operator *op, const struct pr_operator_env *env);
     int (*process)(struct pr_operator *op, struct pr_batch *batch);
     void (*destroy)(struct pr_operator *op);
@@ -94,6 +111,14 @@ struct pr_chain {
 /* Builds the chain cfg->chain names; PR_ERR (logged) on an unknown name or a
  * failed init. */
 int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg);
+/* `run`'s two stages (issue 12): cfg->chain split before its first keyed
+ * operator. stages[0] is the operators before it, then repartition and
+ * encode (the dead letters of stage 1); stages[1] is repartition-source,
+ * then the keyed operator and the rest. A chain without a keyed operator is
+ * one stage: stages[1] stays empty (count 0). Each stage is given its env. */
+int pr_chain_init_stages(struct pr_chain stages[2], const struct pr_config *cfg,
+                         const struct pr_operator_env *env1, const struct pr_operator_env *env2);
+
 /* Builds the chain of the count operators named, each given env. */
 int pr_chain_init_env(struct pr_chain *chain, const char *const *names, size_t count,
                       const struct pr_operator_env *env);

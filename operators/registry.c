@@ -13,10 +13,14 @@ extern const struct pr_operator_ops pr_op_sample;
 extern const struct pr_operator_ops pr_op_score;
 extern const struct pr_operator_ops pr_op_route;
 extern const struct pr_operator_ops pr_op_encode;
+extern const struct pr_operator_ops pr_op_repartition;
+extern const struct pr_operator_ops pr_op_repartition_source;
 
 const struct pr_operator_ops *const pr_operator_registry[] = {
-    &pr_op_decode, &pr_op_validate, &pr_op_enrich, &pr_op_policy, &pr_op_screen, &pr_op_aggregate,
-    &pr_op_sample, &pr_op_score,    &pr_op_route,  &pr_op_encode, NULL,
+    &pr_op_decode, &pr_op_validate,  &pr_op_enrich,      &pr_op_policy,
+    &pr_op_screen, &pr_op_aggregate, &pr_op_sample,      &pr_op_score,
+    &pr_op_route,  &pr_op_encode,    &pr_op_repartition, &pr_op_repartition_source,
+    NULL,
 };
 
 const struct pr_operator_ops *pr_operator_lookup(const char *name) {
@@ -26,7 +30,8 @@ const struct pr_operator_ops *pr_operator_lookup(const char *name) {
 }
 
 static bool pr_operator_known(const char *name) {
-    return pr_operator_lookup(name) != NULL;
+    const struct pr_operator_ops *ops = pr_operator_lookup(name);
+    return ops && !ops->internal;
 }
 
 void pr_operators_register(void) {
@@ -36,6 +41,31 @@ void pr_operators_register(void) {
 int pr_chain_init(struct pr_chain *chain, const struct pr_config *cfg) {
     struct pr_operator_env env = {.cfg = cfg};
     return pr_chain_init_env(chain, (const char *const *)cfg->chain, cfg->chain_len, &env);
+}
+
+int pr_chain_init_stages(struct pr_chain stages[2], const struct pr_config *cfg,
+                         const struct pr_operator_env *env1, const struct pr_operator_env *env2) {
+    size_t count = cfg->chain_len, split = count;
+    for (size_t i = 0; i < count && split == count; i++) {
+        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
+        if (ops && ops->keyed) split = i;
+    }
+    memset(stages, 0, 2 * sizeof(*stages));
+    if (split == count)
+        return pr_chain_init_env(&stages[0], (const char *const *)cfg->chain, count, env1);
+    const char **names = pr_calloc(count + 3, sizeof(*names));
+    for (size_t i = 0; i < split; i++) names[i] = cfg->chain[i];
+    names[split] = "repartition";
+    names[split + 1] = "encode"; /* the dead letters of stage 1 */
+    int rc = pr_chain_init_env(&stages[0], names, split + 2, env1);
+    if (rc == PR_OK) {
+        names[0] = "repartition-source";
+        for (size_t i = split; i < count; i++) names[1 + i - split] = cfg->chain[i];
+        rc = pr_chain_init_env(&stages[1], names, 1 + count - split, env2);
+        if (rc != PR_OK) pr_chain_destroy(&stages[0]);
+    }
+    free(names);
+    return rc;
 }
 
 int pr_chain_init_env(struct pr_chain *chain, const char *const *names, size_t count,

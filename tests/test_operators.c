@@ -2,8 +2,10 @@
  * Unit tests: each operator alone, on records set up by hand with exactly
  * the fields the operator reads (test_rules.c runs the chain as a whole).
  *
- *   route, score, sample, screen   no outside service
- *   enrich, aggregate              against a real redis-server that this
+ *   route, score, sample, screen,  no outside service
+ *   aggregate (its state in process, by partition), repartition and
+ *   repartition-source (the intermediate record, a round trip)
+ *   enrich                         against a real redis-server that this
  *                                  test starts on a free port (and stops),
  *                                  with reference data loaded by the real
  *                                  loader from CSV files written here
@@ -33,6 +35,7 @@
 #include "hash.h"
 #include "normalize.h"
 #include "operator.h"
+#include "state.h"
 #include "refdata_load.h"
 #include "rules.h"
 
@@ -49,15 +52,20 @@ struct op_fixture {
 };
 
 /* Starts an operator with cfg (owned by the fixture from here). */
-static void fixture_start_with(struct op_fixture *f, const char *name, struct pr_config *cfg) {
+static void fixture_start_env(struct op_fixture *f, const char *name, struct pr_config *cfg,
+                              struct pr_operator_env env) {
     memset(f, 0, sizeof(*f));
     f->cfg = cfg;
     f->op.ops = pr_operator_lookup(name);
     assert_non_null(f->op.ops);
-    struct pr_operator_env env = {.cfg = f->cfg};
+    env.cfg = f->cfg;
     if (f->op.ops->init) assert_int_equal(f->op.ops->init(&f->op, &env), PR_OK);
     f->rules = pr_rules_new_default();
     pr_batch_init(&f->batch, 64);
+}
+
+static void fixture_start_with(struct op_fixture *f, const char *name, struct pr_config *cfg) {
+    fixture_start_env(f, name, cfg, (struct pr_operator_env){0});
 }
 
 /* Starts an operator with the default configuration. */
@@ -600,20 +608,33 @@ static struct pr_record *agg_push(struct op_fixture *f, const char *id, const ch
     return rec;
 }
 
-static void clear_state(void) {
-    redisContext *c = redis_connect();
-    assert_non_null(c);
-    redisReply *r = redisCommand(c, "FLUSHALL");
-    assert_non_null(r);
-    freeReplyObject(r);
-    redisFree(c);
+/* The keyed state of two partitions, as the engine gives stage 2 its
+ * stores (partition 2 is not owned here). */
+static struct pr_state *agg_stores[2];
+
+static struct pr_state *agg_store_of(void *ctx, int32_t partition) {
+    (void)ctx;
+    return partition >= 0 && partition < 2 ? agg_stores[partition] : NULL;
+}
+
+static const struct pr_state_router agg_router = {agg_store_of, NULL};
+
+static void agg_start(struct op_fixture *f) {
+    struct pr_state_options so = {.ttl_ms = 72 * 3600000LL, .total_cap = PR_STATE_SCRIPT_TOTAL_CAP};
+    for (int i = 0; i < 2; i++) agg_stores[i] = pr_state_new(&so);
+    fixture_start_env(f, "aggregate", pr_config_default(),
+                      (struct pr_operator_env){.states = &agg_router});
+}
+
+static void agg_stop(struct op_fixture *f) {
+    fixture_stop(f);
+    for (int i = 0; i < 2; i++) pr_state_free(agg_stores[i]);
 }
 
 static void test_aggregate_one_person_one_day(void **state) {
     (void)state;
-    clear_state();
     struct op_fixture f;
-    fixture_start_with(&f, "aggregate", redis_config("pause"));
+    agg_start(&f);
     /* $800 threshold on 2025-03-01 (DOMAIN.md section 8): 300 + 300 is
      * within, the third $300 takes the day to $900 and crosses. */
     batch_begin(&f);
@@ -682,26 +703,29 @@ static void test_aggregate_one_person_one_day(void **state) {
     assert_true(pr_record_has(after, PR_R_AGGREGATE_OVER_THRESHOLD));
     assert_false(pr_record_has(after, PR_R_SPLIT_SHIPMENT));
 
-    /* The state holds digests, never the raw name or address. */
-    redisContext *c = redis_connect();
-    redisReply *keys = redisCommand(c, "KEYS *");
-    assert_non_null(keys);
-    assert_true(keys->elements >= 2);
-    for (size_t i = 0; i < keys->elements; i++) {
-        assert_null(strstr(keys->element[i]->str, "JANE"));
-        assert_null(strstr(keys->element[i]->str, "Elm"));
-        assert_null(strstr(keys->element[i]->str, "ELM"));
-    }
-    freeReplyObject(keys);
-    redisFree(c);
-    fixture_stop(&f);
+    /* Everything above was partition 0's: partition 1's store saw none of
+     * it, and a partition not owned here stops the batch (the engine never
+     * hands one over). */
+    struct pr_state_stats st;
+    pr_state_get_stats(agg_stores[1], &st);
+    assert_int_equal(st.keys, 0);
+    pr_state_get_stats(agg_stores[0], &st);
+    assert_true(st.keys >= 4);
+    batch_begin(&f);
+    struct pr_record *other = agg_push(&f, "A1", "Jane O'Neil", 30000);
+    other->partition = 1; /* the same id and day in another partition's store: counted anew */
+    assert_int_equal(run(&f), PR_OP_DONE);
+    assert_int_equal(other->day_total_cents, 30000);
+    batch_begin(&f);
+    agg_push(&f, "A9", "Jane O'Neil", 100)->partition = 2;
+    assert_int_equal(run(&f), PR_OP_FATAL);
+    agg_stop(&f);
 }
 
 static void test_aggregate_address_cluster(void **state) {
     (void)state;
-    clear_state();
     struct op_fixture f;
-    fixture_start_with(&f, "aggregate", redis_config("pause"));
+    agg_start(&f);
     int cluster = f.rules->cluster_size;
     assert_true(cluster >= 2 && cluster <= 32);
     static char names[40][24], ids[40][24];
@@ -721,24 +745,12 @@ static void test_aggregate_address_cluster(void **state) {
     }
     assert_int_equal(again->cluster_names, cluster);
     assert_true(pr_record_has(again, PR_R_ADDRESS_CLUSTER));
-    fixture_stop(&f);
+    agg_stop(&f);
 }
 
-static void test_aggregate_unavailable(void **state) {
+/* A degraded batch (enrich decided from cache) says so in the decision. */
+static void test_encode_degraded(void **state) {
     (void)state;
-    struct op_fixture f;
-    fixture_start_with(&f, "aggregate", redis_config("degrade"));
-    /* Stop the server under the operator; restart it after. */
-    kill(redis_srv.pid, SIGSTOP);
-    batch_begin(&f);
-    f.batch.refdata_version = "v1";
-    struct pr_record *rec = agg_push(&f, "U1", "Jane O'Neil", 90000);
-    assert_int_equal(run(&f), PR_OP_DONE);
-    assert_true(f.batch.degraded);
-    assert_string_equal(f.batch.refdata_version, "v1");
-    assert_int_equal(rec->fired, 0);
-    kill(redis_srv.pid, SIGCONT);
-    /* The decision encoded from the degraded batch says so. */
     struct op_fixture e;
     fixture_start(&e, "encode");
     batch_begin(&e);
@@ -752,19 +764,88 @@ static void test_aggregate_unavailable(void **state) {
     batch_begin(&e); /* a new batch is not degraded */
     assert_false(e.batch.degraded);
     fixture_stop(&e);
-    fixture_stop(&f);
+}
 
-    fixture_start_with(&f, "aggregate", redis_config("pause"));
-    kill(redis_srv.pid, SIGSTOP);
-    batch_begin(&f);
-    agg_push(&f, "U2", "Jane O'Neil", 100);
-    assert_int_equal(run(&f), PR_OP_RETRY);
-    kill(redis_srv.pid, SIGCONT);
-    /* Back: the same batch goes through (process is idempotent). */
-    int rc = PR_OP_RETRY;
-    for (int i = 0; i < 20 && rc == PR_OP_RETRY; i++) rc = run(&f);
-    assert_int_equal(rc, PR_OP_DONE);
-    fixture_stop(&f);
+/* Stage 1's end and stage 2's start: what stage 2 decides from the
+ * intermediate record equals what one chain decides from the declaration,
+ * and the record carries no raw name or address. */
+static void test_repartition_round_trip(void **state) {
+    (void)state;
+    struct op_fixture out;
+    fixture_start_env(&out, "repartition", pr_config_default(),
+                      (struct pr_operator_env){.repartition_partitions = 8});
+    batch_begin(&out);
+    out.batch.refdata_version = "v7";
+    out.batch.degraded = true;
+    struct pr_record *a = agg_push(&out, "R1", "Jane O'Neil", 30000);
+    a->partition = 3;
+    a->offset = 41;
+    pr_record_firef(&out.batch, a, PR_R_VAGUE_DESCRIPTION, 15, "line %d: \"%s\"", 1, "gift");
+    pr_record_fire(&out.batch, a, PR_R_HIGH_RISK_ORIGIN, 10, "XX", 2);
+    a->suspended = true;
+    a->violator_severity = 2;
+    a->de_minimis = PR_DM_SUSPENDED;
+    struct pr_record *b = agg_push(&out, "R2", "JANE ONEIL", 100); /* the same person */
+    struct pr_record *dead = push(&out, "R3");
+    pr_record_dead_letter(dead, PR_DLQ_DECODE_ERROR, "bad");
+    assert_int_equal(run(&out), PR_OP_DONE);
+    assert_int_equal(a->outputs, PR_OUT_REPARTITION);
+    assert_int_equal(dead->outputs, PR_OUT_DLQ);
+    /* One person, one key, one partition. */
+    assert_int_equal(a->out_repartition_key.len, 32);
+    assert_memory_equal(a->out_repartition_key.ptr, b->out_repartition_key.ptr, 32);
+    assert_int_equal(a->out_partition, b->out_partition);
+    assert_true(a->out_partition >= 0 && a->out_partition < 8);
+    assert_null(memmem(a->out_repartition.ptr, a->out_repartition.len, "Jane", 4));
+    assert_null(memmem(a->out_repartition.ptr, a->out_repartition.len, "ELM", 3));
+    assert_null(memmem(a->out_repartition.ptr, a->out_repartition.len, "Elm", 3));
+
+    struct op_fixture in;
+    fixture_start(&in, "repartition-source");
+    batch_begin(&in);
+    in.batch.source_topic = "g.repartition";
+    struct pr_record *r = pr_batch_push(&in.batch);
+    r->payload = (const uint8_t *)a->out_repartition.ptr;
+    r->payload_len = a->out_repartition.len;
+    r->partition = a->out_partition;
+    struct pr_record *junk = pr_batch_push(&in.batch);
+    junk->payload = (const uint8_t *)"\x01\x7f";
+    junk->payload_len = 2;
+    struct pr_record *cut = pr_batch_push(&in.batch);
+    cut->payload = (const uint8_t *)a->out_repartition.ptr;
+    cut->payload_len = a->out_repartition.len - 3;
+    assert_int_equal(in.op.ops->process(&in.op, &in.batch), PR_OP_DONE);
+    assert_false(pr_record_dead(r));
+    assert_int_equal(junk->dlq_code, PR_DLQ_DECODE_ERROR);
+    assert_int_equal(cut->dlq_code, PR_DLQ_DECODE_ERROR);
+    assert_int_equal(r->decl.declaration_id.len, 2);
+    assert_memory_equal(r->decl.declaration_id.ptr, "R1", 2);
+    assert_string_equal(r->consignee_key, a->consignee_key);
+    assert_int_equal(r->decl.arrival_time, a->decl.arrival_time);
+    assert_int_equal(r->decl.value_usd_cents, 30000);
+    assert_int_equal(r->fired, a->fired);
+    assert_int_equal(r->reasons[PR_R_VAGUE_DESCRIPTION].points, 15);
+    assert_int_equal(r->reasons[PR_R_VAGUE_DESCRIPTION].detail_len,
+                     a->reasons[PR_R_VAGUE_DESCRIPTION].detail_len);
+    assert_memory_equal(r->reasons[PR_R_VAGUE_DESCRIPTION].detail,
+                        a->reasons[PR_R_VAGUE_DESCRIPTION].detail,
+                        a->reasons[PR_R_VAGUE_DESCRIPTION].detail_len);
+    assert_true(r->suspended);
+    assert_int_equal(r->violator_severity, 2);
+    assert_int_equal(r->de_minimis, PR_DM_SUSPENDED);
+    assert_true(r->has_state_digests);
+    assert_memory_equal(r->address_digest, a->address_digest, 16);
+    assert_memory_equal(r->name_digest, a->name_digest, 16);
+    /* The decision reports where the declaration was read, and the
+     * reference data stage 1 used. */
+    assert_true(r->has_origin);
+    assert_string_equal(r->origin_topic, "declarations");
+    assert_int_equal(r->origin_partition, 3);
+    assert_int_equal(r->origin_offset, 41);
+    assert_string_equal(r->origin_refdata_version, "v7");
+    assert_true(r->origin_degraded);
+    fixture_stop(&in);
+    fixture_stop(&out);
 }
 
 int main(void) {
@@ -776,12 +857,13 @@ int main(void) {
         cmocka_unit_test(test_score_overrides_and_de_minimis),
         cmocka_unit_test(test_sample_rate_and_key),
         cmocka_unit_test(test_screen_reasons),
+        cmocka_unit_test(test_aggregate_one_person_one_day),
+        cmocka_unit_test(test_aggregate_address_cluster),
+        cmocka_unit_test(test_encode_degraded),
+        cmocka_unit_test(test_repartition_round_trip),
     };
     const struct CMUnitTest with_redis[] = {
         cmocka_unit_test(test_enrich_against_redis),
-        cmocka_unit_test(test_aggregate_one_person_one_day),
-        cmocka_unit_test(test_aggregate_address_cluster),
-        cmocka_unit_test(test_aggregate_unavailable),
     };
     int failed = cmocka_run_group_tests_name("operators", plain, NULL, NULL);
     failed += cmocka_run_group_tests_name("operators with a real Redis", with_redis,

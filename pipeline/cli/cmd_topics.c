@@ -11,8 +11,10 @@ static void pr_topics_usage(FILE *out) {
     fprintf(
         out,
         "usage: parcelrisk topics create [--config FILE] [--set KEY=VALUE]... [--brokers LIST]\n"
-        "Creates the four topics of the configuration (topics.declarations_partitions and\n"
-        "topics.output_partitions) and returns once every partition has a "
+        "Creates the topics of the configuration (topics.declarations_partitions,\n"
+        "topics.output_partitions), and the internal repartition and compacted changelog\n"
+        "topics of the keyed state (topics.repartition_partitions), and returns once every\n"
+        "partition has a "
         "leader.\n" PR_CLI_SHARED_HELP);
 }
 

@@ -345,11 +345,11 @@ void pr_decision_encode(const struct pr_batch *batch, const struct pr_record *re
         .reasons = reasons,
         .random_selection = rec->random_selection,
         .ruleset_version = pr_rules_version(batch->rules),
-        .refdata_version = batch->refdata_version,
-        .refdata_degraded = batch->degraded,
-        .source_topic = batch->source_topic,
-        .source_partition = rec->partition,
-        .source_offset = rec->offset,
+        .refdata_version = rec->has_origin ? rec->origin_refdata_version : batch->refdata_version,
+        .refdata_degraded = batch->degraded || rec->origin_degraded,
+        .source_topic = rec->has_origin ? rec->origin_topic : batch->source_topic,
+        .source_partition = rec->has_origin ? rec->origin_partition : rec->partition,
+        .source_offset = rec->has_origin ? rec->origin_offset : rec->offset,
     };
     pr_decision_view_encode(&view, out);
 }

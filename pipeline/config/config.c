@@ -43,6 +43,16 @@ static const struct pr_config_key pr_config_keys[] = {
      "YELLOW and RED decisions, key house_bill", PR_CHECK_TOPIC},
     {"topics.dlq", PR_CFG_STR, PR_OFF(topic_dlq), "declarations.dlq", 0, 0, NULL,
      "DeadLetter records, original key", PR_CHECK_TOPIC},
+    {"topics.repartition", PR_CFG_STR, PR_OFF(topic_repartition), "", 0, 0, NULL,
+     "internal: intermediate records between the two stages of run, keyed by the consignee "
+     "address digest (empty: <group>.repartition)"},
+    {"topics.changelog", PR_CFG_STR, PR_OFF(topic_changelog), "", 0, 0, NULL,
+     "internal, compacted: every change of the keyed state, co-partitioned with "
+     "topics.repartition (empty: <group>.changelog)"},
+    {"topics.repartition_partitions", PR_CFG_INT, PR_OFF(repartition_partitions), "0", 0, 1024,
+     NULL,
+     "partitions of the internal topics when they are made (0: as many as the "
+     "declarations topic has); the unit of scale-out of the keyed state"},
     {"topics.declarations_partitions", PR_CFG_INT, PR_OFF(declarations_partitions), "8", 1, 1024,
      NULL, "partitions when `parcelrisk topics create` makes the input topic"},
     {"topics.output_partitions", PR_CFG_INT, PR_OFF(output_partitions), "8", 1, 1024, NULL,
@@ -64,6 +74,9 @@ static const struct pr_config_key pr_config_keys[] = {
      "memory bound of the reference-data cache"},
     {"cache.ttl_ms", PR_CFG_INT, PR_OFF(cache_ttl_ms), "300000", 0, 86400000, NULL,
      "how long a cached answer is trusted (a version switch clears the cache at once)"},
+    {"state.max_mb", PR_CFG_INT, PR_OFF(state_max_mb), "1024", 1, 1048576, NULL,
+     "memory bound of the keyed state of one process, shared by the repartition partitions "
+     "(past it the least recently updated days are dropped and counted)"},
     {"state.ttl_hours", PR_CFG_INT, PR_OFF(state_ttl_hours), "72", 1, 8760, NULL,
      "consignee-day and address-cluster state is kept this long after its last update"},
     {"processing.guarantee", PR_CFG_ENUM, PR_OFF(guarantee), "at_least_once", 0, 0,
@@ -631,6 +644,17 @@ static int pr_config_validate_registry(const struct pr_config *cfg) {
         return PR_ERR;
     }
     return PR_OK;
+}
+
+const char *pr_config_internal_topic(const struct pr_config *cfg, enum pr_internal_topic which,
+                                     char *out, size_t out_len) {
+    const char *set = which == PR_TOPIC_REPARTITION ? cfg->topic_repartition : cfg->topic_changelog;
+    if (set && *set)
+        snprintf(out, out_len, "%s", set);
+    else
+        snprintf(out, out_len, "%s.%s", cfg->group_id,
+                 which == PR_TOPIC_REPARTITION ? "repartition" : "changelog");
+    return out;
 }
 
 int pr_config_validate(const struct pr_config *cfg) {

@@ -35,6 +35,11 @@ struct pr_config {
     char *path;
     char *group_id;
     char *topic_declarations, *topic_decisions, *topic_alerts, *topic_dlq;
+    /* The internal topics of `run` (issue 12); "" : derived from the group,
+     * see pr_config_internal_topic. */
+    char *topic_repartition, *topic_changelog;
+    int repartition_partitions; /* 0: as many as the declarations topic has */
+    int state_max_mb;
     char *redis_address;
     char *redis_user;           /* "" : AUTH password alone (the default user) */
     char *redis_password;       /* secret; "" : no AUTH */
@@ -149,5 +154,15 @@ bool pr_topic_name_legal(const char *name);
 int pr_parse_integer(const char *text, long long min, long long max, long long *out);
 /* Prints the table of keys with defaults and descriptions. */
 void pr_config_print_keys(void);
+
+enum pr_internal_topic { PR_TOPIC_REPARTITION, PR_TOPIC_CHANGELOG };
+
+/* The name of an internal topic of `run`: topics.repartition or
+ * topics.changelog as set, else "<group>.repartition" or
+ * "<group>.changelog" (as Kafka Streams names its internal topics after the
+ * application id, so that two groups never share state). Written to out
+ * and returned. */
+const char *pr_config_internal_topic(const struct pr_config *cfg, enum pr_internal_topic which,
+                                     char *out, size_t out_len);
 
 #endif

@@ -314,3 +314,26 @@ void pr_record_consignee_key(struct pr_sha256 *sha, struct pr_record *rec) {
                      rec->decl.consignee.postal_code);
     pr_sha256_hex_with(sha, sha->identity.data, sha->identity.len, rec->consignee_key);
 }
+
+static const uint8_t pr_state_digest_keys[2][16] = {
+    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30,
+     0x31},
+    {0x70, 0x72, 0x2d, 0x73, 0x74, 0x61, 0x74, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30,
+     0x32},
+};
+
+void pr_state_digest(const void *data, size_t len, uint8_t out[16]) {
+    uint64_t h[2] = {pr_siphash24(pr_state_digest_keys[0], data, len),
+                     pr_siphash24(pr_state_digest_keys[1], data, len)};
+    memcpy(out, h, 16);
+}
+
+void pr_record_state_digests(struct pr_batch *batch, struct pr_record *rec) {
+    if (rec->has_state_digests) return;
+    pr_record_norms(batch, rec);
+    struct pr_str delivery = rec->norms.delivery_address;
+    if (delivery.len == 0) return;
+    pr_state_digest(delivery.ptr, delivery.len, rec->address_digest);
+    pr_state_digest(rec->norms.consignee_name.ptr, rec->norms.consignee_name.len, rec->name_digest);
+    rec->has_state_digests = true;
+}

@@ -44,4 +44,17 @@ void pr_record_norms(struct pr_batch *batch, struct pr_record *rec);
 /* The consignee_key of a record whose norms are filled. */
 void pr_record_consignee_key(struct pr_sha256 *sha, struct pr_record *rec);
 
+/* A 128-bit digest of data (two SipHash-2-4 under fixed, distinct keys):
+ * the keyed state's name for an address or a name. In this process's
+ * memory and our internal topics only, so it needs equality, not secrecy:
+ * 128 bits make a collision between two addresses or names as unlikely as
+ * one of SHA-256's (1e-20 with a billion keys), at a tenth of its cost, and
+ * hold no raw name or address. */
+void pr_state_digest(const void *data, size_t len, uint8_t out[16]);
+
+/* Sets rec's address_digest and name_digest (has_state_digests) from its
+ * normal forms, when its delivery address is not blank; calls
+ * pr_record_norms. */
+void pr_record_state_digests(struct pr_batch *batch, struct pr_record *rec);
+
 #endif

@@ -88,6 +88,7 @@
 #include "histogram.h"
 #include "http.h"
 #include "kafka.h"
+#include "keyed.h"
 #include "metrics.h"
 #include "probe.h"
 #include "rules.h"
@@ -103,9 +104,14 @@
 #define PR_DEADLETTER_OVERHEAD 1024
 
 /* The outputs the chain makes of a decided record, in the order produced. */
-static const uint32_t pr_decided_outputs[] = {PR_OUT_DECISION, PR_OUT_ALERT,
-                                              PR_OUT_AGGREGATE_ALERT};
-#define PR_OUT_DECIDED (PR_OUT_DECISION | PR_OUT_ALERT | PR_OUT_AGGREGATE_ALERT)
+static const uint32_t pr_decided_outputs[] = {PR_OUT_DECISION, PR_OUT_ALERT, PR_OUT_AGGREGATE_ALERT,
+                                              PR_OUT_REPARTITION};
+#define PR_OUT_DECIDED                                                                             \
+    (PR_OUT_DECISION | PR_OUT_ALERT | PR_OUT_AGGREGATE_ALERT | PR_OUT_REPARTITION)
+
+/* The two stages of the topology (issue 12): stage 1 reads declarations and
+ * writes the repartition topic, stage 2 reads that and writes decisions. */
+enum { PR_STAGE_DECLARATIONS = 0, PR_STAGE_KEYED = 1 };
 
 struct pr_engine;
 
@@ -113,13 +119,14 @@ struct pr_engine;
  * record it came from. Lives in the batch arena. */
 struct pr_delivery {
     struct pr_slot *slot;
-    struct pr_record *rec;
-    uint32_t output; /* enum pr_output */
+    struct pr_record *rec; /* NULL: an output of no record (the changelog) */
+    uint32_t output;       /* enum pr_output */
 };
 
 /* A refusal remembered across an aborted transaction (exactly-once), by
  * the input record's partition and offset. */
 struct pr_refusal {
+    int stage; /* the input topic: PR_STAGE_* */
     int32_t partition;
     int64_t offset;
     uint32_t retried, rejected;
@@ -140,6 +147,8 @@ struct pr_slot_counts {
 /* One batch from poll to commit. */
 struct pr_slot {
     struct pr_engine *engine;
+    int stage;         /* PR_STAGE_*: which input its messages come from */
+    const char *topic; /* and that topic's name */
     struct pr_batch batch;
     rd_kafka_message_t **messages; /* polled, destroyed when the slot is released */
     size_t message_count;
@@ -159,7 +168,19 @@ struct pr_engine {
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
     rd_kafka_topic_t *topic_decisions, *topic_alerts, *topic_dlq;
-    struct pr_chain chain;
+    rd_kafka_topic_t *topic_repartition, *topic_changelog;
+    /* chains[PR_STAGE_*]; chains[1].count == 0: one stage, no keyed state. */
+    struct pr_chain chains[2];
+    bool two_stages;
+    char repartition_topic[256], changelog_topic[256];
+    int32_t repartition_partitions;
+    struct pr_keyed *keyed;
+    /* Messages polled for the other stage while a slot was filling: they
+     * start the next slot (a slot holds one stage's messages). */
+    rd_kafka_message_t **deferred;
+    size_t deferred_count;
+    const rd_kafka_topic_t *last_rkt; /* the topic of the last message polled */
+    int last_stage;                   /* and its stage */
     struct pr_rules *rules;
     size_t slot_count;
     struct pr_slot *slots;
@@ -220,9 +241,24 @@ struct pr_engine {
     struct pr_output_ids frame_ids;
 };
 
-static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition,
-                                                 int64_t offset);
+static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int stage,
+                                                 int32_t partition, int64_t offset);
 static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch);
+
+/* The operators of both stages, in order: stage 1's, then stage 2's. */
+static size_t pr_engine_op_count(const struct pr_engine *engine) {
+    return engine->chains[0].count + engine->chains[1].count;
+}
+
+static const struct pr_operator *pr_engine_op(const struct pr_engine *engine, size_t i) {
+    return i < engine->chains[0].count ? &engine->chains[0].ops[i]
+                                       : &engine->chains[1].ops[i - engine->chains[0].count];
+}
+
+/* The name of a slot's input topic. */
+static const char *pr_engine_input(const struct pr_engine *engine, int stage) {
+    return stage == PR_STAGE_KEYED ? engine->repartition_topic : engine->cfg->topic_declarations;
+}
 
 /* ----------------------------------------------------------------- metrics */
 
@@ -243,8 +279,8 @@ static void pr_engine_publish(struct pr_engine *engine, int64_t now) {
     snap->operator_count = 0;
     snap->cache_count = 0;
     snap->redis_round_trips = 0;
-    for (size_t i = 0; i < engine->chain.count && i < PR_METRICS_MAX_OPERATORS; i++) {
-        const struct pr_operator *op = &engine->chain.ops[i];
+    for (size_t i = 0; i < pr_engine_op_count(engine) && i < PR_METRICS_MAX_OPERATORS; i++) {
+        const struct pr_operator *op = pr_engine_op(engine, i);
         struct pr_metrics_operator *m = &snap->operators[snap->operator_count++];
         snprintf(m->name, sizeof(m->name), "%s", op->ops->name);
         m->busy_us = op->stats.busy_us;
@@ -291,6 +327,7 @@ static void pr_engine_note_txn_offsets(struct pr_engine *engine,
     for (int i = 0; i < offsets->cnt; i++) {
         int32_t partition = offsets->elems[i].partition;
         if (partition < 0 || partition >= PR_METRICS_MAX_PARTITIONS) continue;
+        if (strcmp(offsets->elems[i].topic, engine->cfg->topic_declarations) != 0) continue;
         if ((size_t)partition >= engine->txn_offset_count) {
             size_t count = (size_t)partition + 1;
             engine->txn_offsets =
@@ -307,7 +344,8 @@ static void pr_engine_note_txn_offsets(struct pr_engine *engine,
 static void pr_engine_forget_txn_offsets(struct pr_engine *engine,
                                          const rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++)
-        if (parts->elems[i].partition >= 0 &&
+        if (strcmp(parts->elems[i].topic, engine->cfg->topic_declarations) == 0 &&
+            parts->elems[i].partition >= 0 &&
             (size_t)parts->elems[i].partition < engine->txn_offset_count)
             engine->txn_offsets[parts->elems[i].partition] = -1;
 }
@@ -393,6 +431,8 @@ static const char *pr_engine_topic_label(const struct pr_engine *engine,
     if (rkt == engine->topic_decisions) return engine->cfg->topic_decisions;
     if (rkt == engine->topic_alerts) return engine->cfg->topic_alerts;
     if (rkt == engine->topic_dlq) return engine->cfg->topic_dlq;
+    if (rkt == engine->topic_repartition) return engine->repartition_topic;
+    if (rkt == engine->topic_changelog) return engine->changelog_topic;
     return "(an unknown topic)";
 }
 
@@ -460,6 +500,17 @@ static void pr_engine_delivery_failed(struct pr_engine *engine, struct pr_delive
         dv->slot->failed = true;
         return;
     }
+    if (pr_kafka_err_refuses_record(err) && !dv->rec) {
+        /* A changelog record is the state of a batch already decided: it
+         * cannot be dead-lettered, and losing it would change decisions
+         * after a restore. The topic's limits are a configuration fault. */
+        pr_error("the changelog topic %s refuses a state record (%s): it must take records of a "
+                 "few hundred bytes; stopping without committing",
+                 topic, rd_kafka_err2str(err));
+        engine->fatal = true;
+        dv->slot->failed = true;
+        return;
+    }
     if (pr_kafka_err_refuses_record(err)) {
         pr_record_note_refusal(dv->rec, err, topic);
         dv->rec->refused |= dv->output;
@@ -517,9 +568,8 @@ static void pr_engine_commit(struct pr_engine *engine, struct pr_slot *slot, boo
     rd_kafka_topic_partition_list_t *list =
         rd_kafka_topic_partition_list_new((int)slot->offset_count);
     for (size_t i = 0; i < slot->offset_count; i++)
-        rd_kafka_topic_partition_list_add(list, engine->cfg->topic_declarations,
-                                          slot->partitions[i])
-            ->offset = slot->next_offsets[i];
+        rd_kafka_topic_partition_list_add(list, slot->topic, slot->partitions[i])->offset =
+            slot->next_offsets[i];
     rd_kafka_resp_err_t err = rd_kafka_commit(engine->consumer, list, sync ? 0 : 1);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         pr_warn("offset commit failed: %s (the batch will be processed again after a restart)",
@@ -556,7 +606,7 @@ static void pr_engine_count_committed(struct pr_engine *engine, const struct pr_
         to->dead_letters[i] += from->dead_letters[i];
     to->alerts += from->alerts;
     to->aggregate_alerts += from->aggregate_alerts;
-    engine->committed_declarations += slot->batch.count;
+    if (slot->stage == PR_STAGE_DECLARATIONS) engine->committed_declarations += slot->batch.count;
     engine->committed_batches++;
 }
 
@@ -601,6 +651,14 @@ static bool pr_engine_txn_error(struct pr_engine *engine, rd_kafka_error_t *erro
     }
     rd_kafka_error_destroy(error);
     return false;
+}
+
+/* Messages polled for the next slot; after an abort (a rewind) or at the
+ * end they are fetched again, so they go. */
+static void pr_engine_drop_deferred(struct pr_engine *engine) {
+    for (size_t i = 0; i < engine->deferred_count; i++)
+        rd_kafka_message_destroy(engine->deferred[i]);
+    engine->deferred_count = 0;
 }
 
 static void pr_engine_release_all(struct pr_engine *engine) {
@@ -663,12 +721,14 @@ static bool pr_engine_remember_refusals(struct pr_engine *engine) {
                 pr_engine_dlq_fault(engine, rec);
                 return false;
             }
-            struct pr_refusal *r = pr_engine_find_refusal(engine, rec->partition, rec->offset);
+            struct pr_refusal *r =
+                pr_engine_find_refusal(engine, slot->stage, rec->partition, rec->offset);
             if (!r) {
                 engine->refusals = pr_realloc(engine->refusals, (engine->refusal_count + 1) *
                                                                     sizeof(*engine->refusals));
                 r = &engine->refusals[engine->refusal_count++];
-                *r = (struct pr_refusal){.partition = rec->partition,
+                *r = (struct pr_refusal){.stage = slot->stage,
+                                         .partition = rec->partition,
                                          .offset = rec->offset,
                                          .err = rec->refused_err,
                                          .topic = rec->refused_topic};
@@ -690,7 +750,7 @@ static void pr_engine_forget_refusals(struct pr_engine *engine,
         const struct pr_refusal *r = &engine->refusals[i];
         rd_kafka_topic_partition_t *tp =
             rd_kafka_topic_partition_list_find((rd_kafka_topic_partition_list_t *)committed,
-                                               engine->cfg->topic_declarations, r->partition);
+                                               pr_engine_input(engine, r->stage), r->partition);
         if (!tp || r->offset >= tp->offset) engine->refusals[kept++] = *r;
     }
     engine->refusal_count = kept;
@@ -714,7 +774,15 @@ static void pr_engine_txn_abort(struct pr_engine *engine) {
     engine->totals.dead_letters -= engine->txn_dead_letters;
     engine->totals.output_rejected -= engine->txn_output_rejected;
     pr_engine_release_all(engine);
+    pr_engine_drop_deferred(engine);
     if (!engine->fatal) pr_engine_rewind(engine);
+    /* The stores counted what the transaction held: back to the changelog's
+     * committed state, which is what the rewound records are counted on. */
+    if (!engine->fatal && engine->keyed && pr_keyed_reload(engine->keyed) != PR_OK) {
+        pr_error("keyed state: cannot restore after the abort; stopping so that a restart "
+                 "restores it");
+        engine->fatal = true;
+    }
     /* The rewound input is work again (--exit-when-idle must not stop). */
     engine->last_message_us = pr_monotonic_us();
 }
@@ -765,10 +833,10 @@ static void pr_engine_txn_commit(struct pr_engine *engine) {
         for (size_t i = 0; i < engine->inflight; i++) {
             const struct pr_slot *slot = &engine->slots[(engine->head + i) % engine->slot_count];
             for (size_t k = 0; k < slot->offset_count; k++) {
-                rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
-                    offsets, engine->cfg->topic_declarations, slot->partitions[k]);
+                rd_kafka_topic_partition_t *tp =
+                    rd_kafka_topic_partition_list_find(offsets, slot->topic, slot->partitions[k]);
                 if (!tp)
-                    tp = rd_kafka_topic_partition_list_add(offsets, engine->cfg->topic_declarations,
+                    tp = rd_kafka_topic_partition_list_add(offsets, slot->topic,
                                                            slot->partitions[k]);
                 if (slot->next_offsets[k] > tp->offset) tp->offset = slot->next_offsets[k];
             }
@@ -841,13 +909,13 @@ static void pr_engine_drain(struct pr_engine *engine, bool sync) {
 
 /* --------------------------------------------------------------- rebalance */
 
-static void pr_engine_drop_revoked(struct pr_engine *engine,
-                                   const rd_kafka_topic_partition_list_t *revoked) {
-    struct pr_slot *slot = engine->filling;
-    if (!slot) return;
-    size_t kept = 0;
-    for (size_t i = 0; i < slot->message_count; i++) {
-        rd_kafka_message_t *m = slot->messages[i];
+/* Keeps the messages of messages[0..*count) that are not of a revoked
+ * partition; returns how many went. */
+static size_t pr_engine_drop_revoked_from(rd_kafka_message_t **messages, size_t *count,
+                                          const rd_kafka_topic_partition_list_t *revoked) {
+    size_t kept = 0, before = *count;
+    for (size_t i = 0; i < before; i++) {
+        rd_kafka_message_t *m = messages[i];
         bool gone = false;
         for (int k = 0; k < revoked->cnt; k++)
             if (revoked->elems[k].partition == m->partition &&
@@ -856,12 +924,22 @@ static void pr_engine_drop_revoked(struct pr_engine *engine,
         if (gone)
             rd_kafka_message_destroy(m);
         else
-            slot->messages[kept++] = m;
+            messages[kept++] = m;
     }
-    if (kept != slot->message_count)
+    *count = kept;
+    return before - kept;
+}
+
+static void pr_engine_drop_revoked(struct pr_engine *engine,
+                                   const rd_kafka_topic_partition_list_t *revoked) {
+    size_t dropped =
+        pr_engine_drop_revoked_from(engine->deferred, &engine->deferred_count, revoked);
+    if (engine->filling)
+        dropped += pr_engine_drop_revoked_from(engine->filling->messages,
+                                               &engine->filling->message_count, revoked);
+    if (dropped)
         pr_info("rebalance: dropped %zu polled, unprocessed messages of revoked partitions",
-                slot->message_count - kept);
-    slot->message_count = kept;
+                dropped);
 }
 
 static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -883,6 +961,15 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             pr_engine_forget_txn_offsets(engine, partitions);
         }
         engine->last_message_us = pr_monotonic_us();
+        /* The keyed state of the repartition partitions first: none of
+         * their records is processed before it is back. */
+        if (engine->keyed &&
+            pr_keyed_assign(engine->keyed, partitions, engine->repartition_topic) != PR_OK) {
+            pr_error("keyed state: a changelog partition cannot be restored; stopping (a "
+                     "restart tries again, and the group gives the partitions to another "
+                     "member meanwhile)");
+            engine->fatal = true;
+        }
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, partitions);
             if (e) rd_kafka_error_destroy(e);
@@ -903,6 +990,9 @@ static void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     pr_engine_drop_revoked(engine, partitions);
     pr_engine_drain(engine, true);
+    if (engine->keyed)
+        pr_keyed_revoke(engine->keyed, partitions, engine->repartition_topic,
+                        !cooperative && !rd_kafka_assignment_lost(rk));
     if (cooperative) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, partitions);
         if (e) rd_kafka_error_destroy(e);
@@ -958,15 +1048,21 @@ static int64_t pr_batch_bytes_under(int64_t max_message_bytes) {
 /* Reads the output topics' max.message.bytes into the engine's limits
  * (decisions, alerts, dlq), each at most the producer's message.max.bytes;
  * returns the smallest. */
-static int64_t pr_engine_read_limits(struct pr_engine *engine, int64_t limits[3]) {
+static int64_t pr_engine_read_limits(struct pr_engine *engine, int64_t limits[5]) {
     const struct pr_config *cfg = engine->cfg;
-    const char *names[3] = {cfg->topic_decisions, cfg->topic_alerts, cfg->topic_dlq};
-    int64_t topic_max[3];
-    if (pr_kafka_topic_max_bytes(engine->consumer, names, 3, topic_max, 10000) != PR_OK)
+    const char *names[5] = {cfg->topic_decisions, cfg->topic_alerts, cfg->topic_dlq,
+                            engine->repartition_topic, engine->changelog_topic};
+    int count = engine->two_stages ? 5 : 3;
+    int64_t topic_max[5] = {0};
+    if (pr_kafka_topic_max_bytes(engine->consumer, names, (size_t)count, topic_max, 10000) != PR_OK)
         pr_warn("output size limits unknown for some topics; a record they refuse is dead-lettered "
                 "when the broker reports it");
     int64_t smallest = engine->client_max_bytes;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
+        if (i >= count) {
+            limits[i] = engine->client_max_bytes;
+            continue;
+        }
         limits[i] = topic_max[i] > 0 && topic_max[i] < engine->client_max_bytes
                         ? topic_max[i]
                         : engine->client_max_bytes;
@@ -988,7 +1084,7 @@ static void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_b
                (batch->records[i].refused_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
                 batch->records[i].refused_err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE);
     if (!size) return;
-    int64_t limits[3];
+    int64_t limits[5];
     int64_t smallest = pr_engine_read_limits(engine, limits);
     pr_warn("a record refused for its size: output limits read again (decisions %lld, alerts %lld, "
             "dlq %lld bytes)",
@@ -1016,7 +1112,7 @@ static enum pr_engine_result pr_engine_output_limits(struct pr_engine *engine,
     if (rd_kafka_conf_get(pconf, "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK)
         client_max = strtoll(value, NULL, 10);
     engine->client_max_bytes = client_max;
-    int64_t limits[3];
+    int64_t limits[5];
     int64_t smallest = pr_engine_read_limits(engine, limits);
     engine->dlq_keep_bytes = (size_t)cfg->dlq_keep_bytes;
     int64_t dlq_need = (int64_t)cfg->dlq_keep_bytes + PR_DEADLETTER_OVERHEAD + PR_RECORD_OVERHEAD;
@@ -1076,6 +1172,12 @@ static enum pr_engine_result pr_engine_producer_start(struct pr_engine *engine) 
     engine->topic_decisions = rd_kafka_topic_new(engine->producer, cfg->topic_decisions, NULL);
     engine->topic_alerts = rd_kafka_topic_new(engine->producer, cfg->topic_alerts, NULL);
     engine->topic_dlq = rd_kafka_topic_new(engine->producer, cfg->topic_dlq, NULL);
+    if (engine->two_stages) {
+        engine->topic_repartition =
+            rd_kafka_topic_new(engine->producer, engine->repartition_topic, NULL);
+        engine->topic_changelog =
+            rd_kafka_topic_new(engine->producer, engine->changelog_topic, NULL);
+    }
     return PR_ENGINE_DONE;
 }
 
@@ -1137,6 +1239,71 @@ static enum pr_engine_result pr_engine_register_schemas(struct pr_engine *engine
     return rc;
 }
 
+/* The partitions of topic, or -1 when it does not exist (or cannot be
+ * read). */
+static int pr_engine_partition_count(struct pr_engine *engine, const char *topic) {
+    const struct rd_kafka_metadata *md;
+    if (pr_kafka_topic_metadata(engine->consumer, topic, 5000, &md)) return -1;
+    int count = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    return count;
+}
+
+/* Two stages: the repartition and changelog topics exist, made here when
+ * missing (as Kafka Streams makes its internal topics), with one partition
+ * count, which is the unit of the keyed state. Refused (exit 2) when the
+ * counts differ: state restored from changelog partition P must be the
+ * state of repartition partition P. */
+static enum pr_engine_result pr_engine_internal_topics(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    const char *names[2] = {engine->repartition_topic, engine->changelog_topic};
+    int counts[2];
+    for (int i = 0; i < 2; i++) counts[i] = pr_engine_partition_count(engine, names[i]);
+    if (counts[0] < 0 || counts[1] < 0) {
+        int want = counts[0] >= 0 ? counts[0] : counts[1];
+        if (want < 0) want = cfg->repartition_partitions;
+        if (want <= 0) want = pr_engine_partition_count(engine, cfg->topic_declarations);
+        if (want <= 0) want = cfg->declarations_partitions;
+        struct pr_topic_spec specs[2] = {{names[0], want, false}, {names[1], want, true}};
+        pr_info("keyed state: making the internal topics %s and %s (compacted), %d partitions",
+                names[0], names[1], want);
+        if (pr_kafka_create(engine->consumer, specs, 2, 30000) != PR_OK) return PR_ENGINE_FAILED;
+        for (int i = 0; i < 2; i++) counts[i] = pr_engine_partition_count(engine, names[i]);
+    }
+    if (counts[0] != counts[1]) {
+        pr_error("the repartition topic %s has %d partitions and the changelog topic %s has %d: "
+                 "they must be equal (the state of repartition partition P is restored from "
+                 "changelog partition P); recreate the changelog with %d partitions",
+                 names[0], counts[0], names[1], counts[1], counts[0]);
+        return PR_ENGINE_REFUSED;
+    }
+    if (cfg->repartition_partitions > 0 && counts[0] != cfg->repartition_partitions) {
+        pr_error("the internal topics %s and %s have %d partitions, but "
+                 "topics.repartition_partitions says %d: set it to %d (or 0), or recreate both "
+                 "topics (which drops the keyed state)",
+                 names[0], names[1], counts[0], cfg->repartition_partitions, counts[0]);
+        return PR_ENGINE_REFUSED;
+    }
+    engine->repartition_partitions = counts[0];
+    return PR_ENGINE_DONE;
+}
+
+/* The chains of both stages, and the keyed state of stage 2. */
+static enum pr_engine_result pr_engine_chains(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    struct pr_operator_env env1 = {.cfg = cfg,
+                                   .repartition_partitions = engine->repartition_partitions};
+    struct pr_operator_env env2 = {.cfg = cfg};
+    if (engine->two_stages) {
+        engine->keyed =
+            pr_keyed_new(cfg, engine->changelog_topic, engine->repartition_partitions, engine->eos);
+        if (!engine->keyed) return PR_ENGINE_REFUSED;
+        env2.states = pr_keyed_router(engine->keyed);
+    }
+    if (pr_chain_init_stages(engine->chains, cfg, &env1, &env2) != PR_OK) return PR_ENGINE_REFUSED;
+    return PR_ENGINE_DONE;
+}
+
 static enum pr_engine_result pr_engine_setup(struct pr_engine *engine) {
     const struct pr_config *cfg = engine->cfg;
     char err[512];
@@ -1173,8 +1340,11 @@ static enum pr_engine_result pr_engine_setup(struct pr_engine *engine) {
     }
     rd_kafka_poll_set_consumer(engine->consumer);
     if (!pr_engine_wait_output_topics(engine)) return PR_ENGINE_STOPPED_WAITING;
+    enum pr_engine_result rc;
+    if (engine->two_stages && (rc = pr_engine_internal_topics(engine)) != PR_ENGINE_DONE) return rc;
+    if ((rc = pr_engine_chains(engine)) != PR_ENGINE_DONE) return rc;
 
-    enum pr_engine_result rc = pr_engine_register_schemas(engine);
+    rc = pr_engine_register_schemas(engine);
     if (rc) return rc;
 
     rd_kafka_conf_t *pconf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
@@ -1211,8 +1381,14 @@ static enum pr_engine_result pr_engine_setup(struct pr_engine *engine) {
     rc = pr_engine_producer_start(engine);
     if (rc) return rc;
 
-    rd_kafka_topic_partition_list_t *subscription = rd_kafka_topic_partition_list_new(1);
+    /* One consumer for both stages (as a Kafka Streams thread reads every
+     * source topic of its sub-topologies): one group, one assignment, one
+     * transaction for both inputs' offsets. */
+    rd_kafka_topic_partition_list_t *subscription = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(subscription, cfg->topic_declarations, RD_KAFKA_PARTITION_UA);
+    if (engine->two_stages)
+        rd_kafka_topic_partition_list_add(subscription, engine->repartition_topic,
+                                          RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(engine->consumer, subscription);
     rd_kafka_topic_partition_list_destroy(subscription);
     if (e) {
@@ -1226,9 +1402,11 @@ static enum pr_engine_result pr_engine_setup(struct pr_engine *engine) {
         struct pr_slot *slot = &engine->slots[i];
         slot->engine = engine;
         pr_batch_init(&slot->batch, (size_t)cfg->batch_size);
+        slot->topic = cfg->topic_declarations;
         slot->batch.source_topic = cfg->topic_declarations;
         slot->messages = pr_calloc((size_t)cfg->batch_size, sizeof(*slot->messages));
     }
+    engine->deferred = pr_calloc((size_t)cfg->batch_size, sizeof(*engine->deferred));
     return PR_ENGINE_DONE;
 }
 
@@ -1246,9 +1424,11 @@ enum pr_produce_result { PR_PRODUCED, PR_REFUSED_NOW, PR_PRODUCE_FAILED };
  * alone, never with innocent batch-mates. */
 static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct pr_slot *slot,
                                                 struct pr_record *rec, uint32_t output,
-                                                rd_kafka_topic_t *topic, const void *key,
-                                                size_t key_len, struct pr_str value) {
+                                                rd_kafka_topic_t *topic, int32_t partition,
+                                                const void *key, size_t key_len,
+                                                struct pr_str value) {
     if ((int64_t)(key_len + value.len) > engine->client_max_bytes) {
+        if (!rec) goto refused_extra;
         pr_record_note_refusal(rec, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
                                pr_engine_topic_label(engine, topic));
         return PR_REFUSED_NOW;
@@ -1260,14 +1440,16 @@ static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct
          * released, which happens only after its delivery reports. The
          * timestamp is the processing time (decided_at / received_at). */
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            engine->producer, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(0),
-            RD_KAFKA_V_VALUE((void *)value.ptr, value.len), RD_KAFKA_V_KEY(key, key_len),
-            RD_KAFKA_V_TIMESTAMP(slot->batch.now_ms), RD_KAFKA_V_OPAQUE(dv), RD_KAFKA_V_END);
+            engine->producer, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_VALUE((void *)value.ptr, value.len),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(slot->batch.now_ms),
+            RD_KAFKA_V_OPAQUE(dv), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             slot->outstanding++;
             return PR_PRODUCED;
         }
         if (pr_kafka_err_refuses_record(err)) {
+            if (!rec) goto refused_extra;
             pr_record_note_refusal(rec, err, pr_engine_topic_label(engine, topic));
             return PR_REFUSED_NOW;
         }
@@ -1282,6 +1464,12 @@ static enum pr_produce_result pr_engine_produce(struct pr_engine *engine, struct
         pr_engine_complete(engine, false);
         pr_engine_tick(engine);
     }
+refused_extra:
+    pr_error("the topic %s refuses a keyed-state record of %zu bytes: it must take records of a "
+             "few hundred bytes; stopping without committing",
+             pr_engine_topic_label(engine, topic), key_len + value.len);
+    engine->fatal = true;
+    return PR_PRODUCE_FAILED;
 }
 
 static const char *pr_output_name(uint32_t output) {
@@ -1289,6 +1477,7 @@ static const char *pr_output_name(uint32_t output) {
     case PR_OUT_DECISION: return "decision";
     case PR_OUT_ALERT: return "alert";
     case PR_OUT_AGGREGATE_ALERT: return "aggregate alert";
+    case PR_OUT_REPARTITION: return "intermediate record";
     default: return "dead letter";
     }
 }
@@ -1350,8 +1539,9 @@ static enum pr_produce_result pr_engine_produce_dead_letter(struct pr_engine *en
         struct pr_str value = {pr_arena_strndup(&batch->arena, (const char *)engine->scratch.data,
                                                 engine->scratch.len),
                                (uint32_t)engine->scratch.len};
-        enum pr_produce_result res = pr_engine_produce(engine, slot, rec, PR_OUT_DLQ,
-                                                       engine->topic_dlq, rec->key, key_len, value);
+        enum pr_produce_result res =
+            pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq,
+                              RD_KAFKA_PARTITION_UA, rec->key, key_len, value);
         if (res != PR_REFUSED_NOW) return res;
         if (rec->dlq_cut) {
             pr_engine_dlq_fault(engine, rec);
@@ -1373,6 +1563,13 @@ static void pr_engine_count_rejected(struct pr_engine *engine, struct pr_slot *s
  * refusal at once gives it up in favour of the OUTPUT_REJECTED dead letter. */
 static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot,
                                   struct pr_record *rec, uint32_t output) {
+    if (output == PR_OUT_REPARTITION) {
+        if (pr_engine_produce(engine, slot, rec, output, engine->topic_repartition,
+                              rec->out_partition, rec->out_repartition_key.ptr,
+                              rec->out_repartition_key.len, rec->out_repartition) == PR_REFUSED_NOW)
+            rec->rejected |= output;
+        return;
+    }
     rd_kafka_topic_t *topic =
         output == PR_OUT_DECISION ? engine->topic_decisions : engine->topic_alerts;
     struct pr_str key = output == PR_OUT_DECISION ? rec->decl.declaration_id : rec->decl.house_bill;
@@ -1387,8 +1584,8 @@ static void pr_engine_emit_output(struct pr_engine *engine, struct pr_slot *slot
         pr_wire_header(engine->frame_ids.alert, (uint8_t *)copy);
         value.ptr = copy;
     }
-    if (pr_engine_produce(engine, slot, rec, output, topic, key.ptr, key.len, value) ==
-        PR_REFUSED_NOW)
+    if (pr_engine_produce(engine, slot, rec, output, topic, RD_KAFKA_PARTITION_UA, key.ptr, key.len,
+                          value) == PR_REFUSED_NOW)
         rec->rejected |= output;
 }
 
@@ -1450,10 +1647,11 @@ static void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
     engine->settling = false;
 }
 
-static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int32_t partition,
-                                                 int64_t offset) {
+static struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int stage,
+                                                 int32_t partition, int64_t offset) {
     for (size_t i = 0; i < engine->refusal_count; i++)
-        if (engine->refusals[i].partition == partition && engine->refusals[i].offset == offset)
+        if (engine->refusals[i].stage == stage && engine->refusals[i].partition == partition &&
+            engine->refusals[i].offset == offset)
             return &engine->refusals[i];
     return NULL;
 }
@@ -1467,7 +1665,7 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
         if (engine->refusal_count) {
             /* Processed again after a transaction aborted on its refusal. */
             const struct pr_refusal *r =
-                pr_engine_find_refusal(engine, rec->partition, rec->offset);
+                pr_engine_find_refusal(engine, slot->stage, rec->partition, rec->offset);
             if (r) {
                 rec->retried = r->retried;
                 rec->rejected = r->rejected;
@@ -1481,7 +1679,8 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
             enum pr_produce_result res =
                 rec->dlq_cut ? pr_engine_produce_dead_letter(engine, slot, rec)
                              : pr_engine_produce(engine, slot, rec, PR_OUT_DLQ, engine->topic_dlq,
-                                                 rec->key, rec->key_len, rec->out_dlq);
+                                                 RD_KAFKA_PARTITION_UA, rec->key, rec->key_len,
+                                                 rec->out_dlq);
             if (res == PR_REFUSED_NOW) {
                 rec->dlq_cut = true;
                 res = pr_engine_produce_dead_letter(engine, slot, rec);
@@ -1512,6 +1711,14 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
             slot->counts.aggregate_alerts++;
         }
     }
+    /* The keyed state's changes (stage 2): after the decisions they belong
+     * to, committed with them. */
+    for (size_t i = 0; i < batch->extra_count && !engine->fatal && !engine->txn_doomed; i++) {
+        const struct pr_batch_output *o = &batch->extra[i];
+        pr_engine_produce(engine, slot, NULL, 0, (rd_kafka_topic_t *)o->sink, o->partition,
+                          o->key.ptr, o->key.len, o->value);
+    }
+    engine->totals.changelog_records += batch->extra_count;
 }
 
 /* ------------------------------------------------------------------- loop */
@@ -1523,10 +1730,45 @@ static void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
  * never empty and batches are full (few Redis round trips per declaration);
  * at a low rate a batch is small and leaves within about batch.linger_ms
  * (low latency). */
+static int pr_engine_stage_of(struct pr_engine *engine, const rd_kafka_message_t *m) {
+    if (m->rkt == engine->last_rkt) return engine->last_stage;
+    int stage =
+        engine->two_stages && strcmp(rd_kafka_topic_name(m->rkt), engine->repartition_topic) == 0
+            ? PR_STAGE_KEYED
+            : PR_STAGE_DECLARATIONS;
+    engine->last_rkt = m->rkt;
+    engine->last_stage = stage;
+    return stage;
+}
+
+/* Moves the deferred messages of the first one's stage into slot, in
+ * order; the others stay deferred. */
+static void pr_engine_take_deferred(struct pr_engine *engine, struct pr_slot *slot) {
+    size_t kept = 0;
+    for (size_t i = 0; i < engine->deferred_count; i++) {
+        rd_kafka_message_t *m = engine->deferred[i];
+        if (slot->message_count < (size_t)engine->cfg->batch_size &&
+            pr_engine_stage_of(engine, m) == slot->stage)
+            slot->messages[slot->message_count++] = m;
+        else
+            engine->deferred[kept++] = m;
+    }
+    engine->deferred_count = kept;
+}
+
 static void pr_engine_fill(struct pr_engine *engine, struct pr_slot *slot) {
     const struct pr_config *cfg = engine->cfg;
     int64_t deadline = 0, linger_end = 0;
-    while (slot->message_count < (size_t)cfg->batch_size && !*engine->options->stop) {
+    slot->stage = PR_STAGE_DECLARATIONS;
+    if (engine->deferred_count > 0) {
+        slot->stage = pr_engine_stage_of(engine, engine->deferred[0]);
+        pr_engine_take_deferred(engine, slot);
+        int64_t first = pr_monotonic_us();
+        deadline = first + cfg->batch_timeout_ms * 1000LL;
+        linger_end = first + cfg->batch_linger_ms * 1000LL;
+    }
+    while (slot->message_count < (size_t)cfg->batch_size && !*engine->options->stop &&
+           engine->deferred_count < (size_t)cfg->batch_size) {
         int64_t now = pr_monotonic_us();
         int timeout_ms = 100;
         if (slot->message_count > 0) {
@@ -1553,15 +1795,23 @@ static void pr_engine_fill(struct pr_engine *engine, struct pr_slot *slot) {
             rd_kafka_message_destroy(m);
             continue;
         }
+        int stage = pr_engine_stage_of(engine, m);
         if (slot->message_count == 0) {
+            slot->stage = stage;
             int64_t first = pr_monotonic_us();
             deadline = first + cfg->batch_timeout_ms * 1000LL;
             linger_end = first + cfg->batch_linger_ms * 1000LL;
         }
         if (!engine->first_message_us) engine->first_message_us = pr_monotonic_us();
-        slot->messages[slot->message_count++] = m;
         engine->last_message_us = pr_monotonic_us();
+        if (stage != slot->stage) {
+            engine->deferred[engine->deferred_count++] = m; /* starts the next slot */
+            continue;
+        }
+        slot->messages[slot->message_count++] = m;
     }
+    slot->topic = pr_engine_input(engine, slot->stage);
+    slot->batch.source_topic = slot->topic;
 }
 
 enum pr_process_result { PR_PROCESSED, PR_PROCESS_STOPPED, PR_PROCESS_FATAL };
@@ -1577,25 +1827,30 @@ static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct
     batch->rules = engine->rules;
     batch->frame = engine->framed ? &engine->frame_ids : NULL;
     batch->refdata_version = "none"; /* enrich sets the version it used */
+    struct pr_chain *chain = &engine->chains[slot->stage];
+    bool keyed = slot->stage == PR_STAGE_KEYED;
+    if (keyed) pr_keyed_begin(engine->keyed, batch, engine->topic_changelog);
     size_t start = 0, failed_at = 0;
     int backoff_ms = 100;
     for (;;) {
-        int rc = pr_chain_process(&engine->chain, batch, start, &failed_at);
+        int rc = pr_chain_process(chain, batch, start, &failed_at);
         if (rc == PR_OP_DONE) break;
         pr_engine_set_paused(engine, rc > 0);
         if (rc < 0) {
             pr_error("operator %s failed; stopping without committing the batch",
-                     engine->chain.ops[failed_at].ops->name);
+                     chain->ops[failed_at].ops->name);
+            if (keyed) pr_keyed_begin(engine->keyed, NULL, NULL);
             return PR_PROCESS_FATAL;
         }
         if (*engine->options->stop) {
             pr_warn("operator %s unavailable at shutdown; the batch is left uncommitted and is "
                     "processed again after a restart",
-                    engine->chain.ops[failed_at].ops->name);
+                    chain->ops[failed_at].ops->name);
+            if (keyed) pr_keyed_begin(engine->keyed, NULL, NULL);
             return PR_PROCESS_STOPPED;
         }
         pr_warn("operator %s: dependency unavailable, retrying in %d ms",
-                engine->chain.ops[failed_at].ops->name, backoff_ms);
+                chain->ops[failed_at].ops->name, backoff_ms);
         for (int waited = 0; waited < backoff_ms; waited += 100) {
             rd_kafka_poll(engine->producer, 100);
             pr_engine_complete(engine, false);
@@ -1604,8 +1859,10 @@ static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct
         backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
         start = failed_at;
     }
+    if (keyed) pr_keyed_end(engine->keyed); /* expiry: its tombstones go with the batch */
     pr_engine_set_paused(engine, false);
-    if (engine->snap && strcmp(batch->refdata_version, engine->snap->refdata_version) != 0) {
+    if (engine->snap && slot->stage == PR_STAGE_DECLARATIONS &&
+        strcmp(batch->refdata_version, engine->snap->refdata_version) != 0) {
         snprintf(engine->snap->refdata_version, sizeof(engine->snap->refdata_version), "%s",
                  batch->refdata_version);
         engine->publish_pending = true;
@@ -1621,8 +1878,11 @@ static enum pr_process_result pr_engine_process(struct pr_engine *engine, struct
  * still owes work, and exiting would leave it undecided until the next run.
  * Returns the number of messages the rest of the group has not committed,
  * or -1 if it could not be read. */
-static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
-    const char *topic = engine->cfg->topic_declarations;
+/* The messages of topic on partitions assigned elsewhere that the group has
+ * not committed; slack: offsets per partition that may be a transaction's
+ * control record (the marker after the last records of a transaction
+ * takes an offset no consumer ever commits past). */
+static int64_t pr_engine_topic_backlog(struct pr_engine *engine, const char *topic, int64_t slack) {
     const struct rd_kafka_metadata *md;
     if (pr_kafka_topic_metadata(engine->consumer, topic, 5000, &md)) return -1;
     rd_kafka_topic_partition_list_t *mine = NULL;
@@ -1649,10 +1909,22 @@ static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
             break;
         }
         int64_t committed = others->elems[i].offset >= 0 ? others->elems[i].offset : low;
-        if (high > committed) backlog += high - committed;
+        if (high > committed + slack) backlog += high - committed;
     }
     rd_kafka_topic_partition_list_destroy(others);
     return backlog;
+}
+
+/* Both inputs: the declarations, and (two stages) the repartition topic,
+ * which stage 1 of any member may still be writing. */
+static int64_t pr_engine_group_backlog(struct pr_engine *engine) {
+    int64_t backlog = pr_engine_topic_backlog(engine, engine->cfg->topic_declarations, 0);
+    if (backlog < 0 || !engine->two_stages) return backlog;
+    /* Written in transactions (exactly-once): one marker may follow the
+     * last committed record; an unprocessed transaction is at least a
+     * record and its marker. */
+    int64_t keyed = pr_engine_topic_backlog(engine, engine->repartition_topic, engine->eos ? 1 : 0);
+    return keyed < 0 ? -1 : backlog + keyed;
 }
 
 static void pr_engine_log_stats(struct pr_engine *engine, const char *prefix) {
@@ -1692,10 +1964,14 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
     }
     pr_info("rules: ruleset_version %s", engine->rules->version);
     enum pr_engine_result rc = PR_ENGINE_DONE;
-    if (pr_chain_init(&engine->chain, cfg) != PR_OK) {
-        rc = PR_ENGINE_REFUSED;
-        goto out;
+    for (size_t i = 0; i < cfg->chain_len; i++) {
+        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
+        if (ops && ops->keyed) engine->two_stages = true;
     }
+    pr_config_internal_topic(cfg, PR_TOPIC_REPARTITION, engine->repartition_topic,
+                             sizeof(engine->repartition_topic));
+    pr_config_internal_topic(cfg, PR_TOPIC_CHANGELOG, engine->changelog_topic,
+                             sizeof(engine->changelog_topic));
     pr_buf_init(&engine->scratch);
     if (cfg->http_listen && cfg->http_listen[0]) {
         engine->metrics = pr_metrics_new(cfg->http_stall_ms, options->build_version);
@@ -1721,7 +1997,12 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
     pr_info("running: group=%s input=%s decisions=%s alerts=%s dlq=%s batch.size=%d chain of %zu "
             "operators",
             cfg->group_id, cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
-            cfg->topic_dlq, cfg->batch_size, engine->chain.count);
+            cfg->topic_dlq, cfg->batch_size, pr_engine_op_count(engine));
+    if (engine->two_stages)
+        pr_info("two stages: %zu operators, then %s (%d partitions, keyed by the consignee "
+                "address), then %zu operators with their state in changelog %s",
+                engine->chains[0].count, engine->repartition_topic, engine->repartition_partitions,
+                engine->chains[1].count, engine->changelog_topic);
 
     double cpu0 = pr_cpu_seconds();
     int64_t wall0 = pr_monotonic_us(), last_stats = wall0;
@@ -1762,7 +2043,10 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
                 }
                 engine->txn_records += slot->message_count;
             }
-            engine->totals.consumed += slot->message_count;
+            if (slot->stage == PR_STAGE_DECLARATIONS)
+                engine->totals.consumed += slot->message_count;
+            else
+                engine->totals.repartitioned += slot->message_count;
             engine->totals.batches++;
             pr_engine_emit(engine, slot);
             /* In flight only once every output is produced: a full producer
@@ -1840,8 +2124,8 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
     engine->totals.latency_p999_ms = pr_histogram_quantile(&engine->latency, 0.999);
     engine->totals.latency_max_ms = engine->latency.max;
     pr_engine_log_stats(engine, engine->fatal ? "stopped after a fatal error" : "stopped");
-    for (size_t i = 0; i < engine->chain.count && i < PR_MAX_OPERATOR_STATS; i++) {
-        const struct pr_operator *op = &engine->chain.ops[i];
+    for (size_t i = 0; i < pr_engine_op_count(engine) && i < PR_MAX_OPERATOR_STATS; i++) {
+        const struct pr_operator *op = pr_engine_op(engine, i);
         struct pr_engine_operator_stats *st = &engine->totals.operators[i];
         snprintf(st->name, sizeof(st->name), "%s", op->ops->name);
         st->batches = op->stats.batches;
@@ -1872,6 +2156,7 @@ out:
     }
     /* Polled messages hold references that rd_kafka_destroy waits for. */
     for (size_t i = 0; i < engine->slot_count; i++) pr_engine_release_messages(&engine->slots[i]);
+    pr_engine_drop_deferred(engine);
     if (engine->consumer) {
         if (!engine->fatal) rd_kafka_consumer_close(engine->consumer);
         rd_kafka_destroy(engine->consumer);
@@ -1880,6 +2165,8 @@ out:
         if (engine->topic_decisions) rd_kafka_topic_destroy(engine->topic_decisions);
         if (engine->topic_alerts) rd_kafka_topic_destroy(engine->topic_alerts);
         if (engine->topic_dlq) rd_kafka_topic_destroy(engine->topic_dlq);
+        if (engine->topic_repartition) rd_kafka_topic_destroy(engine->topic_repartition);
+        if (engine->topic_changelog) rd_kafka_topic_destroy(engine->topic_changelog);
         if (!engine->fatal) rd_kafka_flush(engine->producer, 10000);
         rd_kafka_destroy(engine->producer);
     }
@@ -1900,7 +2187,10 @@ out:
     free(engine->refusals);
     if (engine->producer_conf) rd_kafka_conf_destroy(engine->producer_conf);
     pr_buf_free(&engine->scratch);
-    pr_chain_destroy(&engine->chain);
+    pr_chain_destroy(&engine->chains[0]);
+    pr_chain_destroy(&engine->chains[1]);
+    pr_keyed_free(engine->keyed);
+    free(engine->deferred);
     pr_rules_free(engine->rules);
     if (totals) *totals = engine->totals;
     return rc;

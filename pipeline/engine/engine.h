@@ -35,7 +35,9 @@ struct pr_engine_totals {
     size_t operator_count;
     struct pr_engine_operator_stats operators[PR_MAX_OPERATOR_STATS];
     uint64_t consumed, decisions, alerts, aggregate_alerts, dead_letters, batches;
-    uint64_t output_rejected; /* OUTPUT_REJECTED dead letters (also in dead_letters) */
+    uint64_t output_rejected;   /* OUTPUT_REJECTED dead letters (also in dead_letters) */
+    uint64_t repartitioned;     /* intermediate records consumed by stage 2 */
+    uint64_t changelog_records; /* keyed-state changes produced (tombstones included) */
     double cpu_seconds, wall_seconds;
     double active_seconds; /* first message consumed to last batch committed */
     uint64_t latency_count, latency_p50_ms, latency_p99_ms, latency_p999_ms, latency_max_ms;

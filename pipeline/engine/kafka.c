@@ -184,28 +184,21 @@ static int pr_kafka_wait_topics(rd_kafka_t *rk, const char *const *names, int co
     return PR_OK;
 }
 
-int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
-    rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
-    if (!conf) return PR_ERR;
+int pr_kafka_create(rd_kafka_t *rk, const struct pr_topic_spec *specs, int count, int timeout_ms) {
     char err[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!rk) {
-        pr_error("cannot create Kafka client: %s", err);
-        return PR_ERR;
-    }
-    const char *names[4] = {cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
-                            cfg->topic_dlq};
-    rd_kafka_NewTopic_t *topics[4];
-    for (int i = 0; i < 4; i++) {
-        int parts = i == 0 ? cfg->declarations_partitions : cfg->output_partitions;
-        topics[i] = rd_kafka_NewTopic_new(names[i], parts, 1, err, sizeof(err));
+    rd_kafka_NewTopic_t **topics = pr_calloc((size_t)count, sizeof(*topics));
+    const char **names = pr_calloc((size_t)count, sizeof(*names));
+    for (int i = 0; i < count; i++) {
+        names[i] = specs[i].name;
+        topics[i] = rd_kafka_NewTopic_new(specs[i].name, specs[i].partitions, 1, err, sizeof(err));
+        if (specs[i].compact) rd_kafka_NewTopic_set_config(topics[i], "cleanup.policy", "compact");
     }
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *options =
         rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, err, sizeof(err));
     rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, topics, 4, options, queue);
+    rd_kafka_CreateTopics(rk, topics, (size_t)count, options, queue);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, timeout_ms + 5000);
     int rc = PR_OK;
     if (!ev) {
@@ -232,11 +225,38 @@ int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
             }
         }
     }
-    if (rc == PR_OK) rc = pr_kafka_wait_topics(rk, names, 4, timeout_ms);
+    if (rc == PR_OK) rc = pr_kafka_wait_topics(rk, names, count, timeout_ms);
     if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_AdminOptions_destroy(options);
     rd_kafka_queue_destroy(queue);
-    for (int i = 0; i < 4; i++) rd_kafka_NewTopic_destroy(topics[i]);
+    for (int i = 0; i < count; i++) rd_kafka_NewTopic_destroy(topics[i]);
+    free(topics);
+    free(names);
+    return rc;
+}
+
+int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms) {
+    rd_kafka_conf_t *conf = pr_kafka_conf_new(cfg, PR_KAFKA_PRODUCER);
+    if (!conf) return PR_ERR;
+    char err[512], repartition[512], changelog[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        pr_error("cannot create Kafka client: %s", err);
+        return PR_ERR;
+    }
+    int internal = cfg->repartition_partitions > 0 ? cfg->repartition_partitions
+                                                   : cfg->declarations_partitions;
+    const struct pr_topic_spec specs[6] = {
+        {cfg->topic_declarations, cfg->declarations_partitions, false},
+        {cfg->topic_decisions, cfg->output_partitions, false},
+        {cfg->topic_alerts, cfg->output_partitions, false},
+        {cfg->topic_dlq, cfg->output_partitions, false},
+        {pr_config_internal_topic(cfg, PR_TOPIC_REPARTITION, repartition, sizeof(repartition)),
+         internal, false},
+        {pr_config_internal_topic(cfg, PR_TOPIC_CHANGELOG, changelog, sizeof(changelog)), internal,
+         true},
+    };
+    int rc = pr_kafka_create(rk, specs, 6, timeout_ms);
     rd_kafka_destroy(rk);
     return rc;
 }

@@ -18,10 +18,25 @@ enum pr_kafka_side { PR_KAFKA_CONSUMER, PR_KAFKA_PRODUCER };
  * property librdkafka refuses (the caller exits 2). */
 rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_side side);
 
-/* Creates the four topics of cfg (declarations with
- * topics.declarations_partitions, the others with topics.output_partitions);
- * topics that exist already are left as they are. */
+/* Creates the topics of cfg: declarations with
+ * topics.declarations_partitions, the outputs with topics.output_partitions,
+ * and the internal repartition and (compacted) changelog topics with
+ * topics.repartition_partitions (0: topics.declarations_partitions); topics
+ * that exist already are left as they are. */
 int pr_kafka_create_topics(const struct pr_config *cfg, int timeout_ms);
+
+/* A topic to create: name, partitions, and whether it is compacted
+ * (cleanup.policy=compact: the keyed state's changelog). */
+struct pr_topic_spec {
+    const char *name;
+    int partitions;
+    bool compact;
+};
+
+/* Creates the topics that do not exist (one existing is fine) and waits
+ * until all are stably visible with every partition led. PR_OK or PR_ERR
+ * (logged). */
+int pr_kafka_create(rd_kafka_t *rk, const struct pr_topic_spec *specs, int count, int timeout_ms);
 
 /* The metadata of one topic, as the broker reports it now. Returns 0 and
  * sets *md (free it with rd_kafka_metadata_destroy) or the error of the

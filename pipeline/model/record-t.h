@@ -140,6 +140,7 @@ enum pr_output {
     PR_OUT_ALERT = 1u << 1,
     PR_OUT_DLQ = 1u << 2,
     PR_OUT_AGGREGATE_ALERT = 1u << 3,
+    PR_OUT_REPARTITION = 1u << 4, /* stage 1: the intermediate record (codec/exchange.h) */
 };
 
 /* One consumed message and everything the chain learns about it. */
@@ -188,6 +189,21 @@ struct pr_record {
     bool aggregate_crossing;       /* this declaration first crossed: aggregate alert */
     struct pr_str day_house_bills; /* arena: every house bill of the day, when crossing */
     int32_t cluster_names;         /* distinct names at the delivery address that day */
+    /* The keys of the keyed state, as 128-bit digests (never the raw name or
+     * address): of the normalized delivery address and of the normalized
+     * consignee name; set by stage 1 (pr_record_state_digests) and carried
+     * to stage 2 through the repartition topic. */
+    bool has_state_digests;
+    uint8_t address_digest[16], name_digest[16];
+    /* Stage 2 only (has_origin): where stage 1 read the declaration, and the
+     * reference data it decided with; the decision reports these, not the
+     * repartition topic's coordinates. */
+    bool has_origin;
+    bool origin_degraded;
+    const char *origin_topic;
+    const char *origin_refdata_version;
+    int32_t origin_partition;
+    int64_t origin_offset;
 
     /* Set by route, filled by encode. */
     uint32_t outputs;
@@ -195,6 +211,9 @@ struct pr_record {
     struct pr_str out_dlq;             /* encoded DeadLetter, arena */
     struct pr_str out_aggregate_alert; /* encoded aggregate alert Decision, arena */
     struct pr_str aggregate_alert_id;  /* AGG:<consignee_key>:<day>, arena */
+    struct pr_str out_repartition;     /* stage 1: the intermediate record, arena */
+    struct pr_str out_repartition_key; /* and its key (hex digest of the routing key) */
+    int32_t out_partition;             /* and the repartition partition it goes to */
 
     /* Set by the engine when the broker refuses an output for a reason that
      * retrying cannot fix (enum pr_output bits; see engine.c "Refused
@@ -246,7 +265,23 @@ struct pr_batch {
     /* NULL: outputs are plain Avro binary; else encode frames every output
      * with these ids (pipeline/codec/wire.h). */
     const struct pr_output_ids *frame;
+    /* Outputs that belong to no record (the keyed state's changelog): the
+     * engine produces them with the batch's records, to the sink it named
+     * (an opaque handle of the engine's), and commits the batch only once
+     * they are acknowledged too. value.ptr NULL is a tombstone. */
+    struct pr_batch_output *extra;
+    size_t extra_count, extra_cap;
 };
+
+struct pr_batch_output {
+    const void *sink;
+    int32_t partition;
+    struct pr_str key, value;
+};
+
+/* Appends an output to batch->extra, key and value copied into the arena. */
+void pr_batch_add_output(struct pr_batch *batch, const void *sink, int32_t partition,
+                         struct pr_str key, struct pr_str value);
 
 void pr_batch_init(struct pr_batch *batch, size_t capacity);
 /* Clears records and the arena for the next poll cycle. */

@@ -45,11 +45,28 @@ void pr_batch_init(struct pr_batch *batch, size_t capacity) {
 void pr_batch_reset(struct pr_batch *batch) {
     batch->count = 0;
     batch->degraded = false;
+    batch->extra_count = 0;
     pr_arena_reset(&batch->arena);
+}
+
+void pr_batch_add_output(struct pr_batch *batch, const void *sink, int32_t partition,
+                         struct pr_str key, struct pr_str value) {
+    if (batch->extra_count == batch->extra_cap) {
+        batch->extra_cap = batch->extra_cap ? batch->extra_cap * 2 : 256;
+        batch->extra = pr_realloc(batch->extra, batch->extra_cap * sizeof(*batch->extra));
+    }
+    struct pr_batch_output *o = &batch->extra[batch->extra_count++];
+    o->sink = sink;
+    o->partition = partition;
+    o->key = (struct pr_str){pr_arena_strndup(&batch->arena, key.ptr, key.len), key.len};
+    o->value = value.ptr ? (struct pr_str){pr_arena_strndup(&batch->arena, value.ptr, value.len),
+                                           value.len}
+                         : (struct pr_str){NULL, 0};
 }
 
 void pr_batch_destroy(struct pr_batch *batch) {
     free(batch->records);
+    free(batch->extra);
     pr_arena_destroy(&batch->arena);
     memset(batch, 0, sizeof(*batch));
 }

@@ -265,3 +265,52 @@ def wait_until_decided(pipeline, ids, timeout=300):
             return counts
         time.sleep(2)
     return counts
+
+
+def _leb128(buf, i):
+    v = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
+def changelog_days(pipeline):
+    """The consignee-days of the pipeline's keyed-state changelog (the group's
+    <group>.changelog topic), read back as a restore would: for each entry key
+    (32 bytes of consignee_key, then the day text) its total (the largest
+    remembered by its declarations) and its last update time (ms). Decodes
+    the record format of pipeline/domain/state.h: key = kind byte, LEB128
+    entry-key length, entry key, member; value = version 1, then for kind 1
+    flags, LEB128 total, LEB128 overs, zigzag LEB128 update time, house bill."""
+    res = subprocess.run([BIN, "tail", "raw", "--topic", f"{pipeline.prefix}.changelog", *pipeline.sets],
+                         capture_output=True, text=True, timeout=300)
+    days = {}
+    for row in res.stdout.splitlines():
+        if not row.strip():
+            continue
+        rec = json.loads(row)
+        key, value = bytes.fromhex(rec["_key_hex"]), bytes.fromhex(rec["value_hex"])
+        if not key or key[0] != 1:
+            continue
+        n, i = _leb128(key, 1)
+        entry = key[i:i + n]
+        if not value:  # a tombstone: the whole entry goes
+            days.pop(entry, None)
+            continue
+        _, j = _leb128(value, 2)          # version, flags, then the total
+        total = _leb128(value, 2)[0]
+        _, j = _leb128(value, j)          # overs
+        zz, _ = _leb128(value, j)
+        updated = (zz >> 1) ^ -(zz & 1)
+        old = days.get(entry, (0, 0))
+        days[entry] = (max(old[0], total), max(old[1], updated))
+    return days
+
+
+def day_state(pipeline, consignee_key, day):
+    """(total cents, last update ms) of one consignee-day from the changelog, or None."""
+    return changelog_days(pipeline).get(bytes.fromhex(consignee_key) + day.encode())
