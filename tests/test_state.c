@@ -5,10 +5,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "hash.h"
 #include "state.h"
 
 static struct pr_str S(const char *s) {
@@ -183,6 +185,611 @@ static void test_growth(void **unused) {
     pr_state_free(st);
 }
 
+/* ------------------------------------------------------------ changelog */
+
+/* A changelog in memory: every record a journal reports, in order. */
+struct rec {
+    char *key, *value; /* value NULL: tombstone */
+    uint32_t key_len, value_len;
+};
+struct rec_log {
+    struct rec *recs;
+    size_t count, cap;
+};
+
+static char *dup_bytes(struct pr_str s) {
+    char *p = malloc(s.len ? s.len : 1);
+    assert_non_null(p);
+    if (s.len) memcpy(p, s.ptr, s.len);
+    return p;
+}
+
+static void log_write(void *ctx, struct pr_str key, struct pr_str value) {
+    struct rec_log *log = ctx;
+    if (log->count == log->cap) {
+        log->cap = log->cap ? log->cap * 2 : 1024;
+        log->recs = realloc(log->recs, log->cap * sizeof(*log->recs));
+        assert_non_null(log->recs);
+    }
+    struct rec *r = &log->recs[log->count++];
+    r->key = dup_bytes(key);
+    r->key_len = key.len;
+    r->value = value.ptr ? dup_bytes(value) : NULL;
+    r->value_len = value.len;
+}
+
+static void log_free(struct rec_log *log) {
+    for (size_t i = 0; i < log->count; i++) {
+        free(log->recs[i].key);
+        free(log->recs[i].value);
+    }
+    free(log->recs);
+    *log = (struct rec_log){0};
+}
+
+static struct pr_str rec_key(const struct rec *r) {
+    return (struct pr_str){r->key, r->key_len};
+}
+static struct pr_str rec_value(const struct rec *r) {
+    return (struct pr_str){r->value, r->value_len};
+}
+static bool rec_same_key(const struct rec *a, const struct rec *b) {
+    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+/* A store rebuilt from the records of log whose keep[] is true, in order. */
+static struct pr_state *restore_from(const struct pr_state_options *o, const struct rec_log *log,
+                                     const bool *keep) {
+    struct pr_state *st = pr_state_new(o);
+    struct rec_log echo = {0}; /* restore must write nothing */
+    struct pr_state_journal j = {log_write, &echo};
+    pr_state_set_journal(st, &j);
+    for (size_t i = 0; i < log->count; i++)
+        if (!keep || keep[i])
+            assert_int_equal(pr_state_restore(st, rec_key(&log->recs[i]), rec_value(&log->recs[i])),
+                             0);
+    assert_int_equal(echo.count, 0);
+    pr_state_set_journal(st, NULL);
+    return st;
+}
+
+/* Compaction of the records before offset end (Kafka's cleaner): a record
+ * is removed when a later record of its key exists before end; with
+ * drop_tombstones a tombstone left last is removed too (delete.retention.ms
+ * passed: every older record of its key is gone already). Records from end
+ * on are kept. Quadratic-free: one hash set of keys, walked backwards. */
+static bool *compact(const struct rec_log *log, size_t end, bool drop_tombstones) {
+    bool *keep = calloc(log->count ? log->count : 1, 1);
+    assert_non_null(keep);
+    size_t cap = 1;
+    while (cap < 2 * end + 2) cap *= 2;
+    const struct rec **seen = calloc(cap, sizeof(*seen));
+    assert_non_null(seen);
+    for (size_t i = end; i < log->count; i++) keep[i] = true;
+    for (size_t i = end; i-- > 0;) {
+        const struct rec *r = &log->recs[i];
+        size_t h = pr_hash64(r->key, r->key_len) & (cap - 1);
+        bool later = false;
+        for (; seen[h]; h = (h + 1) & (cap - 1))
+            if (rec_same_key(seen[h], r)) {
+                later = true;
+                break;
+            }
+        if (later) continue;
+        seen[h] = r;
+        keep[i] = !(drop_tombstones && r->value == NULL);
+    }
+    free(seen);
+    return keep;
+}
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Byte strings with NUL bytes in them, of 1 to 6 bytes, from a number. */
+static struct pr_str bytes_of(char *buf, char tag, uint32_t n) {
+    uint32_t len = 1 + n % 6;
+    buf[0] = tag;
+    for (uint32_t i = 1; i < len; i++) buf[i] = (char)((n >> (4 * i)) & 0x0f ? (n >> (4 * i)) : 0);
+    buf[len] = (char)(n & 0xff); /* tag, mixed bytes (some NUL), last byte */
+    return (struct pr_str){buf, len + 1};
+}
+
+#define W_DAY_KEYS 1500
+#define W_DAY_IDS 12000
+#define W_ADDR_KEYS 300
+#define W_NAMES 9
+#define W_CAP 2000000 /* small cap: days saturate */
+
+/* One step of the workload on the store, the same for every store given the
+ * same rng state. Returns a digest of the answer, to compare two stores. */
+static uint64_t workload_step(struct pr_state *st, uint64_t *rng, int64_t *now, uint64_t *owners) {
+    char kb[16], ib[16], nb[16], hb[16];
+    uint64_t r = rng_next(rng);
+    *now += (int64_t)(r % 20);
+    if (r % 97 == 0) *now -= 7; /* the clock steps back a little */
+    if (r % 251 == 0) return pr_state_expire(st, *now) * 1000003ULL;
+    uint64_t pick = rng_next(rng);
+    if (r % 5 == 0) { /* address-day */
+        struct pr_str key = bytes_of(kb, 'a', (uint32_t)(pick % W_ADDR_KEYS));
+        struct pr_str id = bytes_of(ib, 'i', (uint32_t)((pick >> 16) % W_DAY_IDS));
+        struct pr_str name = bytes_of(nb, 'n', (uint32_t)((pick >> 32) % W_NAMES));
+        return (uint64_t)pr_state_address_count(st, key, id, name, *now);
+    }
+    struct pr_str key = bytes_of(kb, 'k', (uint32_t)(pick % W_DAY_KEYS));
+    /* Ids per key from a small pool: replays are common. */
+    struct pr_str id = bytes_of(ib, 'i', (uint32_t)((pick >> 16) % 12));
+    struct pr_str bill = bytes_of(hb, 'h', (uint32_t)(pick >> 40));
+    uint64_t v = rng_next(rng);
+    int64_t value = v % 13 == 0 ? (int64_t)(v >> 20) : (int64_t)(v % 60000) - 5000;
+    int64_t threshold = v % 3 ? THR : 20000;
+    bool over = value > threshold, candidate = !over && (v >> 8) % 4 != 0;
+    struct pr_state_day d;
+    pr_state_day_count(st, key, id, value, over, candidate, threshold, bill, *now, &d);
+    if (d.crossing && owners) (*owners)++;
+    return (uint64_t)d.total * 31 + d.overs * 7 + d.first * 3 + d.crossing;
+}
+
+/* Every answer of a and b equal: lookups of every day id of the pool,
+ * house bills, address replays (which change nothing), stats; then the same
+ * continuation on both (new counts, replays, expiry) gives the same answers. */
+static void assert_same_stores(struct pr_state *a, struct pr_state *b, int64_t now, int64_t ttl,
+                               uint64_t seed) {
+    char kb[16], ib[16];
+    struct pr_buf ba, bb;
+    pr_buf_init(&ba);
+    pr_buf_init(&bb);
+    for (uint32_t k = 0; k < W_DAY_KEYS; k++) {
+        struct pr_str key = bytes_of(kb, 'k', k);
+        for (uint32_t i = 0; i < 12; i++) {
+            struct pr_str id = bytes_of(ib, 'i', i);
+            struct pr_state_day da, db;
+            bool fa = pr_state_day_lookup(a, key, id, &da);
+            bool fb = pr_state_day_lookup(b, key, id, &db);
+            assert_int_equal(fa, fb);
+            if (!fa) continue;
+            assert_true(da.total == db.total);
+            assert_int_equal(da.overs, db.overs);
+            assert_int_equal(da.crossing, db.crossing);
+        }
+        ba.len = bb.len = 0;
+        pr_state_day_house_bills(a, key, &ba);
+        pr_state_day_house_bills(b, key, &bb);
+        assert_int_equal(ba.len, bb.len);
+        if (ba.len) assert_memory_equal(ba.data, bb.data, ba.len);
+    }
+    pr_buf_free(&ba);
+    pr_buf_free(&bb);
+    struct pr_state_stats sa, sb;
+    pr_state_get_stats(a, &sa);
+    pr_state_get_stats(b, &sb);
+    assert_int_equal(sa.keys, sb.keys);
+    assert_int_equal(sa.members, sb.members);
+    /* The continuation: counts on top (totals, overs, owners, clusters),
+     * replays, and expiry at the same times dropping the same keys. */
+    uint64_t ra = seed, rb = seed;
+    int64_t na = now, nb = now;
+    for (int i = 0; i < 20000; i++)
+        assert_true(workload_step(a, &ra, &na, NULL) == workload_step(b, &rb, &nb, NULL));
+    /* Long after: everything expires, the same count from both. */
+    if (ttl > 0) assert_int_equal(pr_state_expire(a, na + ttl), pr_state_expire(b, nb + ttl));
+    pr_state_get_stats(a, &sa);
+    pr_state_get_stats(b, &sb);
+    assert_int_equal(sa.keys, sb.keys);
+    assert_int_equal(sa.members, sb.members);
+}
+
+/* A randomized workload journaled, then rebuilt from the whole log, from
+ * fully compacted logs (with and without tombstones) and from partly
+ * compacted ones: every store answers as the original, and keeps doing so. */
+static void test_journal_round_trip(void **unused) {
+    (void)unused;
+    const int64_t ttl = 3000;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        struct pr_state_options o = {.ttl_ms = ttl, .total_cap = W_CAP};
+        struct rec_log log = {0};
+        struct pr_state_journal j = {log_write, &log};
+        struct pr_state *orig = pr_state_new(&o);
+        pr_state_set_journal(orig, &j);
+        uint64_t rng = seed * 7919, owners = 0;
+        int64_t now = 1000;
+        for (int i = 0; i < 60000; i++) workload_step(orig, &rng, &now, &owners);
+        pr_state_set_journal(orig, NULL);
+
+        /* The workload did exercise what it is meant to. */
+        size_t tombstones = 0, owner_records = 0, recreated = 0, saturated = 0;
+        size_t set_cap = 1;
+        while (set_cap < 2 * log.count) set_cap *= 2;
+        const struct rec **dead = calloc(set_cap, sizeof(*dead)); /* keys tombstoned so far */
+        assert_non_null(dead);
+        for (size_t i = 0; i < log.count; i++) {
+            const struct rec *r = &log.recs[i];
+            size_t h = pr_hash64(r->key, r->key_len) & (set_cap - 1);
+            while (dead[h] && !rec_same_key(dead[h], r)) h = (h + 1) & (set_cap - 1);
+            if (!r->value) {
+                tombstones++;
+                dead[h] = r;
+                continue;
+            }
+            if (dead[h]) recreated++; /* a record of a key tombstoned before */
+            if (r->key[0] == 1 && (r->value[1] & 1)) owner_records++;
+            /* total == W_CAP: LEB128 of 2000000 is 80 89 7a */
+            if (r->key[0] == 1 && r->value_len >= 5 && (uint8_t)r->value[2] == 0x80 &&
+                (uint8_t)r->value[3] == 0x89 && (uint8_t)r->value[4] == 0x7a)
+                saturated++;
+        }
+        free(dead);
+        printf("seed %llu: %zu records, %zu tombstones, %zu after a tombstone of their key, %zu "
+               "owner records, %zu saturated\n",
+               (unsigned long long)seed, log.count, tombstones, recreated, owner_records,
+               saturated);
+        assert_true(tombstones > 1000);
+        assert_true(recreated > 100);
+        assert_true(owner_records > 100);
+        assert_true(owners > 100);
+        assert_true(saturated > 10);
+        struct pr_state_stats s;
+        pr_state_get_stats(orig, &s);
+        assert_true(s.keys > 100);
+        assert_true(s.expired > 100);
+
+        uint64_t cont = seed * 104729;
+        bool *keep[6];
+        keep[0] = NULL; /* the whole log */
+        keep[1] = compact(&log, log.count, false);
+        keep[2] = compact(&log, log.count, true);
+        keep[3] = compact(&log, log.count / 3, true);
+        keep[4] = compact(&log, log.count * 2 / 3, false);
+        keep[5] = compact(&log, log.count - 17, true);
+        size_t kept = 0;
+        for (size_t i = 0; i < log.count; i++) kept += keep[2][i];
+        assert_true(kept < log.count / 2); /* compaction did remove records */
+        for (int v = 0; v < 6; v++) {
+            /* The original goes on in the comparison: a fresh one each time. */
+            struct pr_state *twin = restore_from(&o, &log, NULL);
+            struct pr_state *rebuilt = restore_from(&o, &log, keep[v]);
+            assert_same_stores(twin, rebuilt, now, ttl, cont + (uint64_t)v);
+            pr_state_free(twin);
+            pr_state_free(rebuilt);
+            free(keep[v]);
+        }
+        /* And the whole log gives the original itself. */
+        struct pr_state *rebuilt = restore_from(&o, &log, NULL);
+        assert_same_stores(orig, rebuilt, now, ttl, cont);
+        pr_state_free(rebuilt);
+        pr_state_free(orig);
+        log_free(&log);
+    }
+}
+
+/* Expiry writes a tombstone for every member; the key counted again later
+ * is a new incarnation, before and after compaction. */
+static void test_journal_expiry_and_recreation(void **unused) {
+    (void)unused;
+    struct pr_state_options o = {.ttl_ms = 100};
+    struct rec_log log = {0};
+    struct pr_state_journal j = {log_write, &log};
+    struct pr_state *st = pr_state_new(&o);
+    pr_state_set_journal(st, &j);
+    const char id_a[] = {'A', 0, 'x'}, id_b[] = {'B', 0, 0};
+    struct pr_str key = {"c\0d", 3}, a = {id_a, 3}, b = {id_b, 3};
+    struct pr_state_day r;
+    pr_state_day_count(st, key, a, 50000, false, true, THR, S("H1"), 0, &r);
+    pr_state_day_count(st, key, b, 40000, false, true, THR, S("H2"), 10, &r);
+    assert_true(r.crossing);
+    assert_int_equal(pr_state_address_count(st, S("addr"), a, S("n1"), 20), 1);
+    assert_int_equal(pr_state_address_count(st, S("addr"), b, S("n2"), 20), 2);
+    assert_int_equal(log.count, 6);                /* A, B, n1, A, n2, B */
+    assert_int_equal(pr_state_expire(st, 115), 1); /* the day: updated at 10 */
+    assert_int_equal(log.count, 8);
+    assert_null(log.recs[6].value);
+    assert_null(log.recs[7].value);
+    assert_int_equal(pr_state_expire(st, 125), 1); /* the address-day */
+    assert_int_equal(log.count, 12);
+    /* A later incarnation: A again (a new total), no B, no owner yet. */
+    pr_state_day_count(st, key, a, 1000, false, true, THR, S("H3"), 200, &r);
+    assert_true(r.first);
+    assert_int_equal(r.total, 1000);
+    assert_int_equal(pr_state_address_count(st, S("addr"), b, S("n3"), 200), 1);
+    pr_state_set_journal(st, NULL);
+
+    /* Compacted: A's first record and tombstone are gone; B's tombstone
+     * comes before A's new record. Whole, compacted, tombstones dropped. */
+    bool *keeps[3] = {NULL, compact(&log, log.count, false), compact(&log, log.count, true)};
+    for (int v = 0; v < 3; v++) {
+        struct pr_state *re = restore_from(&o, &log, keeps[v]);
+        assert_true(pr_state_day_lookup(re, key, a, &r));
+        assert_int_equal(r.total, 1000);
+        assert_false(r.crossing);
+        assert_false(pr_state_day_lookup(re, key, b, &r));
+        struct pr_buf bills;
+        pr_buf_init(&bills);
+        pr_state_day_house_bills(re, key, &bills);
+        assert_int_equal(bills.len, 2);
+        assert_memory_equal(bills.data, "H3", 2);
+        pr_buf_free(&bills);
+        /* n3 is the only name of the new incarnation: a new name makes 2. */
+        assert_int_equal(pr_state_address_count(re, S("addr"), b, S("zz"), 210), 1);
+        assert_int_equal(pr_state_address_count(re, S("addr"), a, S("n1"), 210), 2);
+        struct pr_state_stats s;
+        pr_state_get_stats(re, &s);
+        assert_int_equal(s.keys, 2);
+        /* TTL: the day updated at 200, expires at 300, not before. */
+        assert_int_equal(pr_state_expire(re, 299), 0);
+        assert_int_equal(pr_state_expire(re, 300), 1);
+        assert_false(pr_state_day_lookup(re, key, a, &r));
+        pr_state_free(re);
+        free(keeps[v]);
+    }
+    /* The clock stepped back: an entry's last update is its last record's
+     * time (95), not the largest (100), as in the original store. */
+    struct rec_log log2 = {0};
+    struct pr_state_journal j2 = {log_write, &log2};
+    struct pr_state *back = pr_state_new(&o);
+    pr_state_set_journal(back, &j2);
+    pr_state_address_count(back, S("x"), S("1"), S("n1"), 100);
+    pr_state_address_count(back, S("x"), S("2"), S("n2"), 95);
+    pr_state_set_journal(back, NULL);
+    struct pr_state *back_re = restore_from(&o, &log2, NULL);
+    assert_int_equal(pr_state_expire(back, 194), 0);
+    assert_int_equal(pr_state_expire(back_re, 194), 0);
+    assert_int_equal(pr_state_expire(back, 195), 1);
+    assert_int_equal(pr_state_expire(back_re, 195), 1);
+    pr_state_free(back);
+    pr_state_free(back_re);
+    log_free(&log2);
+
+    /* A tombstone of a key not held is a no-op. */
+    struct pr_state *empty = pr_state_new(&o);
+    assert_int_equal(pr_state_restore(empty, rec_key(&log.recs[6]), (struct pr_str){NULL, 0}), 0);
+    struct pr_state_stats s;
+    pr_state_get_stats(empty, &s);
+    assert_int_equal(s.keys, 0);
+    pr_state_free(empty);
+    pr_state_free(st);
+    log_free(&log);
+}
+
+/* A replay that makes an id the owner rewrites its record (owner bit), and
+ * eviction by max_bytes writes tombstones as expiry does. */
+static void test_journal_owner_rewrite_and_eviction(void **unused) {
+    (void)unused;
+    struct pr_state_options o = {.ttl_ms = 0};
+    struct rec_log log = {0};
+    struct pr_state_journal j = {log_write, &log};
+    struct pr_state *st = pr_state_new(&o);
+    pr_state_set_journal(st, &j);
+    struct pr_state_day r;
+    pr_state_day_count(st, S("k"), S("A"), 90000, false, false, THR, S("HA"), 0, &r);
+    assert_false(r.crossing);
+    assert_int_equal(log.count, 1);
+    pr_state_day_count(st, S("k"), S("A"), 90000, false, false, THR, S("HA"), 1, &r);
+    assert_int_equal(log.count, 1); /* a plain replay writes nothing */
+    pr_state_day_count(st, S("k"), S("A"), 1, false, true, THR, S("other"), 2, &r);
+    assert_true(r.crossing); /* now a candidate: it owns the day */
+    assert_int_equal(log.count, 2);
+    assert_true(rec_same_key(&log.recs[0], &log.recs[1]));
+    assert_int_equal(log.recs[1].value[1], 1);
+    pr_state_set_journal(st, NULL);
+    bool *keep = compact(&log, log.count, false);
+    assert_false(keep[0]);
+    struct pr_state *re = restore_from(&o, &log, keep);
+    assert_true(pr_state_day_lookup(re, S("k"), S("A"), &r));
+    assert_true(r.crossing);
+    assert_int_equal(r.total, 90000);
+    struct pr_buf bills;
+    pr_buf_init(&bills);
+    pr_state_day_house_bills(re, S("k"), &bills);
+    assert_int_equal(bills.len, 2);
+    assert_memory_equal(bills.data, "HA", 2); /* the bill as first counted */
+    pr_buf_free(&bills);
+    /* A later candidate above the threshold does not take the ownership. */
+    pr_state_day_count(re, S("k"), S("B"), 1, false, true, THR, S("HB"), 3, &r);
+    assert_false(r.crossing);
+    pr_state_free(re);
+    free(keep);
+    pr_state_free(st);
+    log_free(&log);
+
+    /* Eviction: each evicted key's members get tombstones. */
+    struct pr_state_options b = {.max_bytes = 256 << 10};
+    st = pr_state_new(&b);
+    pr_state_set_journal(st, &j);
+    char key[32], id[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%d", i / 2);
+        snprintf(id, sizeof(id), "id%d", i);
+        pr_state_day_count(st, S(key), S(id), 1, false, true, THR, S("h"), i, &r);
+        pr_state_expire(st, i);
+    }
+    struct pr_state_stats s;
+    pr_state_get_stats(st, &s);
+    assert_true(s.evicted > 0);
+    size_t tombstones = 0;
+    for (size_t i = 0; i < log.count; i++) tombstones += log.recs[i].value == NULL;
+    assert_int_equal(log.count, 5000 + tombstones);
+    assert_int_equal(tombstones + s.members, 5000);
+    pr_state_set_journal(st, NULL);
+    bool *keep2 = compact(&log, log.count, true);
+    re = restore_from(&b, &log, keep2);
+    struct pr_state_stats s2;
+    pr_state_get_stats(re, &s2);
+    assert_int_equal(s2.keys, s.keys);
+    assert_int_equal(s2.members, s.members);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%d", i / 2);
+        snprintf(id, sizeof(id), "id%d", i);
+        struct pr_state_day r2;
+        bool f = pr_state_day_lookup(st, S(key), S(id), &r);
+        assert_int_equal(pr_state_day_lookup(re, S(key), S(id), &r2), f);
+        if (f) assert_true(r.total == r2.total);
+    }
+    free(keep2);
+    pr_state_free(re);
+    pr_state_free(st);
+    log_free(&log);
+}
+
+static int restore_bytes(struct pr_state *st, const char *key, size_t key_len, const char *value,
+                         size_t value_len) {
+    return pr_state_restore(st, (struct pr_str){key, (uint32_t)key_len},
+                            (struct pr_str){value, (uint32_t)value_len});
+}
+#define RESTORE(st, k, v) restore_bytes(st, k, sizeof(k) - 1, v, sizeof(v) - 1)
+
+/* Malformed records are refused and leave the store unchanged; random and
+ * mutated bytes never crash it (the ASan build runs this too). */
+static void test_journal_malformed(void **unused) {
+    (void)unused;
+    struct pr_state_options o = {.ttl_ms = 1000};
+    struct pr_state *st = pr_state_new(&o);
+    /* A valid record of each kind first. */
+    assert_int_equal(RESTORE(st, "\x01\x01kA", "\x01\x01\x90\x03\x00\x02HB"), 0);
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aI",
+                             "\x01\x01\x02"),
+                     0);
+    assert_int_equal(RESTORE(st,
+                             "\x03\x01"
+                             "aN",
+                             "\x01\x02"),
+                     0);
+    struct pr_state_day r;
+    assert_true(pr_state_day_lookup(st, S("k"), S("A"), &r));
+    assert_int_equal(r.total, 400);
+    assert_true(r.crossing);
+    struct pr_state_stats before, after;
+    pr_state_get_stats(st, &before);
+    assert_int_equal(before.keys, 2);
+    assert_int_equal(before.members, 3);
+
+    /* Keys: empty, unknown kinds, truncated or huge or overlong lengths. */
+    assert_int_equal(RESTORE(st, "", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(pr_state_restore(st, (struct pr_str){NULL, 0}, (struct pr_str){NULL, 0}), -1);
+    assert_int_equal(RESTORE(st, "\x00\x01kA", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x04\x01kA", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x05kA", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\xff\xff\xff\xff\x0fkA", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(
+        RESTORE(st, "\x01\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01k", "\x01\x00\x01\x00\x00"),
+        -1);
+    assert_int_equal(RESTORE(st, "\x01\x80", "\x01\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\xff\xff\xff\xff\x0f", ""), -1); /* huge, tombstone-less */
+    assert_int_equal(restore_bytes(st, "\x01\xff\xff\xff\xff\x0f", 6, NULL, 0),
+                     -1); /* a tombstone too */
+    /* Values: empty, wrong versions, bad flags, truncated, out of range,
+     * bytes after the last field. */
+    assert_int_equal(RESTORE(st, "\x01\x01kB", ""), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x00\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x02\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x02\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00\x01"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00\x01\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00\x81"), -1);
+    assert_int_equal(
+        RESTORE(st, "\x01\x01kB", "\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x00\x00"),
+        -1); /* 2^64-1 */
+    assert_int_equal(
+        RESTORE(st, "\x01\x01kB", "\x01\x00\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02\x00\x00"),
+        -1); /* past 64 bits */
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00\x01\x80\x80\x80\x80\x10\x00"),
+                     -1); /* overs 2^32 */
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aJ",
+                             "\x01\x80\x80\x80\x80\x08\x00"),
+                     -1); /* names 2^31 */
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aJ",
+                             "\x01\x01"),
+                     -1);
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aJ",
+                             "\x01\x01\x02\x00"),
+                     -1);
+    assert_int_equal(RESTORE(st,
+                             "\x03\x01"
+                             "aM",
+                             "\x01\x02\x00"),
+                     -1);
+    assert_int_equal(RESTORE(st,
+                             "\x03\x01"
+                             "aM",
+                             "\x01"),
+                     -1);
+    pr_state_get_stats(st, &after);
+    assert_int_equal(after.keys, before.keys);
+    assert_int_equal(after.members, before.members);
+    assert_true(after.bytes == before.bytes);
+    assert_false(pr_state_day_lookup(st, S("k"), S("B"), &r));
+
+    /* Fuzz-ish: random bytes and valid records with bytes changed, cut or
+     * added; then the store must still answer and expire consistently. */
+    uint64_t rng = 12345;
+    char key[64], value[64];
+    const char *valid_keys[] = {"\x01\x01kA",
+                                "\x02\x01"
+                                "aI",
+                                "\x03\x01"
+                                "aN"};
+    const char *valid_values[] = {"\x01\x01\x90\x03\x00\x02HB", "\x01\x01\x02", "\x01\x02"};
+    const size_t valid_lens[][2] = {{4, 8}, {4, 3}, {4, 2}};
+    size_t accepted = 0, refused = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t x = rng_next(&rng);
+        size_t kl, vl;
+        if (x % 3 == 0) {
+            kl = 1 + x % 12;
+            vl = (x >> 8) % 16;
+            for (size_t k = 0; k < kl; k++) key[k] = (char)(rng_next(&rng) % 7);
+            for (size_t k = 0; k < vl; k++) value[k] = (char)rng_next(&rng);
+            key[0] = (char)(1 + (x >> 16) % 4);
+        } else {
+            int v = (int)((x >> 4) % 3);
+            kl = valid_lens[v][0];
+            vl = valid_lens[v][1];
+            memcpy(key, valid_keys[v], kl);
+            memcpy(value, valid_values[v], vl);
+            uint64_t y = rng_next(&rng);
+            if (y & 1) key[(y >> 8) % kl] = (char)(y >> 16);
+            if (y & 2) value[(y >> 24) % vl] = (char)(y >> 32);
+            if (y & 4) vl = (y >> 40) % (vl + 1);
+            if (y & 8) kl = 1 + (y >> 44) % kl;
+            if (y & 16) value[vl++] = (char)(y >> 48);
+        }
+        bool tombstone = (x >> 60) == 0;
+        int rc =
+            tombstone ? restore_bytes(st, key, kl, NULL, 0) : restore_bytes(st, key, kl, value, vl);
+        assert_true(rc == 0 || rc == -1);
+        rc == 0 ? accepted++ : refused++;
+        if (i % 1000 == 0) {
+            struct pr_buf bills;
+            pr_buf_init(&bills);
+            pr_state_day_house_bills(st, S("k"), &bills);
+            pr_buf_free(&bills);
+            pr_state_day_lookup(st, S("k"), S("A"), &r);
+            pr_state_address_count(st, S("a"), S("I"), S("N"), i);
+            pr_state_expire(st, (int64_t)(x % 3000));
+        }
+    }
+    assert_true(accepted > 1000);
+    assert_true(refused > 1000);
+    pr_state_expire(st, INT64_MAX / 2);
+    pr_state_get_stats(st, &after);
+    assert_int_equal(after.keys, 0);
+    assert_int_equal(after.members, 0);
+    pr_state_free(st);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_day_counts_once_and_replays),
@@ -190,6 +797,10 @@ int main(void) {
         cmocka_unit_test(test_address_names),
         cmocka_unit_test(test_ttl_and_bounds),
         cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_journal_round_trip),
+        cmocka_unit_test(test_journal_expiry_and_recreation),
+        cmocka_unit_test(test_journal_owner_rewrite_and_eviction),
+        cmocka_unit_test(test_journal_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

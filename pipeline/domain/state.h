@@ -158,7 +158,9 @@ struct pr_state_journal {
     void (*write)(void *ctx, struct pr_str key, struct pr_str value);
     void *ctx;
 };
-/* NULL: report nothing (the default). The struct is copied. */
+/* NULL: report nothing (the default). The struct is copied. write is called
+ * from inside the counts and pr_state_expire and must not call back into the
+ * same store; it cannot fail (a sink that can queues or stops the caller). */
 void pr_state_set_journal(struct pr_state *state, const struct pr_state_journal *journal);
 
 /* Applies one changelog record (as written by a journal; value.ptr NULL = tombstone) to the store,
