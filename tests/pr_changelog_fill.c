@@ -32,8 +32,7 @@ static void pr_fill_write(void *ctx, struct pr_str key, struct pr_str value) {
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             f->producer, RD_KAFKA_V_RKT(f->topic), RD_KAFKA_V_PARTITION(f->partition),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY((void *)key.ptr, key.len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY((void *)key.ptr, key.len),
             RD_KAFKA_V_VALUE((void *)value.ptr, value.len), RD_KAFKA_V_END);
         if (!err) break;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -78,8 +77,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     rd_kafka_topic_t *topic = rd_kafka_topic_new(producer, argv[2], NULL);
-    struct pr_state_options so = {.ttl_ms = 72 * 3600000LL,
-                                  .total_cap = PR_STATE_SCRIPT_TOTAL_CAP};
+    struct pr_state_options so = {.ttl_ms = 72 * 3600000LL, .total_cap = PR_STATE_SCRIPT_TOTAL_CAP};
     struct pr_state **stores = calloc((size_t)partitions, sizeof(*stores));
     struct pr_fill *fills = calloc((size_t)partitions, sizeof(*fills));
     for (int32_t p = 0; p < partitions; p++) {
@@ -105,9 +103,9 @@ int main(int argc, char **argv) {
         int bill_len = snprintf(bill, sizeof(bill), "HB-FILL-%lld", i);
         struct pr_state_day out;
         int32_t p = (int32_t)(i % partitions);
-        pr_state_day_count(stores[p], (struct pr_str){key, 42}, (struct pr_str){id, (uint32_t)id_len},
-                           10000, false, true, 80000, (struct pr_str){bill, (uint32_t)bill_len},
-                           now, &out);
+        pr_state_day_count(stores[p], (struct pr_str){key, 42},
+                           (struct pr_str){id, (uint32_t)id_len}, 10000, false, true, 80000,
+                           (struct pr_str){bill, (uint32_t)bill_len}, now, &out);
         if (i % 10000 == 0) rd_kafka_poll(producer, 0);
     }
     if (rd_kafka_flush(producer, 120000) != RD_KAFKA_RESP_ERR_NO_ERROR || pr_fill_failed) {

@@ -688,6 +688,25 @@ int pr_config_validate(const struct pr_config *cfg) {
             rc = PR_ERR;
         }
     }
+    /* The internal topics are parcelrisk's own: neither may be one of the
+     * four (stage 2 would read declarations as intermediate records). */
+    char internal[2][512];
+    pr_config_internal_topic(cfg, PR_TOPIC_REPARTITION, internal[0], sizeof(internal[0]));
+    pr_config_internal_topic(cfg, PR_TOPIC_CHANGELOG, internal[1], sizeof(internal[1]));
+    static const char *const internal_keys[2] = {"topics.repartition", "topics.changelog"};
+    for (int k = 0; k < 2; k++) {
+        bool clash = k == 1 && strcmp(internal[0], internal[1]) == 0;
+        for (size_t i = 0; i < PR_ARRAY_LEN(topic_keys) && !clash; i++)
+            clash = strcmp(internal[k], topics[i]) == 0;
+        if (!clash) continue;
+        const struct pr_config_origin *o =
+            &cfg->origins[pr_config_find(internal_keys[k]) - pr_config_keys];
+        pr_config_err(o->origin, o->line,
+                      "key '%s': the internal topic '%s' is also another topic of the "
+                      "configuration; the internal topics must be parcelrisk's own",
+                      internal_keys[k], internal[k]);
+        rc = PR_ERR;
+    }
     return rc;
 }
 
