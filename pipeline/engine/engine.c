@@ -230,7 +230,7 @@ struct pr_engine {
     struct pr_probe *probe;
     struct pr_metrics_snapshot *snap;
     struct pr_slot_counts committed;
-    uint64_t committed_declarations, committed_batches;
+    uint64_t committed_declarations, committed_batches, committed_changelog_records;
     int64_t last_publish_us;
     bool publish_pending; /* a state changed: publish at the next turn */
     /* Exactly-once: the offsets committed with transactions, by input
@@ -281,6 +281,19 @@ static void pr_engine_publish(struct pr_engine *engine, int64_t now) {
     snap->batches = engine->committed_batches;
     snap->transactions_committed = engine->txn_commits;
     snap->transactions_aborted = engine->txn_aborts;
+    if (engine->keyed) {
+        /* Once a second: a walk over the partitions' stores, O(partitions). */
+        struct pr_keyed_stats ks;
+        pr_keyed_get_stats(engine->keyed, &ks);
+        snap->keyed = true;
+        snap->state_keys = ks.keys;
+        snap->state_bytes = ks.bytes;
+        snap->state_expired = ks.expired;
+        snap->state_evicted = ks.evicted;
+        snap->changelog_records = engine->committed_changelog_records;
+        snap->restored_records = ks.restored_records;
+        snap->restore_us = (uint64_t)(ks.restore_seconds * 1e6);
+    }
     snap->operator_count = 0;
     snap->cache_count = 0;
     snap->redis_round_trips = 0;
@@ -622,6 +635,7 @@ static void pr_engine_count_committed(struct pr_engine *engine, const struct pr_
     to->alerts += from->alerts;
     to->aggregate_alerts += from->aggregate_alerts;
     if (slot->stage == PR_STAGE_DECLARATIONS) engine->committed_declarations += slot->batch.count;
+    engine->committed_changelog_records += slot->batch.extra_count;
     engine->committed_batches++;
 }
 

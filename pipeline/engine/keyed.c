@@ -48,6 +48,7 @@ struct pr_keyed {
     const void *sink;
     uint64_t restored_records;
     int64_t restore_us;
+    uint64_t dropped_expired, dropped_evicted; /* of stores dropped since */
 };
 
 static void pr_keyed_write(void *ctx, struct pr_str key, struct pr_str value) {
@@ -116,6 +117,13 @@ struct pr_keyed *pr_keyed_new(const struct pr_config *cfg, const char *changelog
 }
 
 static void pr_keyed_drop(struct pr_keyed_part *part) {
+    if (part->store) {
+        /* Its expiry and eviction counts stay counted. */
+        struct pr_state_stats st;
+        pr_state_get_stats(part->store, &st);
+        part->keyed->dropped_expired += st.expired;
+        part->keyed->dropped_evicted += st.evicted;
+    }
     pr_state_free(part->store);
     part->store = NULL;
     part->standby = false;
@@ -335,6 +343,8 @@ void pr_keyed_get_stats(const struct pr_keyed *keyed, struct pr_keyed_stats *out
         out->expired += st.expired;
         out->evicted += st.evicted;
     }
+    out->expired += keyed->dropped_expired;
+    out->evicted += keyed->dropped_evicted;
     out->restored_records = keyed->restored_records;
     out->restore_seconds = (double)keyed->restore_us / 1e6;
 }

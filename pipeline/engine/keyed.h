@@ -65,8 +65,9 @@ void pr_keyed_begin(struct pr_keyed *keyed, struct pr_batch *batch, const void *
 void pr_keyed_end(struct pr_keyed *keyed);
 
 struct pr_keyed_stats {
-    size_t stores, keys, bytes;
-    uint64_t expired, evicted, restored_records;
+    size_t stores, keys, bytes; /* of the stores owned now */
+    uint64_t expired, evicted;  /* since start, dropped stores included */
+    uint64_t restored_records;
     double restore_seconds; /* spent restoring, all assignments */
 };
 void pr_keyed_get_stats(const struct pr_keyed *keyed, struct pr_keyed_stats *out);

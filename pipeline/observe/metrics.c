@@ -162,6 +162,33 @@ void pr_metrics_render(const struct pr_metrics_snapshot *s, struct pr_buf *out) 
                       "Kafka transactions aborted (their batches are processed again).",
                       s->transactions_aborted);
 
+    if (s->keyed) {
+        pr_metric_header(
+            out, "parcelrisk_state_keys", "gauge",
+            "Consignee-days and address-days held by the keyed state of this process.");
+        pr_buf_appendf(out, "parcelrisk_state_keys %llu\n", (unsigned long long)s->state_keys);
+        pr_metric_header(out, "parcelrisk_state_bytes", "gauge",
+                         "Memory held by the keyed state of this process, in bytes.");
+        pr_buf_appendf(out, "parcelrisk_state_bytes %llu\n", (unsigned long long)s->state_bytes);
+        pr_metric_counter(out, "parcelrisk_state_expired_total",
+                          "Keyed-state days dropped state.ttl_hours after their last update.",
+                          s->state_expired);
+        pr_metric_counter(out, "parcelrisk_state_evicted_total",
+                          "Keyed-state days dropped by the state.max_mb bound (decisions may "
+                          "differ: raise it).",
+                          s->state_evicted);
+        pr_metric_counter(out, "parcelrisk_changelog_records_total",
+                          "Keyed-state changes written to the changelog (tombstones included).",
+                          s->changelog_records);
+        pr_metric_counter(out, "parcelrisk_state_restored_records_total",
+                          "Changelog records read back on assignment.", s->restored_records);
+        pr_metric_header(out, "parcelrisk_state_restore_seconds_total", "counter",
+                         "Time spent restoring the keyed state from the changelog.");
+        pr_buf_appendf(out, "parcelrisk_state_restore_seconds_total %llu.%06llu\n",
+                       (unsigned long long)(s->restore_us / 1000000),
+                       (unsigned long long)(s->restore_us % 1000000));
+    }
+
     pr_metric_header(out, "parcelrisk_producer_queue_messages", "gauge",
                      "Messages in the producer's queue, not yet acknowledged (rd_kafka_outq_len).");
     pr_buf_appendf(out, "parcelrisk_producer_queue_messages %lld\n",

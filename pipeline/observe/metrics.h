@@ -78,6 +78,11 @@ struct pr_metrics_snapshot {
     uint64_t dead_letters[PR_DLQ_COUNT]; /* by enum pr_dlq_code; [PR_DLQ_NONE] unused */
     uint64_t alerts, aggregate_alerts, batches;
     uint64_t transactions_committed, transactions_aborted;
+    /* The keyed state of stage 2 (issue 12; all 0 without a keyed operator). */
+    bool keyed;
+    uint64_t state_keys, state_bytes, state_expired, state_evicted;
+    uint64_t changelog_records, restored_records;
+    uint64_t restore_us;
     /* The chain. */
     size_t operator_count;
     struct pr_metrics_operator operators[PR_METRICS_MAX_OPERATORS];

@@ -177,6 +177,13 @@ try:
     c.check((scalar('sum(parcelrisk_operator_busy_seconds_total)') or 0) > 0, "operator busy seconds counted")
     c.check((scalar('parcelrisk_redis_round_trips_total') or 0) > 0, "Redis round trips counted")
     c.check(len(query('parcelrisk_refdata_info') or []) == 1, "one reference-data version shown")
+    # Keyed state: every decided declaration counted one consignee-day record
+    # at least; what was written is what the store holds, nothing evicted.
+    keys, written = scalar("parcelrisk_state_keys"), scalar("parcelrisk_changelog_records_total")
+    c.check(keys is not None and keys >= 1, "keyed state keys shown", str(keys))
+    c.check(written is not None and written >= len(ids), "a changelog record per decided declaration at least",
+            f"{written} for {len(ids)}")
+    c.equal(scalar("parcelrisk_state_evicted_total"), 0.0, "no keyed state evicted")
 
     # ------------------------------------------------ 2. Redis: ready, health
     status, body = get(f"{base}/ready")
