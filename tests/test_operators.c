@@ -788,7 +788,28 @@ static void test_repartition_round_trip(void **state) {
     struct pr_record *b = agg_push(&out, "R2", "JANE ONEIL", 100); /* the same person */
     struct pr_record *dead = push(&out, "R3");
     pr_record_dead_letter(dead, PR_DLQ_DECODE_ERROR, "bad");
+    /* Blank addresses are routed by the consignee key, not all to one
+     * partition: two people without an address get two keys. */
+    struct pr_record *blank[2];
+    for (int i = 0; i < 2; i++) {
+        blank[i] = push(&out, i ? "R5" : "R4");
+        blank[i]->decl.consignee.name = (struct pr_str){i ? "Bob Blank" : "Ann Blank", 9};
+        blank[i]->decl.consignee.address = (struct pr_str){"  ", 2};
+        static struct pr_sha256 sha;
+        if (i == 0) pr_sha256_init(&sha);
+        pr_record_norms(&out.batch, blank[i]);
+        pr_record_consignee_key(&sha, blank[i]);
+        if (i == 1) pr_sha256_free(&sha);
+    }
     assert_int_equal(run(&out), PR_OP_DONE);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(blank[i]->outputs, PR_OUT_REPARTITION);
+        assert_false(blank[i]->has_state_digests); /* no address-day for a blank address */
+        /* The routing key is the consignee key's first 128 bits. */
+        assert_memory_equal(blank[i]->out_repartition_key.ptr, blank[i]->consignee_key, 32);
+    }
+    assert_memory_not_equal(blank[0]->out_repartition_key.ptr, blank[1]->out_repartition_key.ptr,
+                            32);
     assert_int_equal(a->outputs, PR_OUT_REPARTITION);
     assert_int_equal(dead->outputs, PR_OUT_DLQ);
     /* One person, one key, one partition. */
