@@ -318,3 +318,32 @@ def changelog_state(pipeline):
 def day_state(pipeline, consignee_key, day):
     """One consignee-day from the changelog (see changelog_state), or None."""
     return changelog_state(pipeline).get(bytes.fromhex(consignee_key) + day.encode())
+
+
+def kafka_partition(key, partitions):
+    """The partition that parcelrisk's producers (librdkafka `murmur2_random`, the Java
+    client's default) choose for a non-empty key: murmur2 of the key's bytes, sign bit
+    cleared, modulo the partition count. Tests that need records in a known partition
+    pick keys with it, and should still check `tail raw`'s `_partition`."""
+    data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) & ~3
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    rest = len(data) & 3
+    if rest >= 3:
+        h ^= data[whole + 2] << 16
+    if rest >= 2:
+        h ^= data[whole + 1] << 8
+    if rest >= 1:
+        h ^= data[whole]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
