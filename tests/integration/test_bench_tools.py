@@ -45,8 +45,11 @@ def raw(pipeline, topic):
 p = Pipeline("benchtools")
 p.create_topics()
 repartition = f"{p.prefix}.repartition"
+# `topics create` makes the group's internal topics too (8 partitions here,
+# as topics.declarations_partitions): the tool's create then finds it.
 res = run([TOOL, "create", BOOTSTRAP, repartition, 8])
-c.equal(res.returncode, 0, "repartition topic created", res.stderr)
+c.check(res.returncode == 0 or "already exists" in res.stderr, "repartition topic (8 partitions) exists",
+        res.stderr)
 
 # The input: 15 blank addresses (12 empty, 3 only spaces: one normalized key),
 # 4 placeholders (missing, not blank), one person at one address spelled two

@@ -177,6 +177,9 @@ METRICS = {
     "parcelrisk_refdata_info", "parcelrisk_ruleset_info", "parcelrisk_build_info",
     "parcelrisk_decision_latency_seconds_bucket", "parcelrisk_decision_latency_seconds_sum",
     "parcelrisk_decision_latency_seconds_count",
+    "parcelrisk_state_keys", "parcelrisk_state_bytes", "parcelrisk_state_expired_total",
+    "parcelrisk_state_evicted_total", "parcelrisk_changelog_records_total",
+    "parcelrisk_state_restored_records_total", "parcelrisk_state_restore_seconds_total",
 }
 alerts = os.path.join(share, "prometheus", "alerts.yml")
 with open(alerts) as fh:
