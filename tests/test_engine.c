@@ -63,7 +63,7 @@ struct scenario {
 
 static void scenario_topics(struct scenario *s, const char *name) {
     snprintf(s->prefix, sizeof(s->prefix), "%s-%d", name, ++run_number);
-    static const char *const suffix[6] = {"declarations", "decisions", "alerts",
+    static const char *const suffix[6] = {"declarations", "decisions",   "alerts",
                                           "dlq",          "repartition", "changelog"};
     for (int i = 0; i < 6; i++) {
         snprintf(s->topics[i], sizeof(s->topics[i]), "%s.%s", s->prefix, suffix[i]);
@@ -93,12 +93,12 @@ static void produce_declarations(const struct scenario *s) {
         d.event_time = pr_now_ms();
         pr_buf_reset(&buf);
         pr_declaration_encode(&d, &buf);
-        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(s->topics[0]),
-                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                           RD_KAFKA_V_KEY(d.declaration_id.ptr,
-                                                          d.declaration_id.len),
-                                           RD_KAFKA_V_VALUE(buf.data, buf.len), RD_KAFKA_V_END),
-                         RD_KAFKA_RESP_ERR_NO_ERROR);
+        assert_int_equal(
+            rd_kafka_producev(p, RD_KAFKA_V_TOPIC(s->topics[0]),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY(d.declaration_id.ptr, d.declaration_id.len),
+                              RD_KAFKA_V_VALUE(buf.data, buf.len), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
     pr_buf_free(&buf);
@@ -122,7 +122,7 @@ static size_t count_topic(const char *topic, size_t *distinct) {
     rd_kafka_assign(c, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     size_t count = 0, eofs = 0;
-    char (*keys)[160] = calloc(4 * PR_N, sizeof(*keys));
+    char(*keys)[160] = calloc(4 * PR_N, sizeof(*keys));
     *distinct = 0;
     for (int idle = 0; eofs < PR_PARTITIONS && idle < 100;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);

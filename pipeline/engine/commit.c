@@ -53,7 +53,6 @@ static void pr_slot_release(struct pr_slot *slot) {
     memset(&slot->counts, 0, sizeof(slot->counts));
 }
 
-
 /* A batch's outputs are durable (its offsets or its transaction committed):
  * they count in the metrics from now on. O(1) per batch. */
 static void pr_engine_count_committed(struct pr_engine *engine, const struct pr_slot *slot) {
@@ -470,7 +469,7 @@ static void pr_engine_drop_revoked(struct pr_engine *engine,
 }
 
 void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                                   rd_kafka_topic_partition_list_t *partitions, void *opaque) {
+                            rd_kafka_topic_partition_list_t *partitions, void *opaque) {
     struct pr_engine *engine = opaque;
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -527,4 +526,3 @@ void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_assign(rk, NULL);
     }
 }
-

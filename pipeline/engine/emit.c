@@ -6,7 +6,7 @@
 #include "engine-int.h"
 
 const uint32_t pr_decided_outputs[4] = {PR_OUT_DECISION, PR_OUT_ALERT, PR_OUT_AGGREGATE_ALERT,
-                                         PR_OUT_REPARTITION};
+                                        PR_OUT_REPARTITION};
 
 /* ---------------------------------------------------------------- delivery */
 
@@ -37,7 +37,7 @@ void pr_engine_dlq_fault(struct pr_engine *engine, const struct pr_record *rec) 
  * that refuses everything must not flood the log); the dead letters carry
  * each record's own detail. */
 void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_batch *batch,
-                                   const char *then) {
+                            const char *then) {
     const struct pr_record *first = NULL;
     size_t count = 0;
     for (size_t i = 0; i < batch->count; i++)
@@ -200,8 +200,7 @@ void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *b
  * batch.size is kept under the smallest, so that one produce request never
  * exceeds what a topic takes. Refuses (exit 2) an input.dlq_keep_bytes
  * that a cut dead letter could not fit. */
-enum pr_engine_result pr_engine_output_limits(struct pr_engine *engine,
-                                                     rd_kafka_conf_t *pconf) {
+enum pr_engine_result pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pconf) {
     const struct pr_config *cfg = engine->cfg;
     char value[64];
     size_t size = sizeof(value);
@@ -521,8 +520,8 @@ void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot) {
     engine->settling = false;
 }
 
-struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int stage,
-                                                 int32_t partition, int64_t offset) {
+struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int stage, int32_t partition,
+                                          int64_t offset) {
     for (size_t i = 0; i < engine->refusal_count; i++)
         if (engine->refusals[i].stage == stage && engine->refusals[i].partition == partition &&
             engine->refusals[i].offset == offset)
@@ -594,4 +593,3 @@ void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot) {
     }
     engine->totals.changelog_records += batch->extra_count;
 }
-

@@ -216,7 +216,6 @@ struct pr_engine {
     struct pr_output_ids frame_ids;
 };
 
-
 /* The operators of both stages, in order: stage 1's, then stage 2's. */
 static inline size_t pr_engine_op_count(const struct pr_engine *engine) {
     return engine->chains[0].count + engine->chains[1].count;
@@ -232,10 +231,10 @@ static inline const char *pr_engine_input(const struct pr_engine *engine, int st
     return stage == PR_STAGE_KEYED ? engine->repartition_topic : engine->cfg->topic_declarations;
 }
 
-
 /* commit.c */
 void pr_engine_drop_deferred(struct pr_engine *engine);
-void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *partitions, void *opaque);
+void pr_engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *partitions, void *opaque);
 void pr_engine_release_messages(struct pr_slot *slot);
 void pr_engine_txn_begin(struct pr_engine *engine);
 void pr_engine_txn_commit(struct pr_engine *engine);
@@ -245,15 +244,19 @@ void pr_slot_track_offset(struct pr_slot *slot, int32_t partition, int64_t offse
 void pr_engine_dlq_fault(struct pr_engine *engine, const struct pr_record *rec);
 void pr_engine_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
 void pr_engine_emit(struct pr_engine *engine, struct pr_slot *slot);
-struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int stage, int32_t partition, int64_t offset);
-void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_batch *batch, const char *then);
+struct pr_refusal *pr_engine_find_refusal(struct pr_engine *engine, int stage, int32_t partition,
+                                          int64_t offset);
+void pr_engine_log_refusals(struct pr_engine *engine, const struct pr_batch *batch,
+                            const char *then);
 enum pr_engine_result pr_engine_output_limits(struct pr_engine *engine, rd_kafka_conf_t *pconf);
 void pr_engine_refresh_limits(struct pr_engine *engine, const struct pr_batch *batch);
 void pr_engine_settle(struct pr_engine *engine, struct pr_slot *slot);
 
 /* engine.c */
-void pr_engine_forget_txn_offsets(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *parts);
-void pr_engine_note_txn_offsets(struct pr_engine *engine, const rd_kafka_topic_partition_list_t *offsets);
+void pr_engine_forget_txn_offsets(struct pr_engine *engine,
+                                  const rd_kafka_topic_partition_list_t *parts);
+void pr_engine_note_txn_offsets(struct pr_engine *engine,
+                                const rd_kafka_topic_partition_list_t *offsets);
 int pr_engine_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque);
 void pr_engine_tick(struct pr_engine *engine);
 

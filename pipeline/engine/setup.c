@@ -307,4 +307,3 @@ enum pr_engine_result pr_engine_setup(struct pr_engine *engine) {
     engine->deferred = pr_calloc((size_t)cfg->batch_size, sizeof(*engine->deferred));
     return PR_ENGINE_DONE;
 }
-
