@@ -40,6 +40,7 @@
 
 #include "cli.h"
 #include "kafka.h"
+#include "operator.h"
 #include "redis.h"
 #include "refdata.h"
 #include "rules.h"
@@ -52,7 +53,8 @@ static void pr_check_usage(FILE *out) {
             "                               [--brokers LIST]\n"
             "Checks the configuration as `run` would read it: every key and value, the cross-key\n"
             "checks, the Kafka client properties, and the rule and policy files it names.\n"
-            "  --connect  also reach Kafka (the four topics exist, with their partitions),\n"
+            "  --connect  also reach Kafka (the four topics exist, with their partitions; the\n"
+            "             internal topics of a keyed chain agree, or do not exist yet),\n"
             "             Redis (PING, AUTH when configured) and the reference data (a current\n"
             "             version whose tables check out against its manifest)\n"
             "Prints one line per check, 'ok' or 'FAIL: why'; secrets are never "
@@ -176,6 +178,9 @@ static void pr_check_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
 /* One metadata request for every topic (a request naming our topics could
  * make a broker with auto.create.topics.enable create them), then the four
  * topics looked up in it. */
+static void pr_check_internal_topics(const struct pr_config *cfg,
+                                     const struct rd_kafka_metadata *md, struct pr_check *check);
+
 static void pr_check_kafka(const struct pr_config *cfg, struct pr_check *check) {
     const char *servers = "127.0.0.1:9092";
     for (size_t i = 0; i < cfg->kafka_count; i++)
@@ -245,8 +250,55 @@ static void pr_check_kafka(const struct pr_config *cfg, struct pr_check *check) 
             pr_check_line(check, true, twhat, "%d partition%s, every one led", found->partition_cnt,
                           found->partition_cnt == 1 ? "" : "s");
     }
+    pr_check_internal_topics(cfg, md, check);
     rd_kafka_metadata_destroy(md);
     rd_kafka_destroy(rk);
+}
+
+/* The internal topics of a chain with a keyed operator (issue 12): both
+ * missing is fine (`run` makes them); present, their partition counts must
+ * agree with each other and with a nonzero topics.repartition_partitions, as
+ * `run` refuses to start otherwise. */
+static void pr_check_internal_topics(const struct pr_config *cfg,
+                                     const struct rd_kafka_metadata *md, struct pr_check *check) {
+    bool keyed = false;
+    for (size_t i = 0; i < cfg->chain_len; i++) {
+        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
+        if (ops && ops->keyed) keyed = true;
+    }
+    if (!keyed) return;
+    char names[2][512];
+    pr_config_internal_topic(cfg, PR_TOPIC_REPARTITION, names[0], sizeof(names[0]));
+    pr_config_internal_topic(cfg, PR_TOPIC_CHANGELOG, names[1], sizeof(names[1]));
+    static const char *const keys[2] = {"topics.repartition", "topics.changelog"};
+    int counts[2] = {-1, -1};
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, names[t]) == 0 && !md->topics[i].err)
+                counts[t] = md->topics[i].partition_cnt;
+    for (int t = 0; t < 2; t++) {
+        char what[600];
+        snprintf(what, sizeof(what), "internal topic %s '%s'", keys[t], names[t]);
+        int other = counts[1 - t];
+        if (counts[t] < 0)
+            pr_check_line(check, other < 0, what,
+                          other < 0 ? "does not exist yet (run makes it, with the other)"
+                                    : "does not exist while the other does (run makes it with "
+                                      "the other's partitions)");
+        else if (other >= 0 && other != counts[t])
+            pr_check_line(check, false, what,
+                          "%d partitions, the other internal topic %d: they must be equal (run "
+                          "refuses to start)",
+                          counts[t], other);
+        else if (cfg->repartition_partitions > 0 && counts[t] != cfg->repartition_partitions)
+            pr_check_line(check, false, what,
+                          "%d partitions, topics.repartition_partitions says %d (run refuses to "
+                          "start)",
+                          counts[t], cfg->repartition_partitions);
+        else
+            pr_check_line(check, true, what, "%d partition%s", counts[t],
+                          counts[t] == 1 ? "" : "s");
+    }
 }
 
 /* ----------------------------------------------------------------- Redis */

@@ -110,7 +110,11 @@ current = redis_cli("GET", "pr:ref:current")
 c.check(line_of(lines, "refdata: ok (version ").startswith(f"refdata: ok (version {current}, manifest "
                                                              "checks out: hts:hash:"),
         "--connect: the current reference data checks out", str(lines))
-c.equal(lines[-1:], ["check-config: all 10 checks passed"], "--connect: 10 checks")
+for key, kind in (("repartition", "repartition"), ("changelog", "changelog")):
+    c.equal(line_of(lines, f"internal topic topics.{key} "),
+            f"internal topic topics.{key} '{p.prefix}.{kind}': ok (8 partitions)",
+            f"--connect: the internal {key} topic exists with 8 partitions (topics create made it)")
+c.equal(lines[-1:], ["check-config: all 12 checks passed"], "--connect: 12 checks")
 c.check(every_line_shaped(lines), "--connect: every line is a check line", str(lines))
 
 # -------------------------------------------------- unknown key, bad value
@@ -167,7 +171,7 @@ c.equal(line_of(lines, "refdata"), "refdata: FAIL: not checked: Redis is not rea
         "unreachable Redis: reference data not checked")
 c.check(line_of(lines, "topic topics.declarations ").endswith("ok (8 partitions, every one led)"),
         "unreachable Redis: Kafka still checked")
-c.equal(lines[-1:], ["check-config: 2 of 10 checks failed"], "unreachable Redis: 2 of 10 failed")
+c.equal(lines[-1:], ["check-config: 2 of 12 checks failed"], "unreachable Redis: 2 of 12 failed")
 res, lines = check_config(good)
 c.equal(res.returncode, 0, "unreachable Redis does not matter without --connect")
 
@@ -178,7 +182,7 @@ c.check(line_of(lines, f"topic topics.alerts '{missing_topic}': FAIL: does not e
         "missing topic: named", str(lines))
 c.equal(sum(1 for l in lines if l.startswith("topic ") and ": ok (" in l), 3,
         "missing topic: the three others are ok")
-c.equal(lines[-1:], ["check-config: 1 of 10 checks failed"], "missing topic: 1 of 10 failed")
+c.equal(lines[-1:], ["check-config: 1 of 12 checks failed"], "missing topic: 1 of 12 failed")
 md = subprocess.run([BIN, "tail", "raw", "--topic", missing_topic, *p.sets], capture_output=True,
                     text=True, timeout=120)
 c.check(md.returncode != 0, "missing topic: checking it did not create it", md.stdout[-300:])
