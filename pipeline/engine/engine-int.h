@@ -153,9 +153,10 @@ struct pr_engine {
      * start the next slot (a slot holds one stage's messages). */
     rd_kafka_message_t **deferred;
     size_t deferred_count;
-    const rd_kafka_topic_t *last_rkt; /* the topic of the last message polled */
-    int last_stage;                   /* and its stage */
-    rd_kafka_t *fetcher;              /* reads a declaration back for a stage-2 dead letter */
+    const rd_kafka_topic_t *last_rkt;                   /* the topic of the last message polled */
+    int last_stage;                                     /* and its stage */
+    int64_t last_backlog_check_us, last_backlog_log_us; /* --exit-when-idle */
+    rd_kafka_t *fetcher; /* reads a declaration back for a stage-2 dead letter */
     struct pr_rules *rules;
     size_t slot_count;
     struct pr_slot *slots;

@@ -482,109 +482,96 @@ static double pr_cpu_seconds(void) {
            ru.ru_stime.tv_usec / 1e6;
 }
 
-enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
-                                    const struct pr_engine_options *options,
-                                    struct pr_engine_totals *totals) {
-    struct pr_engine engine_storage;
-    struct pr_engine *engine = &engine_storage;
-    memset(engine, 0, sizeof(*engine));
-    engine->cfg = cfg;
-    engine->options = options;
-    engine->eos = strcmp(cfg->guarantee, "exactly_once") == 0;
-    engine->commit = engine->eos ? &pr_commit_exactly_once : &pr_commit_at_least_once;
+/* SIGHUP: between batches, so one batch sees one rule set. An invalid
+ * file is refused and the rules in force stay. */
+static void pr_engine_reload_rules(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
     char err[512];
-    engine->rules = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
-    if (!engine->rules) {
-        pr_error("rules: %s", err);
-        if (totals) memset(totals, 0, sizeof(*totals));
-        return PR_ENGINE_REFUSED;
+    struct pr_rules *fresh = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
+    if (!fresh) {
+        pr_error("rules reload refused, %s stays in force: %s", engine->rules->version, err);
+        return;
     }
-    pr_info("rules: ruleset_version %s", engine->rules->version);
-    enum pr_engine_result rc = PR_ENGINE_DONE;
-    for (size_t i = 0; i < cfg->chain_len; i++) {
-        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
-        if (ops && ops->keyed) engine->two_stages = true;
-    }
-    pr_config_internal_topic(cfg, PR_TOPIC_REPARTITION, engine->repartition_topic,
-                             sizeof(engine->repartition_topic));
-    pr_config_internal_topic(cfg, PR_TOPIC_CHANGELOG, engine->changelog_topic,
-                             sizeof(engine->changelog_topic));
-    pr_buf_init(&engine->scratch);
-    if (cfg->http_listen && cfg->http_listen[0]) {
-        engine->metrics = pr_metrics_new(cfg->http_stall_ms, options->build_version);
-        engine->snap = pr_calloc(1, sizeof(*engine->snap));
-        *engine->snap = engine->metrics->shared;
-        snprintf(engine->snap->lag_topic, sizeof(engine->snap->lag_topic), "%s",
-                 cfg->topic_declarations);
-        pr_engine_tick(engine);
-        engine->probe = pr_probe_start(cfg, engine->metrics);
-        engine->http = engine->probe ? pr_http_start(cfg->http_listen, engine->metrics) : NULL;
-        if (!engine->http) {
-            rc = PR_ENGINE_FAILED;
-            goto out;
-        }
-    }
-    rc = pr_engine_setup(engine);
-    if (rc == PR_ENGINE_STOPPED_WAITING) {
-        pr_info("stopped while waiting for the output topics or the schema registry");
-        rc = PR_ENGINE_DONE;
-        goto out;
-    }
-    if (rc) goto out;
-    pr_info("running: group=%s input=%s decisions=%s alerts=%s dlq=%s batch.size=%d chain of %zu "
-            "operators",
-            cfg->group_id, cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
-            cfg->topic_dlq, cfg->batch_size, pr_engine_op_count(engine));
-    if (engine->two_stages)
-        pr_info("two stages: %zu operators, then %s (%d partitions, keyed by the consignee "
-                "address), then %zu operators with their state in changelog %s",
-                engine->chains[0].count, engine->repartition_topic, engine->repartition_partitions,
-                engine->chains[1].count, engine->changelog_topic);
+    pr_info("rules reloaded: ruleset_version %s (was %s)", fresh->version, engine->rules->version);
+    pr_rules_free(engine->rules);
+    engine->rules = fresh;
+}
 
-    double cpu0 = pr_cpu_seconds();
-    int64_t wall0 = pr_monotonic_us(), last_stats = wall0;
-    int64_t last_backlog_check = 0, last_backlog_log = 0;
-    engine->last_message_us = wall0;
+/* --exit-when-idle: whether this instance may stop now (idle for the time
+ * asked, nothing in flight, and the whole group done; checked at most once
+ * a second, and said at most once per 10 s while the group is not). */
+static bool pr_engine_idle_done(struct pr_engine *engine, int64_t now) {
+    const struct pr_engine_options *options = engine->options;
+    if (options->exit_when_idle_ms <= 0 || !engine->assigned_once || engine->inflight != 0 ||
+        now - engine->last_message_us <= options->exit_when_idle_ms * 1000LL ||
+        now - engine->last_backlog_check_us < 1000000)
+        return false;
+    engine->last_backlog_check_us = now;
+    int64_t backlog = pr_engine_group_backlog(engine);
+    if (backlog == 0) {
+        pr_info("idle for %d ms and the group has committed all of %s: stopping",
+                options->exit_when_idle_ms, engine->cfg->topic_declarations);
+        return true;
+    }
+    if (now - engine->last_backlog_log_us >= 10000000) {
+        engine->last_backlog_log_us = now;
+        if (backlog < 0)
+            pr_info("idle, but the group's committed offsets cannot be read yet; waiting");
+        else
+            pr_info("idle, but %lld declarations on partitions assigned elsewhere are not "
+                    "committed yet; waiting for the group",
+                    (long long)backlog);
+    }
+    return false;
+}
+
+/* One slot: filled, processed by its stage's chain, emitted, in flight.
+ * Returns the messages it polled (0: the input is idle), or -1 to stop
+ * (fatal, or a stop asked for while a dependency was down). */
+static long pr_engine_turn(struct pr_engine *engine) {
+    struct pr_slot *slot = &engine->slots[(engine->head + engine->inflight) % engine->slot_count];
+    engine->filling = slot;
+    pr_engine_fill(engine, slot);
+    engine->filling = NULL;
+    size_t polled = slot->message_count;
+    if (polled == 0) return 0;
+    enum pr_process_result processed = pr_engine_process(engine, slot);
+    if (processed != PR_PROCESSED || !engine->commit->begin(engine, slot)) {
+        pr_engine_release_messages(slot);
+        pr_batch_reset(&slot->batch);
+        if (processed == PR_PROCESS_FATAL) engine->fatal = true;
+        return -1;
+    }
+    if (slot->stage == PR_STAGE_DECLARATIONS)
+        engine->totals.consumed += slot->message_count;
+    else
+        engine->totals.repartitioned += slot->message_count;
+    engine->totals.batches++;
+    pr_engine_emit(engine, slot);
+    /* In flight only once every output is produced: a full producer queue
+     * serves delivery reports in the middle of emitting, and a slot counted
+     * in flight then could commit with outputs still to come. */
+    engine->inflight++;
+    rd_kafka_poll(engine->producer, 0);
+    engine->commit->complete(engine, false);
+    return (long)polled;
+}
+
+/* The loop, until stopped, idle with the group done, or fatal. */
+static void pr_engine_loop(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    const struct pr_engine_options *options = engine->options;
+    int64_t last_stats = pr_monotonic_us();
+    engine->last_message_us = last_stats;
     while (!engine->fatal) {
         pr_engine_tick(engine);
         if (engine->inflight == engine->slot_count) {
             engine->commit->full(engine); /* back-pressure: every slot waits */
             continue;
         }
-        struct pr_slot *slot =
-            &engine->slots[(engine->head + engine->inflight) % engine->slot_count];
-        engine->filling = slot;
-        pr_engine_fill(engine, slot);
-        engine->filling = NULL;
-        size_t polled = slot->message_count;
-        if (polled > 0) {
-            enum pr_process_result processed = pr_engine_process(engine, slot);
-            if (processed != PR_PROCESSED) {
-                pr_engine_release_messages(slot);
-                pr_batch_reset(&slot->batch);
-                if (processed == PR_PROCESS_FATAL) engine->fatal = true;
-                break;
-            }
-            if (!engine->commit->begin(engine, slot)) {
-                pr_engine_release_messages(slot);
-                pr_batch_reset(&slot->batch);
-                break;
-            }
-            if (slot->stage == PR_STAGE_DECLARATIONS)
-                engine->totals.consumed += slot->message_count;
-            else
-                engine->totals.repartitioned += slot->message_count;
-            engine->totals.batches++;
-            pr_engine_emit(engine, slot);
-            /* In flight only once every output is produced: a full producer
-             * queue serves delivery reports in the middle of emitting, and
-             * a slot counted in flight then could commit with outputs still
-             * to come. */
-            engine->inflight++;
-            rd_kafka_poll(engine->producer, 0);
-            engine->commit->complete(engine, false);
-        }
-        engine->commit->turn(engine, polled);
+        long polled = pr_engine_turn(engine);
+        if (polled < 0) break;
+        engine->commit->turn(engine, (size_t)polled);
         int64_t now = pr_monotonic_us();
         if (cfg->stats_interval_ms > 0 && now - last_stats >= cfg->stats_interval_ms * 1000LL) {
             pr_engine_log_stats(engine, "stats");
@@ -592,84 +579,62 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
         }
         if (*options->stop) break;
         if (options->reload && *options->reload) {
-            /* SIGHUP: between batches, so one batch sees one rule set. */
             *options->reload = 0;
-            struct pr_rules *fresh =
-                pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
-            if (!fresh) {
-                pr_error("rules reload refused, %s stays in force: %s", engine->rules->version,
-                         err);
-            } else {
-                pr_info("rules reloaded: ruleset_version %s (was %s)", fresh->version,
-                        engine->rules->version);
-                pr_rules_free(engine->rules);
-                engine->rules = fresh;
-            }
+            pr_engine_reload_rules(engine);
         }
-        if (options->exit_when_idle_ms > 0 && engine->assigned_once && engine->inflight == 0 &&
-            now - engine->last_message_us > options->exit_when_idle_ms * 1000LL &&
-            now - last_backlog_check >= 1000000) {
-            last_backlog_check = now;
-            int64_t backlog = pr_engine_group_backlog(engine);
-            if (backlog == 0) {
-                pr_info("idle for %d ms and the group has committed all of %s: stopping",
-                        options->exit_when_idle_ms, cfg->topic_declarations);
-                break;
-            }
-            if (now - last_backlog_log >= 10000000) {
-                last_backlog_log = now;
-                if (backlog < 0)
-                    pr_info("idle, but the group's committed offsets cannot be read yet; waiting");
-                else
-                    pr_info("idle, but %lld declarations on partitions assigned elsewhere are not "
-                            "committed yet; waiting for the group",
-                            (long long)backlog);
-            }
-        }
+        if (pr_engine_idle_done(engine, now)) break;
     }
-    if (engine->snap) {
-        engine->snap->stopping = true; /* /ready: 503 from now on */
-        engine->publish_pending = true;
-        pr_engine_tick(engine);
-    }
-    if (!engine->fatal) {
-        pr_info("stopping: finishing %zu batches in flight", engine->inflight);
-        engine->commit->drain(engine, true);
-    }
-    engine->totals.cpu_seconds = pr_cpu_seconds() - cpu0;
+}
+
+/* The endpoint (http.listen): metrics, probe thread, HTTP server. */
+static enum pr_engine_result pr_engine_start_http(struct pr_engine *engine) {
+    const struct pr_config *cfg = engine->cfg;
+    if (!cfg->http_listen || !cfg->http_listen[0]) return PR_ENGINE_DONE;
+    engine->metrics = pr_metrics_new(cfg->http_stall_ms, engine->options->build_version);
+    engine->snap = pr_calloc(1, sizeof(*engine->snap));
+    *engine->snap = engine->metrics->shared;
+    snprintf(engine->snap->lag_topic, sizeof(engine->snap->lag_topic), "%s",
+             cfg->topic_declarations);
+    pr_engine_tick(engine);
+    engine->probe = pr_probe_start(cfg, engine->metrics);
+    engine->http = engine->probe ? pr_http_start(cfg->http_listen, engine->metrics) : NULL;
+    return engine->http ? PR_ENGINE_DONE : PR_ENGINE_FAILED;
+}
+
+/* The totals of the run (its summary), after the last commit. */
+static void pr_engine_sum_up(struct pr_engine *engine, double cpu0, int64_t wall0) {
+    struct pr_engine_totals *t = &engine->totals;
+    t->cpu_seconds = pr_cpu_seconds() - cpu0;
     if (engine->keyed) {
         struct pr_keyed_stats ks;
         pr_keyed_get_stats(engine->keyed, &ks);
-        engine->totals.state_keys = ks.keys;
-        engine->totals.state_bytes = ks.bytes;
-        engine->totals.state_expired = ks.expired;
-        engine->totals.state_evicted = ks.evicted;
-        engine->totals.restored_records = ks.restored_records;
-        engine->totals.restore_seconds = ks.restore_seconds;
+        t->state_keys = ks.keys;
+        t->state_bytes = ks.bytes;
+        t->state_expired = ks.expired;
+        t->state_evicted = ks.evicted;
+        t->restored_records = ks.restored_records;
+        t->restore_seconds = ks.restore_seconds;
         pr_info("keyed state: %zu keys (consignee-days and address-days), %.1f MB in %zu stores; "
                 "%llu changelog records restored in %.2f s, %llu written",
                 ks.keys, (double)ks.bytes / 1048576.0, ks.stores,
                 (unsigned long long)ks.restored_records, ks.restore_seconds,
-                (unsigned long long)engine->totals.changelog_records);
+                (unsigned long long)t->changelog_records);
     }
-    {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        engine->totals.peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
-    }
-    engine->totals.wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    t->peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+    t->wall_seconds = (double)(pr_monotonic_us() - wall0) / 1e6;
     if (engine->first_message_us && engine->last_commit_us > engine->first_message_us)
-        engine->totals.active_seconds =
-            (double)(engine->last_commit_us - engine->first_message_us) / 1e6;
-    engine->totals.latency_count = engine->latency.count;
-    engine->totals.latency_p50_ms = pr_histogram_quantile(&engine->latency, 0.50);
-    engine->totals.latency_p99_ms = pr_histogram_quantile(&engine->latency, 0.99);
-    engine->totals.latency_p999_ms = pr_histogram_quantile(&engine->latency, 0.999);
-    engine->totals.latency_max_ms = engine->latency.max;
+        t->active_seconds = (double)(engine->last_commit_us - engine->first_message_us) / 1e6;
+    t->latency_count = engine->latency.count;
+    t->latency_p50_ms = pr_histogram_quantile(&engine->latency, 0.50);
+    t->latency_p99_ms = pr_histogram_quantile(&engine->latency, 0.99);
+    t->latency_p999_ms = pr_histogram_quantile(&engine->latency, 0.999);
+    t->latency_max_ms = engine->latency.max;
     pr_engine_log_stats(engine, engine->fatal ? "stopped after a fatal error" : "stopped");
     for (size_t i = 0; i < pr_engine_op_count(engine) && i < PR_MAX_OPERATOR_STATS; i++) {
         const struct pr_operator *op = pr_engine_op(engine, i);
-        struct pr_engine_operator_stats *st = &engine->totals.operators[i];
+        struct pr_engine_operator_stats *st = &t->operators[i];
         snprintf(st->name, sizeof(st->name), "%s", op->ops->name);
         st->batches = op->stats.batches;
         st->records = op->stats.records;
@@ -677,15 +642,17 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
         st->round_trips = op->stats.round_trips;
         st->cache_hits = op->stats.cache_hits;
         st->cache_misses = op->stats.cache_misses;
-        engine->totals.operator_count = i + 1;
+        t->operator_count = i + 1;
         pr_debug("operator %-10s batches=%llu records=%llu busy=%.3f s round_trips=%llu",
                  op->ops->name, (unsigned long long)op->stats.batches,
                  (unsigned long long)op->stats.records, (double)op->stats.busy_us / 1e6,
                  (unsigned long long)op->stats.round_trips);
     }
-    rc = engine->fatal ? PR_ENGINE_FAILED : PR_ENGINE_DONE;
+}
 
-out:
+/* Everything the engine holds, clients first (their callbacks still write
+ * into the snapshot), then the endpoint. */
+static void pr_engine_free(struct pr_engine *engine) {
     if (engine->snap) {
         /* The last counts, before the endpoint goes (a scrape during the
          * drain saw them already, unless the lock was busy then). */
@@ -709,16 +676,14 @@ out:
         rd_kafka_destroy(engine->consumer);
     }
     if (engine->producer) {
-        if (engine->topic_decisions) rd_kafka_topic_destroy(engine->topic_decisions);
-        if (engine->topic_alerts) rd_kafka_topic_destroy(engine->topic_alerts);
-        if (engine->topic_dlq) rd_kafka_topic_destroy(engine->topic_dlq);
-        if (engine->topic_repartition) rd_kafka_topic_destroy(engine->topic_repartition);
-        if (engine->topic_changelog) rd_kafka_topic_destroy(engine->topic_changelog);
+        rd_kafka_topic_t *topics[] = {engine->topic_decisions, engine->topic_alerts,
+                                      engine->topic_dlq, engine->topic_repartition,
+                                      engine->topic_changelog};
+        for (size_t i = 0; i < PR_ARRAY_LEN(topics); i++)
+            if (topics[i]) rd_kafka_topic_destroy(topics[i]);
         if (!engine->fatal) rd_kafka_flush(engine->producer, 10000);
         rd_kafka_destroy(engine->producer);
     }
-    /* After the clients: closing the consumer still calls the rebalance
-     * callback, which writes into the snapshot. */
     pr_http_stop(engine->http);
     pr_probe_stop(engine->probe);
     pr_metrics_free(engine->metrics);
@@ -740,6 +705,67 @@ out:
     pr_keyed_free(engine->keyed);
     free(engine->deferred);
     pr_rules_free(engine->rules);
+}
+
+enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
+                                    const struct pr_engine_options *options,
+                                    struct pr_engine_totals *totals) {
+    struct pr_engine engine_storage;
+    struct pr_engine *engine = &engine_storage;
+    memset(engine, 0, sizeof(*engine));
+    engine->cfg = cfg;
+    engine->options = options;
+    engine->eos = strcmp(cfg->guarantee, "exactly_once") == 0;
+    engine->commit = engine->eos ? &pr_commit_exactly_once : &pr_commit_at_least_once;
+    char err[512];
+    engine->rules = pr_rules_load(cfg->rules_file, cfg->policy_file, err, sizeof(err));
+    if (!engine->rules) {
+        pr_error("rules: %s", err);
+        if (totals) memset(totals, 0, sizeof(*totals));
+        return PR_ENGINE_REFUSED;
+    }
+    pr_info("rules: ruleset_version %s", engine->rules->version);
+    for (size_t i = 0; i < cfg->chain_len; i++) {
+        const struct pr_operator_ops *ops = pr_operator_lookup(cfg->chain[i]);
+        if (ops && ops->keyed) engine->two_stages = true;
+    }
+    pr_config_internal_topic(cfg, PR_TOPIC_REPARTITION, engine->repartition_topic,
+                             sizeof(engine->repartition_topic));
+    pr_config_internal_topic(cfg, PR_TOPIC_CHANGELOG, engine->changelog_topic,
+                             sizeof(engine->changelog_topic));
+    pr_buf_init(&engine->scratch);
+    enum pr_engine_result rc = pr_engine_start_http(engine);
+    if (rc == PR_ENGINE_DONE) rc = pr_engine_setup(engine);
+    if (rc == PR_ENGINE_STOPPED_WAITING) {
+        pr_info("stopped while waiting for the output topics or the schema registry");
+        rc = PR_ENGINE_DONE;
+    } else if (rc == PR_ENGINE_DONE) {
+        pr_info("running: group=%s input=%s decisions=%s alerts=%s dlq=%s batch.size=%d chain of "
+                "%zu operators",
+                cfg->group_id, cfg->topic_declarations, cfg->topic_decisions, cfg->topic_alerts,
+                cfg->topic_dlq, cfg->batch_size, pr_engine_op_count(engine));
+        if (engine->two_stages)
+            pr_info("two stages: %zu operators, then %s (%d partitions, keyed by the consignee "
+                    "address), then %zu operators with their state in changelog %s",
+                    engine->chains[0].count, engine->repartition_topic,
+                    engine->repartition_partitions, engine->chains[1].count,
+                    engine->changelog_topic);
+        double cpu0 = pr_cpu_seconds();
+        int64_t wall0 = pr_monotonic_us();
+        pr_engine_loop(engine);
+        if (engine->snap) {
+            engine->snap->stopping = true; /* /ready: 503 from now on */
+            engine->publish_pending = true;
+            pr_engine_tick(engine);
+        }
+        if (!engine->fatal) {
+            pr_info("stopping: finishing %zu batches in flight", engine->inflight);
+            engine->commit->drain(engine, true);
+        }
+        pr_engine_sum_up(engine, cpu0, wall0);
+        rc = engine->fatal ? PR_ENGINE_FAILED : PR_ENGINE_DONE;
+    }
+    pr_engine_free(engine);
     if (totals) *totals = engine->totals;
     return rc;
 }
