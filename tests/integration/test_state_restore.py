@@ -9,7 +9,10 @@
             tests/pr_changelog_fill as stage 2 writes it) is restored by a
             run of the group on assignment: every day, every record, logged
             per partition; the time, bytes per day and peak RSS are printed
-            (reported, never asserted: timing on a shared 2-core machine)."""
+            (reported, never asserted: timing on a shared 2-core machine).
+  refused   internal topics whose partition counts differ, or differ from
+            topics.repartition_partitions, stop run at start (exit 2) with
+            a message that names them."""
 import json
 import os
 import re
@@ -72,4 +75,26 @@ held = sum(int(x[2]) for x in lines)
 print(f"REPORT restore of {COUNT} consignee-days: {ks.get('restore_seconds', 0):.2f} s restoring "
       f"(8 partitions, one process; slowest partition {max(float(x[4]) for x in lines):.2f} s), "
       f"{held / COUNT:.0f} bytes per consignee-day in memory, peak RSS {summary.get('peak_rss_mb', 0):.0f} MB")
+# ------------------------------------------------------- refused at start
+# The state of repartition partition P is restored from changelog partition
+# P: internal topics of different partition counts, or not the count the
+# configuration asks for, are refused (exit 2) with a message that names both.
+TOOL = os.environ["PR_TEST_KAFKA"]
+m = Pipeline("restore-mismatch", partitions=4)
+m.create_topics()  # the four topics and both internal ones, 4 partitions each
+subprocess.run([TOOL, "delete", BOOTSTRAP, f"{m.prefix}.changelog"], capture_output=True, timeout=120)
+made = subprocess.run([TOOL, "create", BOOTSTRAP, f"{m.prefix}.changelog", "6", "cleanup.policy=compact"],
+                      capture_output=True, text=True, timeout=120)
+c.equal(made.returncode, 0, "a changelog of 6 partitions beside a repartition topic of 4", made.stderr)
+res = subprocess.run(m.cmd("run", "--exit-when-idle", "2000"), capture_output=True, text=True, timeout=300)
+c.equal(res.returncode, 2, "run refuses to start: exit 2", res.stderr[-600:])
+c.check(f"{m.prefix}.repartition has 4 partitions and the changelog topic {m.prefix}.changelog has 6"
+        in res.stderr, "the message names both topics and their counts", res.stderr[-600:])
+res = subprocess.run(p.cmd("run", "--exit-when-idle", "2000", "--set", "topics.repartition_partitions=8"),
+                     capture_output=True, text=True, timeout=300)
+c.equal(res.returncode, 2, "topics.repartition_partitions=8 against internal topics of 4: exit 2",
+        res.stderr[-600:])
+c.check("have 4 partitions, but topics.repartition_partitions says 8" in res.stderr,
+        "the message says which count and which key", res.stderr[-600:])
+
 c.done()
