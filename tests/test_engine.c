@@ -219,7 +219,8 @@ static void run_scenario(const char *guarantee, bool two_stages) {
     if (!eos) assert_int_equal(committed, PR_N);
     if (two_stages) {
         assert_int_equal(totals.repartitioned, PR_N);
-        assert_int_equal(count_topic(s.topics[4], &distinct), PR_N);
+        /* (The repartition topic itself is purged below the committed
+         * offsets at stop, where the cluster supports DeleteRecords.) */
         committed_and_end(s.prefix, s.topics[4], &committed, &end);
         if (eos) {
             /* Written in transactions (a real broker adds their markers to

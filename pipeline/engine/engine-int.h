@@ -156,7 +156,8 @@ struct pr_engine {
     const rd_kafka_topic_t *last_rkt;                   /* the topic of the last message polled */
     int last_stage;                                     /* and its stage */
     int64_t last_backlog_check_us, last_backlog_log_us; /* --exit-when-idle */
-    rd_kafka_t *fetcher; /* reads a declaration back for a stage-2 dead letter */
+    int64_t last_purge_us; /* the repartition topic's purge (engine.c) */
+    rd_kafka_t *fetcher;   /* reads a declaration back for a stage-2 dead letter */
     struct pr_rules *rules;
     size_t slot_count;
     struct pr_slot *slots;

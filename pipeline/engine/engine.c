@@ -557,6 +557,64 @@ static long pr_engine_turn(struct pr_engine *engine) {
     return (long)polled;
 }
 
+/* How often the repartition topic is purged below the committed offsets. */
+#define PR_PURGE_INTERVAL_US (30 * 1000000LL)
+
+/*
+ * Two stages: the records of the repartition topic below the group's
+ * committed offsets are done with (a new owner starts at the committed
+ * offset, an abort rewinds to it), so they are deleted (DeleteRecords), as
+ * Kafka Streams purges its repartition topics: the topic holds what stage 2
+ * has not yet committed, not a week of intermediate records. Every
+ * PR_PURGE_INTERVAL_US, for the partitions assigned here; a failure is
+ * logged at most once per interval and tried again at the next.
+ */
+static void pr_engine_purge(struct pr_engine *engine, int64_t now) {
+    if (!engine->two_stages || now - engine->last_purge_us < PR_PURGE_INTERVAL_US) return;
+    engine->last_purge_us = now;
+    rd_kafka_topic_partition_list_t *mine = NULL;
+    if (rd_kafka_assignment(engine->consumer, &mine) || !mine) return;
+    rd_kafka_topic_partition_list_t *owned = rd_kafka_topic_partition_list_new(mine->cnt);
+    for (int i = 0; i < mine->cnt; i++)
+        if (strcmp(mine->elems[i].topic, engine->repartition_topic) == 0)
+            rd_kafka_topic_partition_list_add(owned, mine->elems[i].topic,
+                                              mine->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(mine);
+    rd_kafka_topic_partition_list_t *below = rd_kafka_topic_partition_list_new(owned->cnt);
+    if (owned->cnt > 0 && rd_kafka_committed(engine->consumer, owned, 5000) == 0)
+        for (int i = 0; i < owned->cnt; i++)
+            if (owned->elems[i].offset > 0)
+                rd_kafka_topic_partition_list_add(below, owned->elems[i].topic,
+                                                  owned->elems[i].partition)
+                    ->offset = owned->elems[i].offset;
+    rd_kafka_topic_partition_list_destroy(owned);
+    if (below->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(below);
+        return;
+    }
+    rd_kafka_DeleteRecords_t *del = rd_kafka_DeleteRecords_new(below);
+    rd_kafka_topic_partition_list_destroy(below);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(engine->producer);
+    rd_kafka_DeleteRecords(engine->producer, &del, 1, NULL, queue);
+    rd_kafka_DeleteRecords_destroy(del);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 5000);
+    const char *why = !ev ? "no answer within 5 s" : rd_kafka_event_error_string(ev);
+    if (!ev || rd_kafka_event_error(ev)) {
+        pr_warn("purging %s below the committed offsets: %s (tried again in %lld s)",
+                engine->repartition_topic, why, (long long)(PR_PURGE_INTERVAL_US / 1000000));
+    } else {
+        const rd_kafka_topic_partition_list_t *done =
+            rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+        for (int i = 0; done && i < done->cnt; i++)
+            if (done->elems[i].err)
+                pr_debug("purging %s partition %d: %s", engine->repartition_topic,
+                         done->elems[i].partition, rd_kafka_err2str(done->elems[i].err));
+        engine->totals.purges++;
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(queue);
+}
+
 /* The loop, until stopped, idle with the group done, or fatal. */
 static void pr_engine_loop(struct pr_engine *engine) {
     const struct pr_config *cfg = engine->cfg;
@@ -582,6 +640,7 @@ static void pr_engine_loop(struct pr_engine *engine) {
             *options->reload = 0;
             pr_engine_reload_rules(engine);
         }
+        pr_engine_purge(engine, now);
         if (pr_engine_idle_done(engine, now)) break;
     }
 }
@@ -761,6 +820,9 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
         if (!engine->fatal) {
             pr_info("stopping: finishing %zu batches in flight", engine->inflight);
             engine->commit->drain(engine, true);
+            /* What this instance committed last is purged too. */
+            if (!engine->fatal)
+                pr_engine_purge(engine, engine->last_purge_us + PR_PURGE_INTERVAL_US);
         }
         pr_engine_sum_up(engine, cpu0, wall0);
         rc = engine->fatal ? PR_ENGINE_FAILED : PR_ENGINE_DONE;

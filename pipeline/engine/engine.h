@@ -38,6 +38,7 @@ struct pr_engine_totals {
     uint64_t output_rejected;   /* OUTPUT_REJECTED dead letters (also in dead_letters) */
     uint64_t repartitioned;     /* intermediate records consumed by stage 2 */
     uint64_t changelog_records; /* keyed-state changes produced (tombstones included) */
+    uint64_t purges;            /* the repartition topic purged below the committed offsets */
     /* The keyed state at the end (before the final revoke) and its restores. */
     uint64_t state_keys, state_bytes, state_expired, state_evicted, restored_records;
     double restore_seconds;

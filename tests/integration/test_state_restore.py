@@ -45,6 +45,10 @@ codes = sorted(r["code"] for r in third["reasons"]) if third else []
 c.equal(codes, ["AGGREGATE_OVER_THRESHOLD", "SPLIT_SHIPMENT"], "the third fires AGGREGATE and SPLIT")
 detail = third and next((r["detail"] for r in third["reasons"] if r["code"] == "AGGREGATE_OVER_THRESHOLD"), "")
 c.check(detail and "total 90000 cents" in detail, "with the day's total $900 (run 1's $600 restored)", detail)
+# The repartition topic holds only what is not committed: both runs purged
+# it below the group's committed offsets when they stopped.
+left = p.call("tail", "raw", "--topic", f"{p.prefix}.repartition").stdout.split("\n")
+c.equal([x for x in left if x.strip()], [], "the repartition topic is purged below the committed offsets")
 alerts = [a for a in p.tail("alerts") if a["declaration_id"].startswith("AGG:")]
 c.equal(len(alerts), 1, "one aggregate alert")
 c.check(alerts and all(d["house_bill"] in alerts[0]["reasons"][0]["detail"] for d in day),
