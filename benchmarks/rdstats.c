@@ -41,8 +41,9 @@ static int pr_rdstats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaq
 rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
                          size_t errstr_size) {
     static rd_kafka_t *(*real)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t);
-    if (!real) real = (rd_kafka_t * (*)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t))
-                          dlsym(RTLD_NEXT, "rd_kafka_new");
+    if (!real)
+        real = (rd_kafka_t * (*)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t))
+            dlsym(RTLD_NEXT, "rd_kafka_new");
     if (!real) {
         fprintf(stderr, "rdstats: rd_kafka_new not found\n");
         abort();

@@ -68,9 +68,14 @@ rd_kafka_conf_t *pr_kafka_conf_new(const struct pr_config *cfg, enum pr_kafka_si
         {"auto.offset.reset", "earliest"},
         {"isolation.level", "read_committed"},
         {"fetch.wait.max.ms", "100"},
-        /* Prefetch at most 16 MB (librdkafka: 64 MB): 2-3 s of input at our
-         * rate, and 48 MB less resident memory. */
-        {"queued.max.messages.kbytes", "16384"},
+        /* Prefetch up to 64 MB (librdkafka's default). The one consumer
+         * carries both stages' input (declarations and the repartition
+         * topic): with 16 MB its queue ran empty every other second and the
+         * engine waited for input half the time; 64 MB gave 66-69k decl/s
+         * against 41-45k, for about 60 MB more resident memory
+         * (benchmarks/README.md, "Issue 12: what limits each missed
+         * target"). */
+        {"queued.max.messages.kbytes", "65536"},
         /* Partitions added to the input topic are seen at the next metadata
          * refresh (librdkafka: every 300 s); 10 s makes a new partition
          * assigned within about 15 s, for one small request per 10 s. */

@@ -81,6 +81,10 @@ struct pr_keyed *pr_keyed_new(const struct pr_config *cfg, const char *changelog
                           read_committed ? "read_committed" : "read_uncommitted", err,
                           sizeof(err)) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "client.id", "parcelrisk-restore", err, sizeof(err)) !=
+            RD_KAFKA_CONF_OK ||
+        /* A bulk read applied as fast as it arrives: 16 MB of prefetch is
+         * plenty, and it is memory on top of the state being rebuilt. */
+        rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", err, sizeof(err)) !=
             RD_KAFKA_CONF_OK) {
         pr_error("keyed state: restore consumer: %s", err);
         rd_kafka_conf_destroy(conf);
