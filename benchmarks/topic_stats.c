@@ -8,8 +8,11 @@
  *
  *   pr_topic_stats offsets BROKERS TOPIC
  *       low and high watermark of every partition (ListOffsets through
- *       rd_kafka_query_watermark_offsets), the records per partition
- *       (high - low) and the largest partition's share of them. A
+ *       rd_kafka_query_watermark_offsets), the records written to each
+ *       partition (its high watermark: the topics here are made fresh, and
+ *       `run` purges its repartition topic below the committed offsets, so
+ *       high - low would count only what is left) and the largest
+ *       partition's share of them. A
  *       transactional topic's control records (one per partition and
  *       commit) are counted as records: a small overstatement.
  *   pr_topic_stats consignees BROKERS TOPIC
@@ -113,7 +116,7 @@ static int pr_stats_offsets(const char *brokers, const char *topic) {
     int32_t largest_partition = -1;
     printf("{\"topic\": \"%s\", \"partitions\": [", topic);
     for (int i = 0; i < parts->cnt; i++) {
-        int64_t records = parts->elems[i].offset - low[i];
+        int64_t records = parts->elems[i].offset;
         total += records;
         if (records > largest) {
             largest = records;
