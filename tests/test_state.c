@@ -483,13 +483,22 @@ static void test_journal_expiry_and_recreation(void **unused) {
     assert_true(r.crossing);
     assert_int_equal(pr_state_address_count(st, S("addr"), a, S("n1"), 20), 1);
     assert_int_equal(pr_state_address_count(st, S("addr"), b, S("n2"), 20), 2);
-    assert_int_equal(log.count, 6);                /* A, B, n1, A, n2, B */
-    assert_int_equal(pr_state_expire(st, 115), 1); /* the day: updated at 10 */
+    assert_int_equal(log.count, 4); /* day A, B, address A (n1), B (n2): no name records */
+    /* The address-day id records (version 2) carry the name as counted. */
+    assert_int_equal(log.recs[2].key[0], 2);
+    assert_int_equal(log.recs[2].value_len, 5);
+    assert_memory_equal(log.recs[2].value, "\x02\x01\x28n1", 5); /* 1 name, time 20 */
+    assert_memory_equal(log.recs[3].value, "\x02\x02\x28n2", 5); /* 2 names */
+    assert_int_equal(pr_state_expire(st, 115), 1);               /* the day: updated at 10 */
+    assert_int_equal(log.count, 6);
+    assert_null(log.recs[4].value);
+    assert_null(log.recs[5].value);
+    assert_int_equal(pr_state_expire(st, 125), 1); /* the address-day: its two ids */
     assert_int_equal(log.count, 8);
-    assert_null(log.recs[6].value);
-    assert_null(log.recs[7].value);
-    assert_int_equal(pr_state_expire(st, 125), 1); /* the address-day */
-    assert_int_equal(log.count, 12);
+    for (size_t i = 6; i < 8; i++) {
+        assert_null(log.recs[i].value);
+        assert_int_equal(log.recs[i].key[0], 2);
+    }
     /* A later incarnation: A again (a new total), no B, no owner yet. */
     pr_state_day_count(st, key, a, 1000, false, true, THR, S("H3"), 200, &r);
     assert_true(r.first);
@@ -545,7 +554,7 @@ static void test_journal_expiry_and_recreation(void **unused) {
 
     /* A tombstone of a key not held is a no-op. */
     struct pr_state *empty = pr_state_new(&o);
-    assert_int_equal(pr_state_restore(empty, rec_key(&log.recs[6]), (struct pr_str){NULL, 0}), 0);
+    assert_int_equal(pr_state_restore(empty, rec_key(&log.recs[4]), (struct pr_str){NULL, 0}), 0);
     struct pr_state_stats s;
     pr_state_get_stats(empty, &s);
     assert_int_equal(s.keys, 0);
@@ -634,6 +643,156 @@ static void test_journal_owner_rewrite_and_eviction(void **unused) {
     log_free(&log);
 }
 
+/* ------------------------------------------------- format version 1 */
+
+/* tests/data/state-changelog-v1.bin: the changelog that main 950a1be's state.c
+ * (format version 1: kind-3 name records, kind-2 records without a name)
+ * wrote for V1_STEPS steps of workload_step from rng state V1_SEED, clock 1000,
+ * ttl 3000 ms, total_cap W_CAP. Records one after another, each as two
+ * little-endian uint32 (key length, value length; UINT32_MAX: tombstone), the
+ * key, the value. Made once with the test's own workload_step linked against
+ * that state.c; a changelog of the previous build must restore to the same
+ * answers. */
+#define V1_SEED 20261202
+#define V1_STEPS 4000
+#define V1_NOW 38511 /* the clock after V1_STEPS steps, as the writer printed it */
+
+static void load_v1_log(struct rec_log *log) {
+    FILE *f = fopen(PR_SOURCE_DIR "/tests/data/state-changelog-v1.bin", "rb");
+    assert_non_null(f);
+    uint32_t lens[2];
+    char key[256], value[256];
+    while (fread(lens, sizeof(lens), 1, f) == 1) {
+        assert_true(lens[0] <= sizeof(key));
+        assert_true(lens[1] == UINT32_MAX || lens[1] <= sizeof(value));
+        assert_int_equal(fread(key, 1, lens[0], f), lens[0]);
+        bool tombstone = lens[1] == UINT32_MAX;
+        if (!tombstone) assert_int_equal(fread(value, 1, lens[1], f), lens[1]);
+        log_write(log, (struct pr_str){key, lens[0]},
+                  tombstone ? (struct pr_str){NULL, 0} : (struct pr_str){value, lens[1]});
+    }
+    assert_true(feof(f));
+    fclose(f);
+}
+
+/* The store the version-1 log was written by, rebuilt by running its
+ * workload again (this build's code, no journal), steps steps on. */
+static struct pr_state *v1_original(const struct pr_state_options *o, int steps, uint64_t *rng,
+                                    int64_t *now) {
+    struct pr_state *st = pr_state_new(o);
+    *rng = V1_SEED;
+    *now = 1000;
+    for (int i = 0; i < steps; i++) workload_step(st, rng, now, NULL);
+    return st;
+}
+
+static void log_append(struct rec_log *to, const struct rec_log *from) {
+    for (size_t i = 0; i < from->count; i++)
+        log_write(to, rec_key(&from->recs[i]),
+                  from->recs[i].value ? rec_value(&from->recs[i]) : (struct pr_str){NULL, 0});
+}
+
+/* A changelog written by the previous build (version 1) restores to the
+ * same answers, whole and compacted; and a store restored from it goes on
+ * writing version 2 on top (an upgrade): the mixed log, whole and
+ * compacted, restores to the same answers as a store that never stopped. */
+static void test_journal_version_1(void **unused) {
+    (void)unused;
+    const int64_t ttl = 3000;
+    struct pr_state_options o = {.ttl_ms = ttl, .total_cap = W_CAP};
+    struct rec_log v1 = {0};
+    load_v1_log(&v1);
+    /* The fixture is what it says: version 1, every kind, tombstones of each. */
+    size_t kinds[4] = {0}, kind_tombstones[4] = {0};
+    for (size_t i = 0; i < v1.count; i++) {
+        const struct rec *r = &v1.recs[i];
+        assert_true(r->key_len > 0 && r->key[0] >= 1 && r->key[0] <= 3);
+        if (!r->value) {
+            kind_tombstones[(int)r->key[0]]++;
+            continue;
+        }
+        assert_int_equal(r->value[0], 1);
+        kinds[(int)r->key[0]]++;
+    }
+    for (int k = 1; k <= 3; k++) {
+        assert_true(kinds[k] > 500);
+        assert_true(kind_tombstones[k] > 500);
+    }
+
+    uint64_t rng;
+    int64_t now;
+    bool *keeps[3] = {NULL, compact(&v1, v1.count, false), compact(&v1, v1.count, true)};
+    for (int v = 0; v < 3; v++) {
+        struct pr_state *orig = v1_original(&o, V1_STEPS, &rng, &now);
+        assert_int_equal(now, V1_NOW);
+        struct pr_state *rebuilt = restore_from(&o, &v1, keeps[v]);
+        assert_same_stores(orig, rebuilt, now, ttl, 4242 + (uint64_t)v);
+        pr_state_free(orig);
+        pr_state_free(rebuilt);
+        free(keeps[v]);
+    }
+
+    /* The upgrade: restored from version 1, then V1_STEPS more steps with a
+     * journal (version 2). */
+    struct rec_log v2 = {0};
+    struct pr_state_journal j = {log_write, &v2};
+    struct pr_state *upgraded = restore_from(&o, &v1, NULL);
+    pr_state_set_journal(upgraded, &j);
+    rng = 0;
+    struct pr_state *scratch = v1_original(&o, V1_STEPS, &rng, &now); /* the rng state after */
+    pr_state_free(scratch);
+    for (int i = 0; i < V1_STEPS; i++) workload_step(upgraded, &rng, &now, NULL);
+    pr_state_set_journal(upgraded, NULL);
+    int64_t upgraded_now = now;
+    /* What it wrote is version 2 only, no name record; the names restored
+     * from version-1 records still get their tombstones, and only they. */
+    size_t name_tombstones = 0, address_records = 0;
+    for (size_t i = 0; i < v2.count; i++) {
+        const struct rec *r = &v2.recs[i];
+        if (r->value) {
+            assert_int_equal(r->value[0], 2);
+            assert_true(r->key[0] == 1 || r->key[0] == 2);
+            address_records += r->key[0] == 2;
+            continue;
+        }
+        if (r->key[0] != 3) continue;
+        name_tombstones++;
+        bool written = false;
+        for (size_t k = 0; k < v1.count && !written; k++)
+            written = v1.recs[k].value && rec_same_key(&v1.recs[k], r);
+        assert_true(written);
+    }
+    printf("version 1: %zu records; then version 2: %zu records, %zu address-day ids, %zu "
+           "tombstones of version-1 names\n",
+           v1.count, v2.count, address_records, name_tombstones);
+    assert_true(name_tombstones > 50);
+    assert_true(address_records > 500);
+
+    struct rec_log mixed = {0};
+    log_append(&mixed, &v1);
+    log_append(&mixed, &v2);
+    bool *mixed_keeps[4] = {NULL, compact(&mixed, mixed.count, false),
+                            compact(&mixed, mixed.count, true),
+                            compact(&mixed, v1.count + v2.count / 2, true)};
+    for (int v = 0; v < 4; v++) {
+        struct pr_state *orig = v1_original(&o, 2 * V1_STEPS, &rng, &now);
+        assert_int_equal(now, upgraded_now);
+        struct pr_state *rebuilt = restore_from(&o, &mixed, mixed_keeps[v]);
+        assert_same_stores(orig, rebuilt, now, ttl, 4343 + (uint64_t)v);
+        pr_state_free(orig);
+        pr_state_free(rebuilt);
+        free(mixed_keeps[v]);
+    }
+    /* And the upgraded store itself answers as one that never stopped. */
+    struct pr_state *orig = v1_original(&o, 2 * V1_STEPS, &rng, &now);
+    assert_same_stores(orig, upgraded, now, ttl, 4444);
+    pr_state_free(orig);
+    pr_state_free(upgraded);
+    log_free(&mixed);
+    log_free(&v2);
+    log_free(&v1);
+}
+
 static int restore_bytes(struct pr_state *st, const char *key, size_t key_len, const char *value,
                          size_t value_len) {
     return pr_state_restore(st, (struct pr_str){key, (uint32_t)key_len},
@@ -647,7 +806,7 @@ static void test_journal_malformed(void **unused) {
     (void)unused;
     struct pr_state_options o = {.ttl_ms = 1000};
     struct pr_state *st = pr_state_new(&o);
-    /* A valid record of each kind first. */
+    /* A valid record of each kind first: version 1 (the previous build's), then version 2. */
     assert_int_equal(RESTORE(st, "\x01\x01kA", "\x01\x01\x90\x03\x00\x02HB"), 0);
     assert_int_equal(RESTORE(st,
                              "\x02\x01"
@@ -659,14 +818,35 @@ static void test_journal_malformed(void **unused) {
                              "aN",
                              "\x01\x02"),
                      0);
+    assert_int_equal(RESTORE(st, "\x01\x01kC", "\x02\x00\x05\x00\x02HC"), 0);
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aJ",
+                             "\x02\x02\x02N"),
+                     0); /* N is held already (its version-1 record): no new name */
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aK",
+                             "\x02\x02\x02M"),
+                     0); /* M is new */
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aL",
+                             "\x02\x01\x02"),
+                     0); /* an empty name is a name */
     struct pr_state_day r;
     assert_true(pr_state_day_lookup(st, S("k"), S("A"), &r));
     assert_int_equal(r.total, 400);
     assert_true(r.crossing);
+    assert_true(pr_state_day_lookup(st, S("k"), S("C"), &r));
+    assert_int_equal(r.total, 5);
+    assert_false(r.crossing);
+    assert_int_equal(pr_state_address_count(st, S("a"), S("J"), S("X"), 1), 2); /* a replay */
+    assert_int_equal(pr_state_address_count(st, S("a"), S("O"), S("M"), 1), 3); /* N, M, "" */
     struct pr_state_stats before, after;
     pr_state_get_stats(st, &before);
     assert_int_equal(before.keys, 2);
-    assert_int_equal(before.members, 3);
+    assert_int_equal(before.members, 10); /* day A, C; address I, J, K, L, O; names N, M, "" */
 
     /* Keys: empty, unknown kinds, truncated or huge or overlong lengths. */
     assert_int_equal(RESTORE(st, "", "\x01\x00\x01\x00\x00"), -1);
@@ -687,7 +867,7 @@ static void test_journal_malformed(void **unused) {
      * bytes after the last field. */
     assert_int_equal(RESTORE(st, "\x01\x01kB", ""), -1);
     assert_int_equal(RESTORE(st, "\x01\x01kB", "\x00\x00\x01\x00\x00"), -1);
-    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x02\x00\x01\x00\x00"), -1);
+    assert_int_equal(RESTORE(st, "\x01\x01kB", "\x03\x00\x01\x00\x00"), -1);
     assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x02\x01\x00\x00"), -1);
     assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00"), -1);
     assert_int_equal(RESTORE(st, "\x01\x01kB", "\x01\x00\x01"), -1);
@@ -726,6 +906,32 @@ static void test_journal_malformed(void **unused) {
                              "aM",
                              "\x01"),
                      -1);
+    /* Version 2: no name records; an address-day id names at least its own name. */
+    assert_int_equal(RESTORE(st,
+                             "\x03\x01"
+                             "aP",
+                             "\x02\x02"),
+                     -1);
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aQ",
+                             "\x02\x00\x02N"),
+                     -1);
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aQ",
+                             "\x02\x01"),
+                     -1);
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aQ",
+                             "\x01\x01\x02N"),
+                     -1); /* version 1 has no name */
+    assert_int_equal(RESTORE(st,
+                             "\x02\x01"
+                             "aQ",
+                             "\x03\x01\x02N"),
+                     -1);
     pr_state_get_stats(st, &after);
     assert_int_equal(after.keys, before.keys);
     assert_int_equal(after.members, before.members);
@@ -740,9 +946,13 @@ static void test_journal_malformed(void **unused) {
                                 "\x02\x01"
                                 "aI",
                                 "\x03\x01"
-                                "aN"};
-    const char *valid_values[] = {"\x01\x01\x90\x03\x00\x02HB", "\x01\x01\x02", "\x01\x02"};
-    const size_t valid_lens[][2] = {{4, 8}, {4, 3}, {4, 2}};
+                                "aN",
+                                "\x01\x01kC",
+                                "\x02\x01"
+                                "aK"};
+    const char *valid_values[] = {"\x01\x01\x90\x03\x00\x02HB", "\x01\x01\x02", "\x01\x02",
+                                  "\x02\x00\x05\x00\x02HC", "\x02\x02\x02M"};
+    const size_t valid_lens[][2] = {{4, 8}, {4, 3}, {4, 2}, {4, 7}, {4, 4}};
     size_t accepted = 0, refused = 0;
     for (int i = 0; i < 200000; i++) {
         uint64_t x = rng_next(&rng);
@@ -754,7 +964,7 @@ static void test_journal_malformed(void **unused) {
             for (size_t k = 0; k < vl; k++) value[k] = (char)rng_next(&rng);
             key[0] = (char)(1 + (x >> 16) % 4);
         } else {
-            int v = (int)((x >> 4) % 3);
+            int v = (int)((x >> 4) % 5);
             kl = valid_lens[v][0];
             vl = valid_lens[v][1];
             memcpy(key, valid_keys[v], kl);
@@ -801,6 +1011,7 @@ int main(void) {
         cmocka_unit_test(test_journal_expiry_and_recreation),
         cmocka_unit_test(test_journal_owner_rewrite_and_eviction),
         cmocka_unit_test(test_journal_malformed),
+        cmocka_unit_test(test_journal_version_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

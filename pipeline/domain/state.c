@@ -21,6 +21,13 @@
  * keeps, so the hot path allocates nothing in the steady state.
  * pr_state_restore parses a record whole before it touches the store, and
  * applies it with the same entry and member functions the counts use.
+ *
+ * An address-day keeps its distinct names as members in memory, but since
+ * format version 2 they have no records of their own: the id record that
+ * first counts a name carries it (every id record carries its name), and a
+ * restore rebuilds the names from the id records. A name member restored
+ * from a version-1 name record (a changelog written before) is marked, so
+ * that its key still gets its tombstone when the entry goes.
  */
 #include "state.h"
 
@@ -42,8 +49,9 @@ struct pr_state_member {
     uint32_t overs; /* day: over count as first counted */
     uint32_t id_len;
     uint32_t bill_len;
-    uint8_t kind; /* PR_MEMBER_ID or PR_MEMBER_NAME */
-    char bytes[]; /* id (or name), then the house bill */
+    uint8_t kind;        /* PR_MEMBER_ID or PR_MEMBER_NAME */
+    uint8_t name_record; /* a name with a record of its own (version 1): tombstoned */
+    char bytes[];        /* id (or name), then the house bill */
 };
 
 struct pr_state_slot {
@@ -315,8 +323,9 @@ static struct pr_state_member *pr_member_add(struct pr_state *st, struct pr_stat
 
 /* Record kinds: the first byte of a changelog key. */
 enum { PR_RECORD_DAY_ID = 1, PR_RECORD_ADDRESS_ID = 2, PR_RECORD_ADDRESS_NAME = 3 };
-#define PR_RECORD_VERSION 1
-#define PR_RECORD_OWNER 0x01 /* day id flags: the day's alert owner */
+#define PR_RECORD_VERSION 2   /* what is written: address-day id records carry the name */
+#define PR_RECORD_VERSION_1 1 /* still read: separate name records, ids without names */
+#define PR_RECORD_OWNER 0x01  /* day id flags: the day's alert owner */
 
 static uint8_t pr_record_kind(const struct pr_state_entry *e, const struct pr_state_member *m) {
     if (e->kind == PR_ENTRY_DAY) return PR_RECORD_DAY_ID;
@@ -357,15 +366,16 @@ static void pr_record_key(struct pr_state *st, const struct pr_state_entry *e,
     pr_record_put(k, m->bytes, m->id_len);
 }
 
-/* Reports member m of entry e as it stands, updated at now_ms. */
+/* Reports id member m of entry e as it stands, updated at now_ms; name is
+ * the name an address-day id was counted with (unused for a day). */
 static __attribute__((noinline)) void pr_journal_member(struct pr_state *st,
                                                         const struct pr_state_entry *e,
                                                         const struct pr_state_member *m,
-                                                        int64_t now_ms) {
+                                                        struct pr_str name, int64_t now_ms) {
     pr_record_key(st, e, m);
     struct pr_buf *v = &st->record_value;
     v->len = 0;
-    pr_buf_reserve(v, 2 + 3 * 10 + (size_t)m->bill_len);
+    pr_buf_reserve(v, 2 + 3 * 10 + (size_t)m->bill_len + name.len);
     v->data[v->len++] = PR_RECORD_VERSION;
     switch (pr_record_kind(e, m)) {
     case PR_RECORD_DAY_ID:
@@ -375,18 +385,21 @@ static __attribute__((noinline)) void pr_journal_member(struct pr_state *st,
         pr_record_put_varint(v, pr_zigzag(now_ms));
         pr_record_put(v, m->bytes + m->id_len, m->bill_len);
         break;
-    case PR_RECORD_ADDRESS_ID:
+    default: /* PR_RECORD_ADDRESS_ID (names have no records of their own) */
         pr_record_put_varint(v, (uint64_t)m->total);
         pr_record_put_varint(v, pr_zigzag(now_ms));
+        pr_record_put(v, name.ptr, name.len);
         break;
-    default: /* PR_RECORD_ADDRESS_NAME */ pr_record_put_varint(v, pr_zigzag(now_ms)); break;
     }
     st->journal.write(st->journal.ctx, pr_record_str(&st->record_key), pr_record_str(v));
 }
 
-/* Reports a tombstone for every member of e (e is about to be dropped). */
+/* Reports a tombstone for every member of e that has a record (e is about
+ * to be dropped): every id, and the names restored from version-1 name
+ * records. */
 static void pr_journal_tombstones(struct pr_state *st, const struct pr_state_entry *e) {
     for (const struct pr_state_member *m = e->members; m; m = m->next) {
+        if (m->kind == PR_MEMBER_NAME && !m->name_record) continue;
         pr_record_key(st, e, m);
         st->journal.write(st->journal.ctx, pr_record_str(&st->record_key),
                           (struct pr_str){NULL, 0});
@@ -434,7 +447,7 @@ void pr_state_day_count(struct pr_state *st, struct pr_str key, struct pr_str id
     }
     if (wrote) {
         pr_entry_touch(st, e, now_ms);
-        if (st->journal.write) pr_journal_member(st, e, m, now_ms);
+        if (st->journal.write) pr_journal_member(st, e, m, (struct pr_str){NULL, 0}, now_ms);
     }
     pr_day_result(e, m, first, out);
 }
@@ -484,15 +497,13 @@ int32_t pr_state_address_count(struct pr_state *st, struct pr_str key, struct pr
     struct pr_state_member *m = pr_member_find(e, PR_MEMBER_ID, id);
     if (m) return (int32_t)m->total;
     if (!pr_member_find(e, PR_MEMBER_NAME, name)) {
-        struct pr_state_member *n =
-            pr_member_add(st, e, PR_MEMBER_NAME, name, (struct pr_str){NULL, 0});
+        pr_member_add(st, e, PR_MEMBER_NAME, name, (struct pr_str){NULL, 0});
         e->total++;
-        if (st->journal.write) pr_journal_member(st, e, n, now_ms);
     }
     m = pr_member_add(st, e, PR_MEMBER_ID, id, (struct pr_str){NULL, 0});
     m->total = e->total;
     pr_entry_touch(st, e, now_ms);
-    if (st->journal.write) pr_journal_member(st, e, m, now_ms);
+    if (st->journal.write) pr_journal_member(st, e, m, name, now_ms); /* the id carries the name */
     return (int32_t)m->total;
 }
 
@@ -569,9 +580,10 @@ static bool pr_record_get_time(struct pr_record_reader *r, int64_t *out) {
 
 /* One changelog record, parsed; the strings point into the record. */
 struct pr_record {
-    uint8_t kind;
+    uint8_t kind, version;
     bool tombstone, owner;
-    struct pr_str key, member, bill;
+    bool has_name; /* an address-day id of version 2: name is its name */
+    struct pr_str key, member, bill, name;
     int64_t total, now_ms;
     uint32_t overs;
 };
@@ -593,7 +605,11 @@ static bool pr_record_parse_value(struct pr_str value, struct pr_record *out) {
                                  (const uint8_t *)value.ptr + value.len};
     uint8_t version, flags = 0;
     uint64_t total = 0, overs = 0;
-    if (!pr_record_get_byte(&r, &version) || version != PR_RECORD_VERSION) return false;
+    if (!pr_record_get_byte(&r, &version)) return false;
+    if (version != PR_RECORD_VERSION && version != PR_RECORD_VERSION_1) return false;
+    /* Version 2 has no name records: an address-day id carries its name. */
+    if (version == PR_RECORD_VERSION && out->kind == PR_RECORD_ADDRESS_NAME) return false;
+    out->version = version;
     switch (out->kind) {
     case PR_RECORD_DAY_ID:
         if (!pr_record_get_byte(&r, &flags) || (flags & ~PR_RECORD_OWNER)) return false;
@@ -606,6 +622,12 @@ static bool pr_record_parse_value(struct pr_str value, struct pr_record *out) {
     case PR_RECORD_ADDRESS_ID:
         if (!pr_record_get_varint(&r, &total) || total > INT32_MAX) return false;
         if (!pr_record_get_time(&r, &out->now_ms)) return false;
+        if (version == PR_RECORD_VERSION) { /* the name: the rest, maybe empty */
+            if (total < 1) return false;    /* its own name counts */
+            out->has_name = true;
+            out->name = (struct pr_str){(const char *)r.p, (uint32_t)(r.end - r.p)};
+            r.p = r.end;
+        }
         break;
     default: /* PR_RECORD_ADDRESS_NAME */
         if (!pr_record_get_time(&r, &out->now_ms)) return false;
@@ -619,7 +641,16 @@ static bool pr_record_parse_value(struct pr_str value, struct pr_record *out) {
 
 /* Applies a parsed record. A member seen again (its last record wins: the
  * owner bit) keeps the house bill it was first restored with; a valid log
- * never changes a member's bill. */
+ * never changes a member's bill.
+ *
+ * An address-day's names: a version-2 id record adds its name when the
+ * entry does not hold it yet, before the id (the order the count added
+ * them in), so the entry's distinct count is the number of distinct names
+ * of its surviving id records. That is the original's: an id record is
+ * written once per incarnation and never rewritten, and a tombstone drops
+ * the whole entry, so every id record of the incarnation survives
+ * compaction, and every name of the entry was counted with one of them. A
+ * version-1 name record adds its name, marked as having a record. */
 static void pr_record_apply(struct pr_state *st, const struct pr_record *rec) {
     uint8_t entry_kind = rec->kind == PR_RECORD_DAY_ID ? PR_ENTRY_DAY : PR_ENTRY_ADDRESS;
     if (rec->tombstone) {
@@ -644,14 +675,19 @@ static void pr_record_apply(struct pr_state *st, const struct pr_record *rec) {
             e->owner = NULL;
         break;
     case PR_RECORD_ADDRESS_ID:
+        if (rec->has_name && !pr_member_find(e, PR_MEMBER_NAME, rec->name)) {
+            pr_member_add(st, e, PR_MEMBER_NAME, rec->name, (struct pr_str){NULL, 0});
+            e->total++;
+        }
         if (!m) m = pr_member_add(st, e, PR_MEMBER_ID, rec->member, (struct pr_str){NULL, 0});
         m->total = rec->total;
         break;
-    default: /* PR_RECORD_ADDRESS_NAME */
+    default: /* PR_RECORD_ADDRESS_NAME, version 1 */
         if (!m) {
-            pr_member_add(st, e, PR_MEMBER_NAME, rec->member, (struct pr_str){NULL, 0});
+            m = pr_member_add(st, e, PR_MEMBER_NAME, rec->member, (struct pr_str){NULL, 0});
             e->total++;
         }
+        m->name_record = 1;
         break;
     }
     pr_entry_touch(st, e, rec->now_ms);

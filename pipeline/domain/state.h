@@ -122,28 +122,40 @@ void pr_state_get_stats(const struct pr_state *state, struct pr_state_stats *out
  * declarations must not rewrite O(n) bytes per update):
  *
  *   key    kind byte (1 consignee-day id, 2 address-day id, 3 address-day
- *          name), the entry key as a LEB128 length and its bytes, then the
- *          id or name (the rest of the key)
- *   value  format version byte (1), then
+ *          name: version 1 only), the entry key as a LEB128 length and its
+ *          bytes, then the id or name (the rest of the key)
+ *   value  format version byte (2; version 1 is still read), then
  *            kind 1: flags byte (bit 0: the day's alert owner), LEB128
  *                    remembered total, LEB128 remembered overs, zigzag
  *                    LEB128 update time now_ms, the house bill (the rest)
- *            kind 2: LEB128 remembered distinct names, zigzag LEB128 now_ms
- *            kind 3: zigzag LEB128 now_ms
+ *            kind 2: LEB128 remembered distinct names (at least 1), zigzag
+ *                    LEB128 now_ms, the name the id was counted with (the
+ *                    rest: the bytes passed as name, maybe empty)
  *          or no value at all (ptr NULL): a tombstone.
+ *   version 1 (written before 2026-12-02, main 950a1be): kind 1 as above;
+ *          kind 2 without the name; kind 3, a name record, of zigzag LEB128
+ *          now_ms alone, written before the id record of the id that first
+ *          counted that name at the entry.
  *
- * When: the first count of an id writes its record; a replay that makes the
- * id the day's alert owner rewrites it (owner bit set); a new name at an
- * address-day writes the name's record before the id's. pr_state_expire
- * writes a tombstone for every member of every entry it drops, all of one
- * entry together, before it drops the entry (so before any record of a later
- * incarnation of the same key). pr_state_free writes nothing (a revoked
- * partition keeps its changelog).
+ * When: the first count of an id writes its record (one record per
+ * declaration, address-days included); a replay that makes the id the day's
+ * alert owner rewrites it (owner bit set); nothing else is ever rewritten.
+ * pr_state_expire writes a tombstone for every member record of every entry
+ * it drops (every id, and every name that came from a version-1 name
+ * record), all of one entry together, before it drops the entry (so before
+ * any record of a later incarnation of the same key). pr_state_free writes
+ * nothing (a revoked partition keeps its changelog).
  *
- * Rebuilding applies the surviving records in log order. An entry's total
- * and overs are the largest remembered among its members (both only grow,
- * and each new member remembers them as they stood after its own count);
- * its distinct names are its name records; its owner is the member whose
+ * Rebuilding applies the surviving records in log order, either version or
+ * both (a changelog written by the previous build restores, and new records
+ * follow it). An entry's total and overs are the largest remembered among
+ * its members (both only grow, and each new member remembers them as they
+ * stood after its own count); its distinct names are the distinct names of
+ * its kind-2 records (and its version-1 name records): an address-day id
+ * record is written once and never rewritten, and a tombstone drops the
+ * whole entry, so every id record of an incarnation survives compaction and
+ * every name was counted with one of them; an id's remembered count is what
+ * its record says. Its owner is the member whose
  * last record has the owner bit; its last update is the update time of its
  * last record in log order, and its place in the least-recently-updated
  * order is that record's place in the log: the same as the original's, so

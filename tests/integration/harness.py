@@ -285,8 +285,8 @@ def changelog_state(pipeline):
     remembered by its declarations), last update time (ms), and per
     declaration id (total, overs, house bill) as first counted. Decodes the
     record format of pipeline/domain/state.h: key = kind byte, LEB128
-    entry-key length, entry key, member (the id); value = version 1, then for
-    kind 1 flags, LEB128 total, LEB128 overs, zigzag LEB128 update time, the
+    entry-key length, entry key, member (the id); value = version byte (1 or
+    2: kind 1 is the same in both), then for kind 1 flags, LEB128 total, LEB128 overs, zigzag LEB128 update time, the
     house bill (the rest); no value = a tombstone (the whole entry goes)."""
     res = subprocess.run([BIN, "tail", "raw", "--topic", f"{pipeline.prefix}.changelog", *pipeline.sets],
                          capture_output=True, text=True, timeout=300)
