@@ -191,6 +191,11 @@ static void run_scenario(const char *guarantee, bool two_stages) {
         {"batch.size", "16"},
         {"batch.max_inflight", "2"},
         {"kafka.consumer.session.timeout.ms", "6000"},
+        /* librdkafka 2.0.2's mock cluster has no DeleteRecords, and the
+         * client leaks the failed request's 176 bytes (LeakSanitizer): no
+         * purge here; it is tested against a real broker
+         * (test_state_restore, and no leak under ASan there). */
+        {"topics.repartition_purge_ms", "0"},
         {"chain", two_stages ? "decode,validate,policy,screen,aggregate,sample,score,route,encode"
                              : "decode,validate,policy,screen,sample,score,route,encode"},
     };
@@ -219,8 +224,7 @@ static void run_scenario(const char *guarantee, bool two_stages) {
     if (!eos) assert_int_equal(committed, PR_N);
     if (two_stages) {
         assert_int_equal(totals.repartitioned, PR_N);
-        /* (The repartition topic itself is purged below the committed
-         * offsets at stop, where the cluster supports DeleteRecords.) */
+        assert_int_equal(count_topic(s.topics[4], &distinct), PR_N); /* not purged here */
         committed_and_end(s.prefix, s.topics[4], &committed, &end);
         if (eos) {
             /* Written in transactions (a real broker adds their markers to

@@ -53,6 +53,10 @@ static const struct pr_config_key pr_config_keys[] = {
      NULL,
      "partitions of the internal topics when they are made (0: as many as the "
      "declarations topic has); the unit of scale-out of the keyed state"},
+    {"topics.repartition_purge_ms", PR_CFG_INT, PR_OFF(repartition_purge_ms), "30000", 0, 86400000,
+     NULL,
+     "delete the repartition topic's records below the group's committed offsets this often and "
+     "at a clean stop (0: never; the broker's retention then applies)"},
     {"topics.declarations_partitions", PR_CFG_INT, PR_OFF(declarations_partitions), "8", 1, 1024,
      NULL, "partitions when `parcelrisk topics create` makes the input topic"},
     {"topics.output_partitions", PR_CFG_INT, PR_OFF(output_partitions), "8", 1, 1024, NULL,

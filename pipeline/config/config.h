@@ -39,6 +39,7 @@ struct pr_config {
      * see pr_config_internal_topic. */
     char *topic_repartition, *topic_changelog;
     int repartition_partitions; /* 0: as many as the declarations topic has */
+    int repartition_purge_ms;   /* 0: never purge the repartition topic */
     int state_max_mb;
     char *redis_address;
     char *redis_user;           /* "" : AUTH password alone (the default user) */

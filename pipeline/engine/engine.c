@@ -557,20 +557,19 @@ static long pr_engine_turn(struct pr_engine *engine) {
     return (long)polled;
 }
 
-/* How often the repartition topic is purged below the committed offsets. */
-#define PR_PURGE_INTERVAL_US (30 * 1000000LL)
-
 /*
  * Two stages: the records of the repartition topic below the group's
  * committed offsets are done with (a new owner starts at the committed
  * offset, an abort rewinds to it), so they are deleted (DeleteRecords), as
  * Kafka Streams purges its repartition topics: the topic holds what stage 2
  * has not yet committed, not a week of intermediate records. Every
- * PR_PURGE_INTERVAL_US, for the partitions assigned here; a failure is
- * logged at most once per interval and tried again at the next.
+ * topics.repartition_purge_ms (0: never), for the partitions assigned here;
+ * a failure is logged and tried again at the next.
  */
 static void pr_engine_purge(struct pr_engine *engine, int64_t now) {
-    if (!engine->two_stages || now - engine->last_purge_us < PR_PURGE_INTERVAL_US) return;
+    int64_t interval_us = engine->cfg->repartition_purge_ms * 1000LL;
+    if (!engine->two_stages || interval_us <= 0 || now - engine->last_purge_us < interval_us)
+        return;
     engine->last_purge_us = now;
     rd_kafka_topic_partition_list_t *mine = NULL;
     if (rd_kafka_assignment(engine->consumer, &mine) || !mine) return;
@@ -595,13 +594,22 @@ static void pr_engine_purge(struct pr_engine *engine, int64_t now) {
     rd_kafka_DeleteRecords_t *del = rd_kafka_DeleteRecords_new(below);
     rd_kafka_topic_partition_list_destroy(below);
     rd_kafka_queue_t *queue = rd_kafka_queue_new(engine->producer);
-    rd_kafka_DeleteRecords(engine->producer, &del, 1, NULL, queue);
+    /* The request times out before the wait does, so its result always
+     * comes back to this queue (an answer left pending would outlive it). */
+    char err[256];
+    rd_kafka_AdminOptions_t *options =
+        rd_kafka_AdminOptions_new(engine->producer, RD_KAFKA_ADMIN_OP_DELETERECORDS);
+    rd_kafka_AdminOptions_set_request_timeout(options, 3000, err, sizeof(err));
+    rd_kafka_AdminOptions_set_operation_timeout(options, 3000, err, sizeof(err));
+    rd_kafka_DeleteRecords(engine->producer, &del, 1, options, queue);
+    rd_kafka_AdminOptions_destroy(options);
     rd_kafka_DeleteRecords_destroy(del);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 5000);
-    const char *why = !ev ? "no answer within 5 s" : rd_kafka_event_error_string(ev);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(queue, 10000);
+    const char *why = !ev ? "no answer within 10 s" : rd_kafka_event_error_string(ev);
     if (!ev || rd_kafka_event_error(ev)) {
         pr_warn("purging %s below the committed offsets: %s (tried again in %lld s)",
-                engine->repartition_topic, why, (long long)(PR_PURGE_INTERVAL_US / 1000000));
+                engine->repartition_topic, why,
+                (long long)engine->cfg->repartition_purge_ms / 1000);
     } else {
         const rd_kafka_topic_partition_list_t *done =
             rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
@@ -822,7 +830,8 @@ enum pr_engine_result pr_engine_run(const struct pr_config *cfg,
             engine->commit->drain(engine, true);
             /* What this instance committed last is purged too. */
             if (!engine->fatal)
-                pr_engine_purge(engine, engine->last_purge_us + PR_PURGE_INTERVAL_US);
+                pr_engine_purge(engine,
+                                engine->last_purge_us + engine->cfg->repartition_purge_ms * 1000LL);
         }
         pr_engine_sum_up(engine, cpu0, wall0);
         rc = engine->fatal ? PR_ENGINE_FAILED : PR_ENGINE_DONE;
